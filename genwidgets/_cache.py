@@ -1,0 +1,134 @@
+"""A content-addressed file cache: outputs are stored under their sha256, never a server's name.
+
+Result URLs expire, so the client downloads every output promptly and the widgets show the cached
+file. Files are written to a temporary name in the same directory and renamed into place once
+complete and hashed, so a crash never leaves a half-written file under a valid hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import tempfile
+from pathlib import Path
+
+import filetype
+import platformdirs
+
+from ._exceptions import DownloadError
+
+__all__ = ["BlobWriter", "Cache", "default_cache_dir", "extension_for"]
+
+#: 4 GiB: big enough for long videos, small enough that a runaway response cannot fill a disk.
+DEFAULT_MAX_BYTES = 4 * 1024**3
+
+_PREFERRED_EXT = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "video/quicktime": ".mov",
+    "audio/mpeg": ".mp3",
+    "audio/wav": ".wav",
+    "audio/x-wav": ".wav",
+    "audio/wave": ".wav",
+    "audio/ogg": ".ogg",
+    "audio/flac": ".flac",
+    "text/plain": ".txt",
+    "application/json": ".json",
+}
+
+
+def default_cache_dir() -> Path:
+    """`GENWIDGETS_CACHE_DIR`, else the platform's user cache directory."""
+    env = os.environ.get("GENWIDGETS_CACHE_DIR")
+    return Path(env) if env else Path(platformdirs.user_cache_dir("genwidgets")) / "blobs"
+
+
+def extension_for(content_type: str | None, head: bytes = b"") -> str:
+    """A safe extension from the bytes themselves, else the content type; '.bin' when unknown."""
+    kind = filetype.guess(head) if head else None
+    if kind is not None:
+        return "." + kind.extension
+    if content_type:
+        ctype = content_type.split(";", 1)[0].strip().lower()
+        ext = _PREFERRED_EXT.get(ctype) or mimetypes.guess_extension(ctype)
+        if ext and ext[1:].isalnum():
+            return ext
+    return ".bin"
+
+
+def sniff_content_type(head: bytes, fallback: str | None = None) -> str | None:
+    kind = filetype.guess(head) if head else None
+    return kind.mime if kind is not None else fallback
+
+
+class BlobWriter:
+    """Streams bytes into the cache, hashing and bounding them; `commit()` names the file."""
+
+    def __init__(self, cache: Cache, content_type: str | None, max_bytes: int) -> None:
+        self._cache = cache
+        self._content_type = content_type
+        self._max_bytes = max_bytes
+        self._hash = hashlib.sha256()
+        self._head = b""
+        self.size = 0
+        cache.root.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".partial-", dir=cache.root)
+        self._file = os.fdopen(fd, "wb")
+        self._tmp = Path(name)
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self._max_bytes:
+            self.abort()
+            raise DownloadError(
+                f"Output is larger than the download bound of {self._max_bytes:,} bytes; "
+                "raise max_download_bytes to accept it"
+            )
+        if len(self._head) < 262:
+            self._head += chunk[: 262 - len(self._head)]
+        self._hash.update(chunk)
+        self._file.write(chunk)
+
+    def commit(self) -> tuple[Path, str, str | None]:
+        """Move the file into place; returns (path, sha256, sniffed content type)."""
+        self._file.close()
+        digest = self._hash.hexdigest()
+        ext = extension_for(self._content_type, self._head)
+        final = self._cache.path_for(digest, ext)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._tmp, final)
+        return final, digest, sniff_content_type(self._head, self._content_type)
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class Cache:
+    """Files stored as `<root>/<sha[:2]>/<sha><ext>`."""
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def path_for(self, sha256: str, ext: str) -> Path:
+        return self.root / sha256[:2] / f"{sha256}{ext}"
+
+    def writer(self, content_type: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> BlobWriter:
+        return BlobWriter(self, content_type, max_bytes)
+
+    def put(self, data: bytes, content_type: str | None = None) -> tuple[Path, str, str | None]:
+        writer = self.writer(content_type, max_bytes=max(len(data), 1))
+        writer.write(data)
+        return writer.commit()
+
+    def find(self, sha256: str) -> Path | None:
+        folder = self.root / sha256[:2]
+        if not folder.is_dir():
+            return None
+        return next(iter(sorted(folder.glob(f"{sha256}.*"))), None)
