@@ -62,7 +62,9 @@ def parse_model_id(model_id: str) -> tuple[str, str]:
                 provider_names(),
             )
         raise UnknownProvider(model_id, provider_names(), close[0] if close else None)
-    get_provider_class(provider)  # raises UnknownProvider with a suggestion
+    if provider not in _REGISTRY:
+        close = difflib.get_close_matches(provider, list(_REGISTRY), n=1)
+        raise UnknownProvider(provider, provider_names(), close[0] if close else None)
     return provider, model.strip()
 
 
