@@ -1,8 +1,99 @@
-"""genwidgets: asynchronous media-generation APIs as first-class Jupyter citizens."""
+"""genwidgets: asynchronous media-generation APIs (image, video, audio) in Jupyter.
 
-from ._exceptions import *  # noqa: F403
-from ._exceptions import __all__ as _exc_all
+    import genwidgets
+    task = genwidgets.run("local:image", prompt="a red rose on a table", seed=3)
+
+Import everything from here; the underscore modules are private.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._client import AsyncClient, Client, get_client, run
+from ._exceptions import (
+    AuthError,
+    ConfigError,
+    DownloadError,
+    GenError,
+    InvalidParams,
+    MalformedResponse,
+    MissingKey,
+    NotSupported,
+    ProviderError,
+    QuotaError,
+    RateLimited,
+    ServerError,
+    SubmitUncertain,
+    TaskCancelled,
+    TaskError,
+    TaskExpired,
+    TaskFailed,
+    TransportError,
+    UnknownModel,
+    UnknownProvider,
+    WaitTimeout,
+)
 from ._models import Output, Status, Task
+from .providers import ModelInfo, Param
 
 __version__ = "0.1.0"
-__all__ = ["Output", "Status", "Task", "__version__", *_exc_all]
+
+# Imported on first use: widgets pull in ipywidgets, the local engine Pillow and PyAV.
+_LAZY = {
+    "register_local_model": "genwidgets._local",
+    "unregister_local_model": "genwidgets._local",
+    "local_models": "genwidgets._local",
+}
+
+__all__ = [
+    "AsyncClient",
+    "AuthError",
+    "Client",
+    "ConfigError",
+    "DownloadError",
+    "GenError",
+    "InvalidParams",
+    "MalformedResponse",
+    "MissingKey",
+    "ModelInfo",
+    "NotSupported",
+    "Output",
+    "Param",
+    "ProviderError",
+    "QuotaError",
+    "RateLimited",
+    "ServerError",
+    "Status",
+    "SubmitUncertain",
+    "Task",
+    "TaskCancelled",
+    "TaskError",
+    "TaskExpired",
+    "TaskFailed",
+    "TransportError",
+    "UnknownModel",
+    "UnknownProvider",
+    "WaitTimeout",
+    "__version__",
+    "get_client",
+    "local_models",
+    "register_local_model",
+    "run",
+    "unregister_local_model",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'genwidgets' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

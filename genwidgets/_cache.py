@@ -119,7 +119,9 @@ class Cache:
     def path_for(self, sha256: str, ext: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}{ext}"
 
-    def writer(self, content_type: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> BlobWriter:
+    def writer(
+        self, content_type: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> BlobWriter:
         return BlobWriter(self, content_type, max_bytes)
 
     def put(self, data: bytes, content_type: str | None = None) -> tuple[Path, str, str | None]:

@@ -69,5 +69,5 @@ def parse_model_id(model_id: str) -> tuple[str, str]:
 
 
 def base_url_for(name: str, default: str) -> str:
-    """`GENWIDGETS_<PROVIDER>_URL` when set (e.g. a loopback sandbox), else the documented origin."""
+    """`GENWIDGETS_<PROVIDER>_URL` when set (a loopback sandbox, say), else the given origin."""
     return os.environ.get(f"GENWIDGETS_{name.upper()}_URL") or default

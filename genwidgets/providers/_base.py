@@ -79,7 +79,10 @@ class Response:
         cls, status_code: int, body: Any, headers: Mapping[str, str] | None = None
     ) -> Response:
         """Convenience for tests: a JSON response."""
-        hdrs = {"content-type": "application/json", **{k.lower(): v for k, v in (headers or {}).items()}}
+        hdrs = {
+            "content-type": "application/json",
+            **{k.lower(): v for k, v in (headers or {}).items()},
+        }
         return cls(status_code, hdrs, json.dumps(body).encode())
 
     @property
@@ -202,8 +205,10 @@ class Provider:
             if key not in clean and spec.default is not None:
                 clean[key] = spec.default
         prompt = clean.get("prompt")
-        if "prompt" in specs and specs["prompt"].required and (
-            not isinstance(prompt, str) or not prompt.strip()
+        if (
+            "prompt" in specs
+            and specs["prompt"].required
+            and (not isinstance(prompt, str) or not prompt.strip())
         ):
             raise InvalidParams("A non-empty prompt is required", provider=self.name, model=model)
         return clean
@@ -457,7 +462,12 @@ def _check_param(key: str, value: Any, spec: Param, provider: str, model: str) -
         return InvalidParams(f"Parameter {key!r} {why}", provider=provider, model=model)
 
     types = spec.type if isinstance(spec.type, tuple) else (spec.type,)
-    if float in types and int not in types and isinstance(value, int) and not isinstance(value, bool):
+    if (
+        float in types
+        and int not in types
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+    ):
         value = float(value)
     if isinstance(value, str) and (int in types or float in types) and str not in types:
         try:  # "--seed 3" arrives as text from the magic and the CLI
@@ -469,6 +479,8 @@ def _check_param(key: str, value: Any, spec: Param, provider: str, model: str) -
             value = True
         elif value.lower() in ("false", "0", "no", "off"):
             value = False
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and types == (str,):
+        value = str(value)  # "--param duration=5" parses as a number; the provider wants "5"
     if isinstance(value, bool) and bool not in types:
         raise bad(f"must be {_type_names(types)}, got a bool")
     if not isinstance(value, types):
@@ -479,7 +491,11 @@ def _check_param(key: str, value: Any, spec: Param, provider: str, model: str) -
         raise bad(f"must be >= {spec.minimum}, got {value!r}")
     if spec.maximum is not None and isinstance(value, (int, float)) and value > spec.maximum:
         raise bad(f"must be <= {spec.maximum}, got {value!r}")
-    if spec.pattern is not None and isinstance(value, str) and not re.fullmatch(spec.pattern, value):
+    if (
+        spec.pattern is not None
+        and isinstance(value, str)
+        and not re.fullmatch(spec.pattern, value)
+    ):
         raise bad(f"must match {spec.pattern!r}, got {value!r}")
     return value
 

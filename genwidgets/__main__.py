@@ -1,0 +1,134 @@
+"""The `genwidgets` command line: run a model, start the sandbox, list models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ._exceptions import GenError
+
+__all__ = ["main"]
+
+
+def _param(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip(), value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genwidgets",
+        description="Generate images, video and audio through one task client.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="submit a task, follow it, save its outputs")
+    run.add_argument("model", help="provider:model, e.g. local:image or segmind:seedream-4.5")
+    run.add_argument("--prompt", "-p", help="what to generate")
+    run.add_argument("--seed", type=int, help="random seed")
+    run.add_argument(
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='a model parameter (JSON values are decoded: 5, true, "5"); repeatable',
+    )
+    run.add_argument("--out", default=".", help="folder for the outputs (default: .)")
+    run.add_argument("--timeout", type=float, help="stop waiting after this many seconds")
+
+    sub.add_parser("models", help="list providers and known models")
+    sandbox = sub.add_parser(
+        "sandbox", help="serve the five providers' protocols on loopback", add_help=False
+    )
+    sandbox.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ._client import Client
+
+    params = dict(args.param)
+    if args.prompt is not None:
+        params["prompt"] = args.prompt
+    if args.seed is not None:
+        params["seed"] = args.seed
+    with Client() as client:
+        task = client.submit(args.model, **params)
+        print(f"submitted {task.name} as {task.id}", flush=True)
+        try:
+            last = None
+            for snapshot in client.updates(task):
+                line = snapshot.status.value
+                if snapshot.progress is not None:
+                    line += f" {snapshot.progress:.0%}"
+                if snapshot.queue_position is not None:
+                    line += f" (queue position {snapshot.queue_position})"
+                if line != last:
+                    print(f"  {line}", flush=True)
+                    last = line
+                task = snapshot
+        except KeyboardInterrupt:
+            if client.aclient.can_cancel(task) and not task.done:
+                print("interrupted: cancelling the task", file=sys.stderr, flush=True)
+                client.cancel(task)
+            raise
+        if task.status.value != "succeeded":
+            print(f"{task.status.value}: {task.error or 'no detail given'}", file=sys.stderr)
+            return 1
+        task = client.download(task, dest=args.out)
+        for output in task.outputs:
+            print(output.path)
+    return 0
+
+
+def _models() -> int:
+    import os
+
+    from .providers import get_provider_class, provider_names
+
+    for name in provider_names():
+        cls = get_provider_class(name)
+        if cls.env_var:
+            ready = "key set" if os.environ.get(cls.env_var) else f"set {cls.env_var}"
+        else:
+            ready = "no key needed"
+        print(f"{name} ({ready}; {cls.default_base_url or 'in-process'})")
+        for info in cls(api_key=None).models.values():
+            print(f"  {name}:{info.name:<45} {info.kind:<6} {info.description}")
+        if cls.open_catalogue:
+            print(f"  (other {name} models are passed through by name)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "models":
+            return _models()
+        if args.command == "sandbox":
+            from .sandbox.__main__ import main as sandbox_main
+
+            return sandbox_main(args.rest)
+    except GenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,770 @@
+"""The only module that does IO: HTTP to the providers, SSE, downloads, and the local engine.
+
+Adapters (genwidgets/providers) describe requests and read responses; `AsyncClient` sends them on
+one pooled `httpx.AsyncClient`, retries what is safe to retry (stamina, idempotent GETs only),
+paces polls (`_policy.PollSchedule`), listens to push events where a provider has them, and streams
+outputs into the content-addressed cache as soon as a task succeeds, because result URLs expire.
+`Client` is the blocking twin: it runs the very same coroutines (see `_runner`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+import os
+import re
+import shutil
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import stamina
+from httpx_sse import aconnect_sse
+
+from ._cache import DEFAULT_MAX_BYTES, Cache
+from ._exceptions import (
+    DownloadError,
+    GenError,
+    MissingKey,
+    SubmitUncertain,
+    TaskCancelled,
+    TaskExpired,
+    TaskFailed,
+    TransportError,
+    WaitTimeout,
+)
+from ._models import Output, Status, Task
+from ._policy import PollSchedule, is_transient, retry_decision, snapshot_changed
+from ._runner import LoopRunner
+from .providers import (
+    ModelInfo,
+    Provider,
+    Request,
+    Response,
+    base_url_for,
+    get_provider_class,
+    parse_model_id,
+    provider_names,
+)
+
+__all__ = ["AsyncClient", "Client", "get_client", "run"]
+
+log = logging.getLogger("genwidgets")
+T = TypeVar("T")
+TaskObserver = Callable[[Task], None]
+
+USER_AGENT = "genwidgets/0.1 (+https://github.com/genwidgets/genwidgets)"
+
+
+class AsyncClient:
+    """Submit, poll, cancel and download generation tasks at any provider, asynchronously.
+
+    >>> async with AsyncClient() as client:
+    ...     task = await client.run("local:image", prompt="a red rose", seed=3)
+    ...     task.outputs[0].path
+
+    Keys come from `api_keys={"segmind": ...}` or the provider's environment variable
+    (`SEGMIND_API_KEY`, ...), read when a provider is first used. Base URLs come from
+    `base_urls={...}` or `GENWIDGETS_<PROVIDER>_URL` (point them at `genwidgets.sandbox`).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_keys: Mapping[str, str] | None = None,
+        base_urls: Mapping[str, str] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        timeout: float = 30.0,
+        max_connections_per_provider: int = 16,
+        poll_interval: tuple[float, float] | None = None,
+        retry_attempts: int = 6,
+        retry_timeout: float = 120.0,
+        max_download_bytes: int = DEFAULT_MAX_BYTES,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._api_keys = dict(api_keys or {})
+        self._base_urls = dict(base_urls or {})
+        self.cache = Cache(cache_dir)
+        self._poll_interval = poll_interval
+        self._retry_attempts = retry_attempts
+        self._retry_timeout = retry_timeout
+        self.max_download_bytes = max_download_bytes
+        self._max_per_provider = max_connections_per_provider
+        self._own_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,
+        )
+        self._providers: dict[str, Provider] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._events: dict[str, _EventStream] = {}
+        self._local: Any = None  # LocalEngine, created on first local task
+        self._observers: list[TaskObserver] = []
+        self._closed = False
+
+    # ------------------------------------------------------------------ set-up and introspection
+    def provider(self, name: str) -> Provider:
+        """The adapter instance for `name`, with its key and base URL resolved (once)."""
+        adapter = self._providers.get(name)
+        if adapter is None:
+            cls = get_provider_class(name)
+            key = self._api_keys.get(name)
+            if key is None and cls.env_var:
+                key = os.environ.get(cls.env_var) or None
+            if cls.env_var and not key:
+                raise MissingKey(name, cls.env_var)
+            base = self._base_urls.get(name) or base_url_for(name, cls.default_base_url)
+            adapter = cls(api_key=key, base_url=base)
+            self._providers[name] = adapter
+        return adapter
+
+    def configured_providers(self) -> builtins.list[str]:
+        """Providers usable right now: `local` plus every provider with a key configured."""
+        usable = []
+        for name in provider_names():
+            cls = get_provider_class(name)
+            if not cls.env_var or self._api_keys.get(name) or os.environ.get(cls.env_var):
+                usable.append(name)
+        return usable
+
+    def available_models(self) -> dict[str, builtins.list[ModelInfo]]:
+        """Known models of the usable providers (remote catalogues are open: others work too)."""
+        return {
+            name: builtins.list(get_provider_class(name)(api_key=None).models.values())
+            for name in self.configured_providers()
+        }
+
+    def model_info(self, model: str) -> ModelInfo | None:
+        provider, name = parse_model_id(model)
+        return get_provider_class(provider)(api_key=None).model_info(name)
+
+    def validate(self, model: str, **params: Any) -> dict[str, Any]:
+        """Check a request exactly as `submit` would, sending nothing; returns the clean params."""
+        provider, name = parse_model_id(model)
+        return self.provider(provider).validate(name, params)
+
+    def can_cancel(self, task: Task | str) -> bool:
+        name = task.provider if isinstance(task, Task) else parse_model_id(task)[0]
+        return get_provider_class(name).can_cancel
+
+    def add_observer(self, callback: TaskObserver) -> None:
+        """Call `callback(task)` with every new snapshot this client sees (the journal uses it)."""
+        self._observers.append(callback)
+
+    def _seen(self, task: Task) -> Task:
+        for callback in self._observers:
+            try:
+                callback(task)
+            except Exception:  # an observer must never break the task it observes
+                log.exception("task observer failed")
+        return task
+
+    # ------------------------------------------------------------------ the task lifecycle
+    async def submit(self, model: str, **params: Any) -> Task:
+        """Validate locally, then send one submit request. Returns the first snapshot.
+
+        A submit is never retried after the request may have reached the provider (it could bill
+        twice): a 5xx or a timeout while waiting for the answer raises `SubmitUncertain`.
+        """
+        provider_name, name = parse_model_id(model)
+        adapter = self.provider(provider_name)
+        clean = adapter.validate(name, params)
+        if provider_name == "local":
+            return self._seen(await self._local_engine().submit(name, clean))
+        if adapter.has_events:
+            # Oxen broadcasts completion once, with no replay: listen before enqueueing.
+            await self._event_stream(adapter).ensure_connected()
+        request = adapter.build_submit(name, clean)
+        response = await self._send_submit(adapter, request, name)
+        return self._seen(adapter.parse_submit(name, clean, response))
+
+    async def get(self, task: Task) -> Task:
+        """One fresh snapshot (polls the provider; fetches the result when it is ready)."""
+        if task.done:
+            return task
+        if task.provider == "local":
+            return self._seen(self._local_engine().get(task))
+        adapter = self.provider(task.provider)
+        new = await self._call(
+            adapter, adapter.build_poll(task), lambda r: adapter.parse_poll(task, r)
+        )
+        return self._seen(await self._complete(adapter, new))
+
+    async def updates(self, task: Task) -> AsyncIterator[Task]:
+        """Yield `task` and then every changed snapshot until (and including) a terminal one."""
+        yield task
+        adapter = self.provider(task.provider)
+        first, cap = self._poll_interval or adapter.poll_interval
+        schedule = PollSchedule(first=first, cap=cap)
+        stream = self._event_stream(adapter) if adapter.has_events else None
+        while not task.done:
+            new = await self._next_snapshot(adapter, task, schedule, stream)
+            if snapshot_changed(task, new):
+                if new.status != task.status:
+                    schedule.reset()
+                task = new
+                yield task
+
+    async def _next_snapshot(
+        self, adapter: Provider, task: Task, schedule: PollSchedule, stream: _EventStream | None
+    ) -> Task:
+        """Wait for the next thing worth knowing about `task`, then return its snapshot."""
+        if task.provider == "local":
+            return self._seen(await self._local_engine().wait_change(task, timeout=5.0))
+        delay = schedule.next_delay()
+        if stream is not None:
+            event = await stream.wait(task.id, delay)
+            if event is not None:
+                pushed = adapter.apply_event(task, event)
+                if pushed.done:
+                    return self._seen(await self._complete(adapter, pushed))
+        else:
+            await asyncio.sleep(delay)
+        try:
+            return await self.get(task)
+        except GenError as exc:
+            if not is_transient(exc):
+                raise
+            # The task is still out there: a flaky network or provider must not lose it.
+            log.warning("poll of %s failed (%s); will poll again", task.id, exc)
+            return task
+
+    async def wait(self, task: Task, timeout: float | timedelta | None = None) -> Task:
+        """Wait until `task` is terminal and return that snapshot (any terminal status).
+
+        `timeout` bounds only the waiting: `WaitTimeout` is raised and the task keeps running.
+        """
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        latest = task
+
+        async def follow() -> Task:
+            nonlocal latest
+            async for snapshot in self.updates(task):
+                latest = snapshot
+            return latest
+
+        try:
+            return await asyncio.wait_for(follow(), seconds)
+        except asyncio.TimeoutError:
+            raise WaitTimeout(
+                f"Still {latest.status.value} after {seconds:g} s; the task keeps running "
+                "(wait again, or cancel it)",
+                provider=task.provider,
+                model=task.model,
+                task_id=task.id,
+            ) from None
+
+    async def cancel(self, task: Task) -> Task:
+        """Ask the provider to stop the task; returns the resulting snapshot."""
+        if task.done:
+            return task
+        if task.provider == "local":
+            return self._seen(await self._local_engine().cancel(task))
+        adapter = self.provider(task.provider)
+        if not adapter.can_cancel:
+            raise adapter.not_supported("cancel")
+        request = adapter.build_cancel(task)
+        return self._seen(
+            await self._call(adapter, request, lambda r: adapter.parse_cancel(task, r))
+        )
+
+    async def download(self, task: Task, dest: str | os.PathLike[str] | None = None) -> Task:
+        """Fetch every output into the cache (outputs gain `.path` and `.sha256`).
+
+        With `dest`, the files are also copied there, named after the task, never after a name the
+        server chose.
+        """
+        outputs: builtins.list[Output] = []
+        for index, output in enumerate(task.outputs):
+            if output.path is None or not Path(output.path).exists():
+                output = await self._download_output(task, index, output)
+            outputs.append(output)
+        task = task.evolve(outputs=tuple(outputs))
+        if dest is not None:
+            folder = Path(dest)
+            folder.mkdir(parents=True, exist_ok=True)
+            copies = []
+            for index, output in enumerate(task.outputs):
+                assert output.path is not None
+                target = folder / f"{_safe_name(task.id)}-{index}{Path(output.path).suffix}"
+                shutil.copyfile(output.path, target)
+                copies.append(output.model_copy(update={"path": target}))
+            task = task.evolve(outputs=tuple(copies))
+        return self._seen(task)
+
+    async def run(
+        self,
+        model: str,
+        *,
+        timeout: float | timedelta | None = None,
+        dest: str | os.PathLike[str] | None = None,
+        **params: Any,
+    ) -> Task:
+        """Submit, wait, download. Raises `TaskFailed`/`TaskCancelled`/`TaskExpired` if it did not
+        succeed."""
+        task = await self.submit(model, **params)
+        task = await self.wait(task, timeout)
+        return (
+            await self.download(task, dest) if task.status is Status.SUCCEEDED else _raise_for(task)
+        )
+
+    async def list(self, provider: str, **filters: str) -> builtins.list[Task]:
+        """Tasks the provider reports (NetMind: generations; Oxen: active queue)."""
+        adapter = self.provider(provider)
+        if not adapter.can_list:
+            raise adapter.not_supported("list")
+        return await self._call(adapter, adapter.build_list(**filters), adapter.parse_list)
+
+    async def delete(self, task: Task) -> None:
+        """Delete the task at the provider (NetMind), e.g. after its outputs are downloaded."""
+        adapter = self.provider(task.provider)
+        if not adapter.can_delete:
+            raise adapter.not_supported("delete")
+        await self._call(
+            adapter, adapter.build_delete(task), lambda r: adapter.parse_delete(task, r)
+        )
+
+    # ------------------------------------------------------------------ lifetime
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for stream in self._events.values():
+            await stream.aclose()
+        if self._local is not None:
+            self._local.close()
+        if self._own_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<AsyncClient providers={sorted(self._providers)}>"
+
+    # ------------------------------------------------------------------ internals
+    def _local_engine(self) -> Any:
+        if self._local is None:
+            from ._local import LocalEngine
+
+            self._local = LocalEngine(self.cache)
+        return self._local
+
+    def _slot(self, adapter: Provider) -> asyncio.Semaphore:
+        slot = self._slots.get(adapter.name)
+        if slot is None:
+            slot = self._slots[adapter.name] = asyncio.Semaphore(self._max_per_provider)
+        return slot
+
+    def _event_stream(self, adapter: Provider) -> _EventStream:
+        stream = self._events.get(adapter.name)
+        if stream is None:
+            stream = self._events[adapter.name] = _EventStream(self._http, adapter)
+        return stream
+
+    async def _send(self, adapter: Provider, request: Request) -> Response:
+        """One HTTP exchange; network failures become `TransportError`."""
+        async with self._slot(adapter):
+            try:
+                response = await self._http.request(
+                    request.method,
+                    request.url,
+                    headers=dict(request.headers),
+                    json=request.json,
+                    params=dict(request.params) if request.params else None,
+                )
+            except httpx.HTTPError as exc:
+                raise TransportError(
+                    f"{type(exc).__name__} talking to {adapter.name} ({_origin(request.url)})",
+                    provider=adapter.name,
+                ) from None  # the request (and its auth header) stays out of the traceback
+        return Response(
+            status_code=response.status_code,
+            headers={k.lower(): v for k, v in response.headers.items()},
+            content=response.content,
+            url=str(response.url),
+        )
+
+    async def _call(self, adapter: Provider, request: Request, parse: Callable[[Response], T]) -> T:
+        """Send an idempotent request and parse it, retrying transient failures with backoff."""
+        async for attempt in stamina.retry_context(
+            on=retry_decision,
+            attempts=self._retry_attempts,
+            timeout=self._retry_timeout,
+            wait_initial=0.2,
+            wait_max=10.0,
+        ):
+            with attempt:
+                return parse(await self._send(adapter, request))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send_submit(self, adapter: Provider, request: Request, model: str) -> Response:
+        """Send a submit. Retried only when the provider certainly did not accept it: a refused
+        connection, or a 429 (rejected before any work). Never after an ambiguous failure."""
+        for attempt in range(self._retry_attempts):
+            try:
+                async with self._slot(adapter):
+                    raw = await self._http.request(
+                        request.method,
+                        request.url,
+                        headers=dict(request.headers),
+                        json=request.json,
+                    )
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                if attempt + 1 == self._retry_attempts:
+                    raise TransportError(
+                        f"Could not connect to {adapter.name} ({_origin(request.url)})",
+                        provider=adapter.name,
+                        model=model,
+                    ) from None
+                await asyncio.sleep(min(10.0, 0.5 * 2**attempt))
+                continue
+            except httpx.HTTPError as exc:
+                raise SubmitUncertain(
+                    f"{type(exc).__name__} after the submit was sent to {adapter.name}: it may or "
+                    "may not have been accepted, so it is not retried (that could bill twice)",
+                    provider=adapter.name,
+                    model=model,
+                ) from None
+            response = Response(
+                raw.status_code,
+                {k.lower(): v for k, v in raw.headers.items()},
+                raw.content,
+                str(raw.url),
+            )
+            if response.status_code == 429 and attempt + 1 < self._retry_attempts:
+                error = adapter.error_for(response, model=model)
+                wait = getattr(error, "retry_after", None)
+                await asyncio.sleep(min(60.0, wait if wait is not None else 1.0 * 2**attempt))
+                continue
+            if response.status_code >= 500:
+                error = adapter.error_for(response, model=model)
+                raise SubmitUncertain(
+                    f"{error.message} in answer to a submit: the task may have been created, so it "
+                    "is not retried (that could bill twice)",
+                    status_code=response.status_code,
+                    provider=adapter.name,
+                    model=model,
+                )
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _complete(self, adapter: Provider, task: Task) -> Task:
+        """Fetch the full result when the status endpoint said done without outputs (Segmind)."""
+        if task.status is Status.SUCCEEDED and not task.outputs:
+            request = adapter.build_result(task)
+            if request is not None:
+                return await self._call(adapter, request, lambda r: adapter.parse_result(task, r))
+        return task
+
+    async def _download_output(self, task: Task, index: int, output: Output) -> Output:
+        if output.kind == "text" and output.text is not None and not output.url:
+            path, digest, _ = self.cache.put(output.text.encode(), "text/plain")
+            return output.model_copy(
+                update={"path": path, "sha256": digest, "size": path.stat().st_size}
+            )
+        if not output.url or not output.url.lower().startswith(("http://", "https://")):
+            raise DownloadError(
+                f"Refusing to download output {index}: not an http(s) URL "
+                f"({(output.url or '')[:40]!r})",
+                provider=task.provider,
+                model=task.model,
+                task_id=task.id,
+            )
+        try:
+            return await self._fetch(task, output)
+        except DownloadError as first_error:
+            # Presigned URLs die: ask the provider for the task again, which may carry a fresh URL.
+            if task.provider == "local" or not getattr(first_error, "refetchable", False):
+                raise
+            fresh = await self._refresh_output(task, index)
+            if fresh is None or fresh.url == output.url:
+                raise
+            return await self._fetch(task, fresh)
+
+    async def _refresh_output(self, task: Task, index: int) -> Output | None:
+        adapter = self.provider(task.provider)
+        polled = await self._call(
+            adapter, adapter.build_poll(task), lambda r: adapter.parse_poll(task, r)
+        )
+        polled = await self._complete(adapter, polled.evolve(outputs=()) if polled.done else polled)
+        return polled.outputs[index] if len(polled.outputs) > index else None
+
+    async def _fetch(self, task: Task, output: Output) -> Output:
+        """Stream one URL into the cache, bounded. No auth header: result URLs are presigned and
+        may live on another host, which must never see the key."""
+        assert output.url is not None
+        context = {"provider": task.provider, "model": task.model, "task_id": task.id}
+        async for attempt in stamina.retry_context(
+            on=lambda exc: isinstance(exc, _TransientDownload),
+            attempts=self._retry_attempts,
+            timeout=self._retry_timeout,
+            wait_initial=0.2,
+            wait_max=5.0,
+        ):
+            with attempt:
+                try:
+                    async with self._http.stream("GET", output.url) as response:
+                        if response.status_code in (403, 404, 410):
+                            error = DownloadError(
+                                f"Output URL answered HTTP {response.status_code} (expired?)",
+                                **context,
+                            )
+                            error.refetchable = True  # type: ignore[attr-defined]
+                            raise error
+                        if response.status_code >= 500 or response.status_code == 429:
+                            raise _TransientDownload(f"HTTP {response.status_code}")
+                        if response.status_code != 200:
+                            raise DownloadError(
+                                f"Output URL answered HTTP {response.status_code}", **context
+                            )
+                        declared = response.headers.get("content-length")
+                        if (
+                            declared
+                            and declared.isdigit()
+                            and int(declared) > self.max_download_bytes
+                        ):
+                            raise DownloadError(
+                                f"Output is {int(declared):,} bytes, over the download bound of "
+                                f"{self.max_download_bytes:,}; raise max_download_bytes",
+                                **context,
+                            )
+                        ctype = response.headers.get("content-type", output.content_type)
+                        writer = self.cache.writer(ctype, self.max_download_bytes)
+                        try:
+                            async for chunk in response.aiter_bytes(1 << 16):
+                                writer.write(chunk)
+                        except BaseException:
+                            writer.abort()
+                            raise
+                        path, digest, sniffed = writer.commit()
+                except httpx.HTTPError as exc:
+                    raise _TransientDownload(type(exc).__name__) from None
+                return output.model_copy(
+                    update={
+                        "path": path,
+                        "sha256": digest,
+                        "size": writer.size,
+                        "content_type": sniffed or output.content_type,
+                    }
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _TransientDownload(DownloadError):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"Download interrupted ({what})")
+
+
+class _EventStream:
+    """One SSE subscription per provider, shared by every task of the client.
+
+    Events arrive for ids we may not know yet (the completion can beat the submit's answer), so
+    the newest event per id is kept in a bounded buffer and handed out when that task asks.
+    If the stream cannot be opened, waiting falls back to plain polling.
+    """
+
+    BUFFER = 4096
+
+    def __init__(self, http: httpx.AsyncClient, adapter: Provider) -> None:
+        self._http = http
+        self._adapter = adapter
+        self._events: OrderedDict[str, Any] = OrderedDict()
+        self._changed = asyncio.Condition()
+        self._connected = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+
+    async def ensure_connected(self, timeout: float = 5.0) -> bool:
+        if self._runner is None or self._runner.done():
+            self._connected.clear()
+            self._runner = asyncio.get_running_loop().create_task(self._listen())
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            log.warning("%s event stream not available; polling instead", self._adapter.name)
+            return False
+
+    async def wait(self, task_id: str, timeout: float) -> Any:
+        """The pushed event for `task_id` if one arrives within `timeout`, else None."""
+        if task_id in self._events:
+            return self._events[task_id]
+        if self._runner is None or self._runner.done():
+            with contextlib.suppress(Exception):
+                await self.ensure_connected(timeout=min(timeout, 2.0))
+        async with self._changed:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: task_id in self._events), timeout
+                )
+        return self._events.get(task_id)
+
+    async def _listen(self) -> None:
+        request = self._adapter.build_events()
+        backoff = 0.5
+        while True:
+            try:
+                async with aconnect_sse(
+                    self._http,
+                    request.method,
+                    request.url,
+                    headers=dict(request.headers),
+                    timeout=httpx.Timeout(10.0, read=None),
+                ) as source:
+                    if source.response.status_code != 200:
+                        raise TransportError(f"event stream answered {source.response.status_code}")
+                    self._connected.set()
+                    backoff = 0.5
+                    async for sse in source.aiter_sse():
+                        event = self._adapter.parse_event(sse.event, sse.data)
+                        if event is None:
+                            continue
+                        async with self._changed:
+                            self._events[event.task_id] = event
+                            self._events.move_to_end(event.task_id)
+                            while len(self._events) > self.BUFFER:
+                                self._events.popitem(last=False)
+                            self._changed.notify_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # reconnect; waiting tasks poll meanwhile
+                log.debug("%s event stream dropped: %s", self._adapter.name, type(exc).__name__)
+            self._connected.clear()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    async def aclose(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._runner
+
+
+def _raise_for(task: Task) -> Task:
+    if task.status is Status.CANCELLED:
+        raise TaskCancelled(task)
+    if task.status is Status.EXPIRED:
+        raise TaskExpired(task)
+    raise TaskFailed(task)
+
+
+def _origin(url: str) -> str:
+    parsed = httpx.URL(url)
+    return f"{parsed.scheme}://{parsed.host}" + (f":{parsed.port}" if parsed.port else "")
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:80] or "task"
+
+
+# ---------------------------------------------------------------------------------- sync twin
+class Client:
+    """The blocking twin of `AsyncClient`: the same methods, running the same coroutines.
+
+    Outside a running event loop it keeps a private loop; inside Jupyter (the kernel's loop is
+    running) it runs on that loop re-entrantly, so live cards keep updating while a cell waits.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._runner = LoopRunner()
+        self.aclient = self._runner.call(lambda: AsyncClient(**kwargs))
+
+    def submit(self, model: str, **params: Any) -> Task:
+        return self._runner.run(self.aclient.submit(model, **params))
+
+    def get(self, task: Task) -> Task:
+        return self._runner.run(self.aclient.get(task))
+
+    def wait(self, task: Task, timeout: float | timedelta | None = None) -> Task:
+        return self._runner.run(self.aclient.wait(task, timeout))
+
+    def updates(self, task: Task) -> Iterator[Task]:
+        return self._runner.iterate(self.aclient.updates(task))
+
+    def cancel(self, task: Task) -> Task:
+        return self._runner.run(self.aclient.cancel(task))
+
+    def download(self, task: Task, dest: str | os.PathLike[str] | None = None) -> Task:
+        return self._runner.run(self.aclient.download(task, dest))
+
+    def run(
+        self,
+        model: str,
+        *,
+        timeout: float | timedelta | None = None,
+        dest: str | os.PathLike[str] | None = None,
+        **params: Any,
+    ) -> Task:
+        return self._runner.run(self.aclient.run(model, timeout=timeout, dest=dest, **params))
+
+    def list(self, provider: str, **filters: str) -> builtins.list[Task]:
+        return self._runner.run(self.aclient.list(provider, **filters))
+
+    def delete(self, task: Task) -> None:
+        self._runner.run(self.aclient.delete(task))
+
+    def validate(self, model: str, **params: Any) -> dict[str, Any]:
+        return self.aclient.validate(model, **params)
+
+    def close(self) -> None:
+        self._runner.run(self.aclient.aclose())
+        self._runner.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Client providers={sorted(self.aclient._providers)}>"
+
+
+# ---------------------------------------------------------------------------------- defaults
+_default_clients: dict[int, AsyncClient] = {}
+
+
+def get_client() -> AsyncClient:
+    """The process-wide `AsyncClient` of the running (or default) event loop.
+
+    Widgets, the magic and `genwidgets.run` share it, so they share connections, the local
+    engine's workers and the event streams.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = LoopRunner.shared().loop
+    client = _default_clients.get(id(loop))
+    if client is None or client._closed:
+        client = _default_clients[id(loop)] = AsyncClient()
+    return client
+
+
+def run(
+    model: str,
+    *,
+    timeout: float | timedelta | None = None,
+    dest: str | os.PathLike[str] | None = None,
+    **params: Any,
+) -> Task:
+    """Submit, wait and download, blocking: for scripts and notebook cells.
+
+    In Jupyter it runs on the kernel's loop re-entrantly, so cards keep updating meanwhile.
+    Raises `TaskFailed`/`TaskCancelled`/`TaskExpired` when the task does not succeed.
+    """
+    runner = LoopRunner.shared()
+
+    async def go() -> Task:
+        return await get_client().run(model, timeout=timeout, dest=dest, **params)
+
+    return runner.run(go())
