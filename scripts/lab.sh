@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up (scripts/setup.sh), then open the quickstart notebook in JupyterLab. Runs on the `local`
+# provider: no key and no network needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/jupyter lab notebooks/01-quickstart.ipynb "$@"

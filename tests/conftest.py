@@ -1,0 +1,43 @@
+"""Shared fixtures: one loopback sandbox for the session, and clients pointed at it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("GENWIDGETS_LOCAL_DURATION", "0.2")
+
+KEYS = {p: f"test-key-{p}" for p in ("onerouter", "rixapi", "segmind", "netmind", "oxen")}
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Any]:
+    from genwidgets.sandbox import Sandbox
+
+    with Sandbox(task_seconds=0.3, queue_seconds=0.1) as sb:
+        yield sb
+
+
+@pytest.fixture
+def sb(sandbox: Any) -> Iterator[Any]:
+    """The session sandbox, with faults and counters cleared before each test."""
+    sandbox.reset()
+    yield sandbox
+    sandbox.reset()
+
+
+@pytest.fixture
+async def client(sb: Any, tmp_path: Any) -> AsyncIterator[Any]:
+    from genwidgets import AsyncClient
+
+    async with AsyncClient(
+        api_keys=KEYS,
+        base_urls=sb.urls,
+        cache_dir=tmp_path / "cache",
+        poll_interval=(0.05, 0.3),
+        retry_timeout=20.0,
+    ) as c:
+        yield c
