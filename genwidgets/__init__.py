@@ -97,3 +97,10 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext genwidgets` registers the `%gen` / `%%gen` magics."""
+    from .magic import load_ipython_extension as load
+
+    load(ipython)
