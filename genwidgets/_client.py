@@ -28,9 +28,11 @@ from httpx_sse import aconnect_sse
 
 from ._cache import DEFAULT_MAX_BYTES, Cache
 from ._exceptions import (
+    ConfigError,
     DownloadError,
     GenError,
     MissingKey,
+    ReplayMissing,
     SubmitUncertain,
     TaskCancelled,
     TaskExpired,
@@ -41,6 +43,7 @@ from ._exceptions import (
 from ._models import Output, Status, Task
 from ._policy import PollSchedule, is_transient, retry_decision, snapshot_changed
 from ._runner import LoopRunner
+from .journal import Journal, fingerprint
 from .providers import (
     ModelInfo,
     Provider,
@@ -86,6 +89,8 @@ class AsyncClient:
         retry_timeout: float = 120.0,
         max_download_bytes: int = DEFAULT_MAX_BYTES,
         http_client: httpx.AsyncClient | None = None,
+        journal: Journal | str | os.PathLike[str] | bool | None = None,
+        replay: str | None = None,
     ) -> None:
         self._api_keys = dict(api_keys or {})
         self._base_urls = dict(base_urls or {})
@@ -108,6 +113,14 @@ class AsyncClient:
         self._local: Any = None  # LocalEngine, created on first local task
         self._observers: list[TaskObserver] = []
         self._closed = False
+        self._journal_setting = journal
+        self._journal: Journal | None = None
+        self.replay = (replay or os.environ.get("GENWIDGETS_REPLAY") or "auto").lower()
+        if self.replay not in ("auto", "off", "require"):
+            raise ConfigError(
+                f"GENWIDGETS_REPLAY must be auto, off or require; got {self.replay!r}"
+            )
+        self._live: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ set-up and introspection
     def provider(self, name: str) -> Provider:
@@ -158,7 +171,26 @@ class AsyncClient:
         """Call `callback(task)` with every new snapshot this client sees (the journal uses it)."""
         self._observers.append(callback)
 
+    @property
+    def journal(self) -> Journal | None:
+        """The task journal (opened on first use); None when disabled."""
+        if self._journal is None:
+            setting = self._journal_setting
+            if setting is False or (
+                setting is None and os.environ.get("GENWIDGETS_JOURNAL", "").lower() == "off"
+            ):
+                return None
+            if isinstance(setting, Journal):
+                self._journal = setting
+            else:
+                path = None if setting in (None, True) else setting
+                self._journal = Journal(path)  # type: ignore[arg-type]
+        return self._journal
+
     def _seen(self, task: Task) -> Task:
+        journal = self.journal
+        if journal is not None:
+            journal.record(task)
         for callback in self._observers:
             try:
                 callback(task)
@@ -167,8 +199,12 @@ class AsyncClient:
         return task
 
     # ------------------------------------------------------------------ the task lifecycle
-    async def submit(self, model: str, **params: Any) -> Task:
+    async def submit(self, model: str, *, fresh: bool = False, **params: Any) -> Task:
         """Validate locally, then send one submit request. Returns the first snapshot.
+
+        Replay (`GENWIDGETS_REPLAY`, default auto): a request that already succeeded is answered
+        from the journal and the cache with no provider call, and one still running from an
+        earlier kernel is re-attached instead of submitted again; `fresh=True` always submits.
 
         A submit is never retried after the request may have reached the provider (it could bill
         twice): a 5xx or a timeout while waiting for the answer raises `SubmitUncertain`.
@@ -176,7 +212,55 @@ class AsyncClient:
         provider_name, name = parse_model_id(model)
         adapter = self.provider(provider_name)
         clean = adapter.validate(name, params)
-        if provider_name == "local":
+        recorded = self._replayed(provider_name, name, clean, fresh)
+        if recorded is not None:
+            return recorded
+        task = await self._submit(adapter, name, clean)
+        self._live.add((task.provider, task.id))
+        return task
+
+    def _replayed(
+        self, provider: str, model: str, params: dict[str, Any], fresh: bool
+    ) -> Task | None:
+        """The recorded answer to this request, if replay applies (see `submit`)."""
+        journal = self.journal
+        if fresh or self.replay == "off":
+            return None
+        if journal is None:
+            if self.replay == "require":
+                raise ReplayMissing("GENWIDGETS_REPLAY=require but the journal is off")
+            return None
+        fp = fingerprint(provider, model, params)
+        done = journal.latest(fp, Status.SUCCEEDED)
+        if done is not None and all(
+            o.path is not None and Path(o.path).is_file() for o in done.outputs
+        ):
+            return done.evolve(replayed=True)
+        if self.replay == "require":
+            raise ReplayMissing(
+                "GENWIDGETS_REPLAY=require but this request has no recorded success with its "
+                "files in the cache; run it once with replay on (auto) to record it",
+                provider=provider,
+                model=model,
+            )
+        pending = journal.latest(fp)
+        if pending is not None and not pending.done and (provider, pending.id) not in self._live:
+            self._live.add((provider, pending.id))
+            return pending  # submitted by an earlier kernel and still running: follow it
+        return None
+
+    def resume(self) -> builtins.list[Task]:
+        """Tasks the journal holds as unfinished (running, or succeeded but not downloaded),
+        e.g. after a kernel restart. Follow them with `wait`/`updates` and `download`."""
+        journal = self.journal
+        if journal is None:
+            return []
+        tasks = [t for t in journal.unfinished() if (t.provider, t.id) not in self._live]
+        self._live.update((t.provider, t.id) for t in tasks)
+        return tasks
+
+    async def _submit(self, adapter: Provider, name: str, clean: dict[str, Any]) -> Task:
+        if adapter.name == "local":
             return self._seen(await self._local_engine().submit(name, clean))
         if adapter.has_events:
             # Oxen broadcasts completion once, with no replay: listen before enqueueing.
@@ -187,7 +271,7 @@ class AsyncClient:
 
     async def get(self, task: Task) -> Task:
         """One fresh snapshot (polls the provider; fetches the result when it is ready)."""
-        if task.done:
+        if task.done and (task.outputs or task.status is not Status.SUCCEEDED):
             return task
         if task.provider == "local":
             return self._seen(self._local_engine().get(task))
@@ -201,6 +285,10 @@ class AsyncClient:
         """Yield `task` and then every changed snapshot until (and including) a terminal one."""
         yield task
         adapter = self.provider(task.provider)
+        if task.status is Status.SUCCEEDED and not task.outputs:  # resumed before its result
+            completed = await self.get(task)
+            if snapshot_changed(task, completed):
+                yield completed
         first, cap = self._poll_interval or adapter.poll_interval
         schedule = PollSchedule(first=first, cap=cap)
         stream = self._event_stream(adapter) if adapter.has_events else None

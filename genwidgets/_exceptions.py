@@ -4,7 +4,8 @@
     ├── ConfigError ............ nothing was sent: fix your set-up
     │   ├── MissingKey ......... names the environment variable to set
     │   ├── UnknownProvider .... lists the providers that exist
-    │   └── UnknownModel ....... lists the models that exist
+    │   ├── UnknownModel ....... lists the models that exist
+    │   └── ReplayMissing ...... GENWIDGETS_REPLAY=require and the request was never recorded
     ├── InvalidParams .......... nothing was sent: fix the parameters (also a ValueError)
     ├── NotSupported ........... the provider has no such operation (cancel, list)
     ├── ProviderError .......... the provider answered with an error
@@ -44,6 +45,7 @@ __all__ = [
     "ProviderError",
     "QuotaError",
     "RateLimited",
+    "ReplayMissing",
     "ServerError",
     "SubmitUncertain",
     "TaskCancelled",
@@ -118,6 +120,11 @@ class UnknownModel(ConfigError):
             model=model,
         )
         self.known = known
+
+
+class ReplayMissing(ConfigError):
+    """Replay is required (`GENWIDGETS_REPLAY=require`, e.g. in CI) but the journal has no
+    successful task for this request, or its files are gone from the cache."""
 
 
 class InvalidParams(GenError, ValueError):

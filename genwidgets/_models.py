@@ -86,6 +86,9 @@ class Task(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     cost: float | None = Field(default=None, description="provider-reported cost, if any")
     usage: dict[str, Any] | None = Field(default=None, description="provider-reported usage")
+    replayed: bool = Field(
+        default=False, description="answered from the journal and cache, with no provider call"
+    )
     provider_data: dict[str, Any] = Field(
         default_factory=dict,
         repr=False,
