@@ -8,6 +8,7 @@ Import everything from here; the underscore modules are private.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ._client import AsyncClient, Client, get_client, run
@@ -39,6 +40,11 @@ from ._models import Output, Status, Task
 from .providers import ModelInfo, Param
 
 __version__ = "0.1.0"
+
+# Library logging stays silent unless the application configures logging: without a handler,
+# Python would print retry warnings into whichever notebook cell ran last.
+for _name in ("genwidgets", "stamina"):
+    logging.getLogger(_name).addHandler(logging.NullHandler())
 
 # Imported on first use: widgets pull in ipywidgets, the local engine Pillow and PyAV.
 _LAZY = {
