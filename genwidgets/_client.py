@@ -686,7 +686,7 @@ class _EventStream:
     async def wait(self, task_id: str, timeout: float) -> Any:
         """The pushed event for `task_id` if one arrives within `timeout`, else None."""
         if task_id in self._events:
-            return self._events[task_id]
+            return self._events.pop(task_id)  # handed out once: a stale event must not spin
         if self._runner is None or self._runner.done():
             with contextlib.suppress(Exception):
                 await self.ensure_connected(timeout=min(timeout, 2.0))
@@ -695,7 +695,7 @@ class _EventStream:
                 await asyncio.wait_for(
                     self._changed.wait_for(lambda: task_id in self._events), timeout
                 )
-        return self._events.get(task_id)
+        return self._events.pop(task_id, None)
 
     async def _listen(self) -> None:
         request = self._adapter.build_events()
