@@ -12,6 +12,7 @@ with HTTP 422 and a 404 after the retention window (`expired`).
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import mimetypes
 import re
@@ -44,6 +45,8 @@ __all__ = [
     "Response",
     "guess_kind",
     "parse_time",
+    "retry_after",
+    "same_site",
 ]
 
 Method = Literal["GET", "POST", "DELETE"]
@@ -269,6 +272,26 @@ class Provider:
         raise self.not_supported("push events")
 
     # ----------------------------------------------------------------------------- helpers
+    def _malformed(
+        self, why: str, response: Response, *, task: Task | None = None, model: str | None = None
+    ) -> MalformedResponse:
+        return MalformedResponse(
+            f"Unexpected answer from {self.name} (HTTP {response.status_code}): {why}",
+            status_code=response.status_code,
+            provider=self.name,
+            model=task.model if task else model,
+            task_id=task.id if task else None,
+        )
+
+    def _clean(self, text: Any) -> str | None:
+        """Server text made safe to show: a string, clipped, with the key (if echoed) removed."""
+        if not isinstance(text, str) or not text.strip():
+            return None
+        return self._scrub(text.strip()[:MAX_SERVER_TEXT])
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
     def not_supported(self, what: str) -> NotSupported:
         return NotSupported(f"{self.name} has no {what} endpoint", provider=self.name)
 
@@ -362,6 +385,61 @@ class Provider:
 
 
 # --------------------------------------------------------------------------------- free helpers
+#: Server text (errors, logs) is clipped to this many characters before anyone sees it.
+MAX_SERVER_TEXT = 500
+#: second-level labels under which unrelated parties register (example.co.uk): no shared parent.
+_SHARED_SLDS = frozenset({"co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def same_site(url: str, base_url: str, *, same_port: bool = True) -> bool:
+    """True when a server-given `url` may receive the API key that is sent to `base_url`.
+
+    Providers name the URLs to poll (Segmind's status_url, OneRouter's urls.get) and every poll
+    carries the key, so a URL on another host would receive it. Allowed: the base's own host, or a
+    host under its parent domain (``video.onerouter.pro`` next to ``image.onerouter.pro``), on the
+    same port unless `same_port` is False.
+    IP addresses and single-label hosts (``127.0.0.1``, ``localhost``) must match exactly. The
+    scheme must be http(s) and may not drop from https to http; URLs with user info are refused.
+    """
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        return False
+    try:
+        target, base = urlsplit(url), urlsplit(base_url)
+        target_host, base_host = target.hostname, base.hostname
+        target_port = target.port or _DEFAULT_PORTS.get(target.scheme)
+        base_port = base.port or _DEFAULT_PORTS.get(base.scheme)
+    except ValueError:  # unparseable host or port
+        return False
+    if target.scheme not in ("http", "https") or not target_host or not base_host:
+        return False
+    if "@" in target.netloc or (base.scheme == "https" and target.scheme != "https"):
+        return False
+    if same_port and target_port != base_port:
+        return False
+    target_host, base_host = target_host.rstrip(".").lower(), base_host.rstrip(".").lower()
+    if target_host == base_host:
+        return True
+    parent = _parent_domain(base_host)
+    return parent is not None and (target_host == parent or target_host.endswith("." + parent))
+
+
+def _parent_domain(host: str) -> str | None:
+    """`host` without its first label, when that is still one organisation's domain."""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    labels = host.split(".")
+    if len(labels) < 3:
+        return None  # example.com's parent would be the TLD itself
+    parent = labels[1:]
+    if len(parent) == 2 and len(parent[1]) == 2 and parent[0] in _SHARED_SLDS:
+        return None  # foo.co.uk: co.uk is a public suffix
+    return ".".join(parent)
+
+
 _EXT_KIND: dict[str, OutputKind] = {}
 for _ext in ("png", "jpg", "jpeg", "webp", "gif", "bmp", "avif", "heic", "tif", "tiff"):
     _EXT_KIND[_ext] = "image"

@@ -25,9 +25,18 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, TypeGuard, cast
 from urllib.parse import quote, urlsplit
 
-from .._exceptions import MalformedResponse, ProviderError, UnknownModel
+from .._exceptions import ProviderError, UnknownModel
 from .._models import Output, OutputKind, Status, Task, utcnow
-from ._base import ModelInfo, Param, Provider, Request, Response, guess_kind, parse_time
+from ._base import (
+    MAX_SERVER_TEXT,
+    ModelInfo,
+    Param,
+    Provider,
+    Request,
+    Response,
+    guess_kind,
+    parse_time,
+)
 
 __all__ = ["NetMindProvider"]
 
@@ -50,7 +59,7 @@ _UNKNOWN_MODEL = re.compile(
     r"is not supported)\b|\b(unknown|invalid|unsupported|no such) model\b",
     re.IGNORECASE,
 )
-_MAX_TEXT = 500
+_MAX_TEXT = MAX_SERVER_TEXT
 _MAX_LOGS = 200
 
 QWEN_IMAGE = ModelInfo(
@@ -299,26 +308,6 @@ class NetMindProvider(Provider):
 
     def _generation_url(self, task_id: str) -> str:
         return self.url(f"/v1/generation/{quote(task_id, safe='')}")
-
-    def _malformed(
-        self, why: str, response: Response, *, task: Task | None = None, model: str | None = None
-    ) -> MalformedResponse:
-        return MalformedResponse(
-            f"Unexpected answer from {self.name} (HTTP {response.status_code}): {why}",
-            status_code=response.status_code,
-            provider=self.name,
-            model=task.model if task else model,
-            task_id=task.id if task else None,
-        )
-
-    def _clean(self, text: Any) -> str | None:
-        """Server text made safe to show: a string, clipped, with the key (if echoed) removed."""
-        if not isinstance(text, str) or not text.strip():
-            return None
-        return self._scrub(text.strip()[:_MAX_TEXT])
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
 
 
 def _record_id(record: Mapping[str, Any]) -> str | None:

@@ -16,17 +16,15 @@ Protocol (seed 000, FINDINGS.md section 1):
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, ClassVar, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from .._exceptions import (
     AuthError,
     InvalidParams,
-    MalformedResponse,
     ProviderError,
     QuotaError,
     RateLimited,
@@ -34,6 +32,7 @@ from .._exceptions import (
 )
 from .._models import OutputKind, Status, Task, utcnow
 from ._base import (
+    MAX_SERVER_TEXT,
     ModelInfo,
     Param,
     Provider,
@@ -42,9 +41,10 @@ from ._base import (
     guess_kind,
     parse_time,
     retry_after,
+    same_site,
 )
 
-__all__ = ["OneRouterProvider", "same_site"]
+__all__ = ["OneRouterProvider"]
 
 DEFAULT_BASE_URL = "https://image.onerouter.pro"
 #: Where the docs poll when the submit answer names no usable URL (default base only).
@@ -68,9 +68,7 @@ _UNKNOWN_MODEL = re.compile(
     r"is not supported)\b|\b(unknown|invalid|unsupported|no such) model\b|no available channel",
     re.IGNORECASE,
 )
-#: second-level labels under which unrelated parties register (example.co.uk): no shared parent.
-_SHARED_SLDS = frozenset({"co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go"})
-_MAX_TEXT = 500
+_MAX_TEXT = MAX_SERVER_TEXT
 
 SEEDANCE = ModelInfo(
     "bytedance/seedance",
@@ -85,46 +83,6 @@ SEEDANCE = ModelInfo(
         "tools": Param(list, "tools the model may use, e.g. [{'type': 'web_search'}]"),
     },
 )
-
-
-def same_site(url: str, base_url: str) -> bool:
-    """True when a server-given `url` may receive the API key that is sent to `base_url`.
-
-    The host must equal the base's host, or share its parent domain (``image.onerouter.pro`` and
-    ``video.onerouter.pro`` share ``onerouter.pro``). IP addresses and single-label hosts
-    (``127.0.0.1``, ``localhost``) must match exactly. The scheme must be http(s) and may not
-    drop from https to http; URLs with user info are refused outright.
-    """
-    try:
-        target, base = urlsplit(url), urlsplit(base_url)
-        target_host, base_host = target.hostname, base.hostname
-    except ValueError:
-        return False
-    if target.scheme not in ("http", "https") or not target_host or not base_host:
-        return False
-    if "@" in target.netloc or (base.scheme == "https" and target.scheme != "https"):
-        return False
-    target_host, base_host = target_host.rstrip(".").lower(), base_host.rstrip(".").lower()
-    if target_host == base_host:
-        return True
-    parent = _parent_domain(base_host)
-    return parent is not None and (target_host == parent or target_host.endswith("." + parent))
-
-
-def _parent_domain(host: str) -> str | None:
-    """`host` without its first label, when that is still one organisation's domain."""
-    try:
-        ipaddress.ip_address(host)
-        return None
-    except ValueError:
-        pass
-    labels = host.split(".")
-    if len(labels) < 3:
-        return None  # onerouter.pro's parent would be the TLD itself
-    parent = labels[1:]
-    if len(parent) == 2 and len(parent[1]) == 2 and parent[0] in _SHARED_SLDS:
-        return None  # foo.co.uk: co.uk is a public suffix
-    return ".".join(parent)
 
 
 class OneRouterProvider(Provider):
@@ -191,7 +149,7 @@ class OneRouterProvider(Provider):
             raise self._malformed("the submit answer has no data.task_id", response, model=model)
         provider_data: dict[str, Any] = {}
         poll_url = _poll_url(data)
-        if poll_url and same_site(poll_url, self.base_url):
+        if poll_url and same_site(poll_url, self.base_url, same_port=False):
             provider_data["poll_url"] = poll_url
         hint = data.get("object")
         if isinstance(hint, str) and hint in _KINDS:
@@ -214,7 +172,7 @@ class OneRouterProvider(Provider):
     def build_poll(self, task: Task) -> Request:
         poll_url = task.provider_data.get("poll_url")
         # Checked again: provider_data comes back from the journal, and base_url may have changed.
-        if not (isinstance(poll_url, str) and same_site(poll_url, self.base_url)):
+        if not (isinstance(poll_url, str) and same_site(poll_url, self.base_url, same_port=False)):
             origin = DEFAULT_POLL_BASE if self.base_url == DEFAULT_BASE_URL else self.base_url
             poll_url = f"{origin}/v1/videos/tasks/{quote(task.id, safe='')}"
         return Request("GET", poll_url, headers=self.auth_headers())
@@ -233,7 +191,7 @@ class OneRouterProvider(Provider):
 
         provider_data = dict(task.provider_data)
         poll_url = _poll_url(data)
-        if poll_url and same_site(poll_url, self.base_url):
+        if poll_url and same_site(poll_url, self.base_url, same_port=False):
             provider_data["poll_url"] = poll_url
         hint = data.get("object")
         if not (isinstance(hint, str) and hint in _KINDS):
@@ -348,26 +306,6 @@ class OneRouterProvider(Provider):
             guessed = guess_kind(url) or self.kind_of(model) or kind
             outputs.append(self.output(url, kind=guessed, model=model))
         return outputs
-
-    def _malformed(
-        self, why: str, response: Response, *, task: Task | None = None, model: str | None = None
-    ) -> MalformedResponse:
-        return MalformedResponse(
-            f"Unexpected answer from {self.name} (HTTP {response.status_code}): {why}",
-            status_code=response.status_code,
-            provider=self.name,
-            model=task.model if task else model,
-            task_id=task.id if task else None,
-        )
-
-    def _clean(self, text: Any) -> str | None:
-        """Server text made safe to show: a string, clipped, with the key (if echoed) removed."""
-        if not isinstance(text, str) or not text.strip():
-            return None
-        return self._scrub(text.strip()[:_MAX_TEXT])
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
 
 
 def _poll_url(data: Mapping[str, Any]) -> str | None:

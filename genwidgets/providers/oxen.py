@@ -37,14 +37,23 @@ from urllib.parse import quote, urlsplit
 from .._exceptions import (
     AuthError,
     InvalidParams,
-    MalformedResponse,
     ProviderError,
     QuotaError,
     RateLimited,
     ServerError,
 )
 from .._models import OutputKind, Status, Task, utcnow
-from ._base import Event, ModelInfo, Param, Provider, Request, Response, parse_time, retry_after
+from ._base import (
+    MAX_SERVER_TEXT,
+    Event,
+    ModelInfo,
+    Param,
+    Provider,
+    Request,
+    Response,
+    parse_time,
+    retry_after,
+)
 
 __all__ = ["OxenProvider"]
 
@@ -86,7 +95,7 @@ _RECORD_FIELDS = frozenset(
 )
 _MODEL_NOT_FOUND = re.compile(r"model\s+not\s+found", re.IGNORECASE)
 _QUOTA_TEXT = re.compile(r"insufficient\s+credit|out\s+of\s+credit|\bbalance\b", re.IGNORECASE)
-_MAX_TEXT = 500
+_MAX_TEXT = MAX_SERVER_TEXT
 
 KLING_26_PRO = ModelInfo(
     "kling-video-v2-6-pro-text-to-video",
@@ -477,24 +486,6 @@ class OxenProvider(Provider):
 
     def _generation_url(self, generation_id: str) -> str:
         return self.url(f"/api/ai/queue/{quote(generation_id, safe='')}")
-
-    def _malformed(
-        self, why: str, response: Response, *, task: Task | None = None, model: str | None = None
-    ) -> MalformedResponse:
-        return MalformedResponse(
-            f"Unexpected answer from {self.name} (HTTP {response.status_code}): {why}",
-            status_code=response.status_code,
-            provider=self.name,
-            model=task.model if task else model,
-            task_id=task.id if task else None,
-        )
-
-    def _clean(self, text: Any) -> str | None:
-        """Server text made safe to show: a string, clipped, with the key (if echoed) removed."""
-        if not isinstance(text, str) or not text.strip():
-            return None
-        clipped = text.strip()[:_MAX_TEXT]
-        return clipped.replace(self._api_key, "***") if self._api_key else clipped
 
 
 def _is_generation(body: Any, *, strict: bool) -> bool:

@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
-from .._exceptions import InvalidParams, MalformedResponse, ProviderError, QuotaError
+from .._exceptions import InvalidParams, ProviderError, QuotaError
 from .._models import Status, Task, utcnow
-from ._base import ModelInfo, Param, Provider, Request, Response, parse_time
+from ._base import MAX_SERVER_TEXT, ModelInfo, Param, Provider, Request, Response, parse_time
 
 __all__ = ["RixAPIProvider"]
 
@@ -39,7 +39,7 @@ _UNKNOWN_MODEL = re.compile(
     r"is not supported)\b|\b(unknown|invalid|unsupported|no such) model\b|no available channel",
     re.IGNORECASE,
 )
-_MAX_TEXT = 500
+_MAX_TEXT = MAX_SERVER_TEXT
 
 
 def _video(name: str, description: str, **params: Param) -> ModelInfo:
@@ -218,26 +218,6 @@ class RixAPIProvider(Provider):
     def _unknown_model(self, body: Any) -> bool:
         code = str(_err(body).get("code") or "").lower()
         return code in _MODEL_CODES or bool(_UNKNOWN_MODEL.search(self.error_message(body) or ""))
-
-    def _malformed(
-        self, why: str, response: Response, *, task: Task | None = None, model: str | None = None
-    ) -> MalformedResponse:
-        return MalformedResponse(
-            f"Unexpected answer from {self.name} (HTTP {response.status_code}): {why}",
-            status_code=response.status_code,
-            provider=self.name,
-            model=task.model if task else model,
-            task_id=task.id if task else None,
-        )
-
-    def _clean(self, text: Any) -> str | None:
-        """Server text made safe to show: a string, clipped, with the key (if echoed) removed."""
-        if not isinstance(text, str) or not text.strip():
-            return None
-        return self._scrub(text.strip()[:_MAX_TEXT])
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
 
 
 def _unwrap(body: Any) -> Mapping[str, Any] | None:

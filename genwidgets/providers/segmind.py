@@ -21,17 +21,16 @@ Protocol (seed 002, FINDINGS.md section 3):
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeGuard
 from urllib.parse import quote, urlsplit
 
-from .._exceptions import MalformedResponse, ProviderError, QuotaError, UnknownModel
+from .._exceptions import ProviderError, QuotaError, UnknownModel
 from .._models import Output, Status, Task, utcnow
-from ._base import ModelInfo, Param, Provider, Request, Response
+from ._base import MAX_SERVER_TEXT, ModelInfo, Param, Provider, Request, Response, same_site
 
-__all__ = ["SegmindProvider", "same_site"]
+__all__ = ["SegmindProvider"]
 
 STATUSES: Mapping[str, Status] = {
     "QUEUED": Status.QUEUED,
@@ -46,11 +45,8 @@ _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _QUOTA_TEXT = re.compile(
     r"credit|balance|spend|limit|recharge|billing|payment|insufficient", re.IGNORECASE
 )
-#: second-level labels under which unrelated parties register (example.co.uk): no shared parent.
-_SHARED_SLDS = frozenset({"co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go"})
 _MEDIA_KEYS = ("images", "video", "audio")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_MAX_TEXT = 500
+_MAX_TEXT = MAX_SERVER_TEXT
 
 SEEDREAM = ModelInfo(
     "seedream-4.5",
@@ -60,53 +56,6 @@ SEEDREAM = ModelInfo(
         "aspect_ratio": Param(str, "frame shape, e.g. 1:1 or 16:9", pattern=r"\d{1,2}:\d{1,2}"),
     },
 )
-
-
-def same_site(url: str, base_url: str) -> bool:
-    """True when a server-given `url` may receive the API key that is sent to `base_url`.
-
-    Segmind's submit answer names the URLs to poll, and every poll carries ``x-api-key``; a URL
-    on another host would receive the key. Allowed: the base's own host, or a host under its
-    parent domain (``api-latest.segmind.com`` next to ``api.segmind.com``), on the same port.
-    IP addresses and single-label hosts (``127.0.0.1``, ``localhost``) must match exactly. The
-    scheme must be http(s) and may not drop from https to http; URLs with user info are refused.
-    """
-    if any(c.isspace() or ord(c) < 32 for c in url):
-        return False
-    try:
-        target, base = urlsplit(url), urlsplit(base_url)
-        target_host, base_host = target.hostname, base.hostname
-        target_port = target.port or _DEFAULT_PORTS.get(target.scheme)
-        base_port = base.port or _DEFAULT_PORTS.get(base.scheme)
-    except ValueError:  # unparseable host or port
-        return False
-    if target.scheme not in ("http", "https") or not target_host or not base_host:
-        return False
-    if "@" in target.netloc or (base.scheme == "https" and target.scheme != "https"):
-        return False
-    if target_port != base_port:
-        return False
-    target_host, base_host = target_host.rstrip(".").lower(), base_host.rstrip(".").lower()
-    if target_host == base_host:
-        return True
-    parent = _parent_domain(base_host)
-    return parent is not None and (target_host == parent or target_host.endswith("." + parent))
-
-
-def _parent_domain(host: str) -> str | None:
-    """`host` without its first label, when that is still one organisation's domain."""
-    try:
-        ipaddress.ip_address(host)
-        return None
-    except ValueError:
-        pass
-    labels = host.split(".")
-    if len(labels) < 3:
-        return None  # segmind.com's parent would be the TLD itself
-    parent = labels[1:]
-    if len(parent) == 2 and len(parent[1]) == 2 and parent[0] in _SHARED_SLDS:
-        return None  # foo.co.uk: co.uk is a public suffix
-    return ".".join(parent)
 
 
 class SegmindProvider(Provider):
@@ -317,26 +266,6 @@ class SegmindProvider(Provider):
             return url
         path = f"/v2/requests/{quote(task.id, safe='')}"
         return self.url(path + "/status" if key == "status_url" else path)
-
-    def _malformed(
-        self, why: str, response: Response, *, task: Task | None = None, model: str | None = None
-    ) -> MalformedResponse:
-        return MalformedResponse(
-            f"Unexpected answer from {self.name} (HTTP {response.status_code}): {why}",
-            status_code=response.status_code,
-            provider=self.name,
-            model=task.model if task else model,
-            task_id=task.id if task else None,
-        )
-
-    def _clean(self, text: Any) -> str | None:
-        """Server text made safe to show: a string, clipped, with the key (if echoed) removed."""
-        if not isinstance(text, str) or not text.strip():
-            return None
-        return self._scrub(text.strip()[:_MAX_TEXT])
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
 
 
 def _is_id(value: Any) -> bool:
