@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("GENWIDGETS_LOCAL_DURATION", "0.2")
+# Tests that want a journal pass their own; none writes into the checkout.
+os.environ["GENWIDGETS_JOURNAL"] = "off"
 
 KEYS = {p: f"test-key-{p}" for p in ("onerouter", "rixapi", "segmind", "netmind", "oxen")}
 
