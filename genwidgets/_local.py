@@ -17,7 +17,6 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,10 +213,9 @@ class LocalEngine:
 
     def __init__(self, cache: Cache, *, max_workers: int = 2) -> None:
         self._cache = cache
-        self._executor = ThreadPoolExecutor(
-            max_workers=max_workers, thread_name_prefix="genwidgets-local"
-        )
-        self._max_workers = max_workers
+        # Daemon threads, not a ThreadPoolExecutor: a long demo video must not hold up the exit of
+        # a kernel that is shutting down (executor threads are joined at interpreter exit).
+        self._slots = threading.BoundedSemaphore(max_workers)
         self._jobs: dict[str, _Job] = {}
         self._waiting: list[str] = []  # queued ids, in order
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -240,8 +238,9 @@ class LocalEngine:
         self._jobs[task.id] = job
         self._waiting.append(task.id)
         self._refresh_queue()
-        future = self._loop.run_in_executor(self._executor, self._work, job, entry)
-        future.add_done_callback(lambda _: self._loop and self._loop.call_soon(job.stopped.set))
+        threading.Thread(
+            target=self._run, args=(job, entry), name=f"genwidgets-{task.id}", daemon=True
+        ).start()
         return job.task
 
     def get(self, task: Task) -> Task:
@@ -292,7 +291,6 @@ class LocalEngine:
     def close(self) -> None:
         for job in self._jobs.values():
             job.cancelled.set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ internals
     def _update(self, job: _Job, **changes: Any) -> None:
@@ -326,8 +324,18 @@ class LocalEngine:
         )
         self._refresh_queue()
 
+    def _run(self, job: _Job, entry: _Model) -> None:
+        """A job's thread: wait for a free slot (queued), work, then signal that it stopped."""
+        try:
+            with self._slots:
+                self._work(job, entry)
+        finally:
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(job.stopped.set)
+
     def _work(self, job: _Job, entry: _Model) -> None:
-        """Runs in a worker thread."""
+        """Runs in the job's thread, holding a worker slot."""
         if job.cancelled.is_set():
             return
         assert self._loop is not None
