@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ._client import AsyncClient, Client, get_client, run
+from ._client import AsyncClient, Client, configure, get_client, run
 from ._exceptions import (
     AuthError,
     ConfigError,
@@ -84,6 +84,7 @@ __all__ = [
     "UnknownProvider",
     "WaitTimeout",
     "__version__",
+    "configure",
     "get_client",
     "local_models",
     "register_local_model",

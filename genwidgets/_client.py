@@ -55,7 +55,7 @@ from .providers import (
     provider_names,
 )
 
-__all__ = ["AsyncClient", "Client", "get_client", "run"]
+__all__ = ["AsyncClient", "Client", "configure", "get_client", "run"]
 
 log = logging.getLogger("genwidgets")
 T = TypeVar("T")
@@ -108,6 +108,7 @@ class AsyncClient:
             follow_redirects=False,
         )
         self._providers: dict[str, Provider] = {}
+        self._catalogues: dict[str, Provider] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._events: dict[str, _EventStream] = {}
         self._local: Any = None  # LocalEngine, created on first local task
@@ -138,6 +139,13 @@ class AsyncClient:
             self._providers[name] = adapter
         return adapter
 
+    def _catalogue(self, name: str) -> Provider:
+        """A keyless adapter: enough to validate and to read the catalogue, never to send."""
+        adapter = self._catalogues.get(name)
+        if adapter is None:
+            adapter = self._catalogues[name] = get_provider_class(name)(api_key=None)
+        return adapter
+
     def configured_providers(self) -> builtins.list[str]:
         """Providers usable right now: `local` plus every provider with a key configured."""
         usable = []
@@ -150,18 +158,18 @@ class AsyncClient:
     def available_models(self) -> dict[str, builtins.list[ModelInfo]]:
         """Known models of the usable providers (remote catalogues are open: others work too)."""
         return {
-            name: builtins.list(get_provider_class(name)(api_key=None).models.values())
+            name: builtins.list(self._catalogue(name).models.values())
             for name in self.configured_providers()
         }
 
     def model_info(self, model: str) -> ModelInfo | None:
         provider, name = parse_model_id(model)
-        return get_provider_class(provider)(api_key=None).model_info(name)
+        return self._catalogue(provider).model_info(name)
 
     def validate(self, model: str, **params: Any) -> dict[str, Any]:
         """Check a request exactly as `submit` would, sending nothing; returns the clean params."""
         provider, name = parse_model_id(model)
-        return self.provider(provider).validate(name, params)
+        return self._catalogue(provider).validate(name, params)
 
     def can_cancel(self, task: Task | str) -> bool:
         name = task.provider if isinstance(task, Task) else parse_model_id(task)[0]
@@ -210,12 +218,11 @@ class AsyncClient:
         twice): a 5xx or a timeout while waiting for the answer raises `SubmitUncertain`.
         """
         provider_name, name = parse_model_id(model)
-        adapter = self.provider(provider_name)
-        clean = adapter.validate(name, params)
+        clean = self._catalogue(provider_name).validate(name, params)
         recorded = self._replayed(provider_name, name, clean, fresh)
         if recorded is not None:
-            return recorded
-        task = await self._submit(adapter, name, clean)
+            return recorded  # replay needs no key: nothing is sent
+        task = await self._submit(self.provider(provider_name), name, clean)
         self._live.add((task.provider, task.id))
         return task
 
@@ -835,6 +842,17 @@ def get_client() -> AsyncClient:
     client = _default_clients.get(id(loop))
     if client is None or client._closed:
         client = _default_clients[id(loop)] = AsyncClient()
+    return client
+
+
+def configure(**options: Any) -> AsyncClient:
+    """Replace the default client (the one cards, `%gen` and `run` use) with one made from
+    `options`, e.g. `configure(journal="data/journal.sqlite", cache_dir="data/blobs")`."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = LoopRunner.shared().loop
+    client = _default_clients[id(loop)] = AsyncClient(**options)
     return client
 
 
