@@ -239,10 +239,9 @@ class AsyncClient:
             return None
         fp = fingerprint(provider, model, params)
         done = journal.latest(fp, Status.SUCCEEDED)
-        if done is not None and all(
-            o.path is not None and Path(o.path).is_file() for o in done.outputs
-        ):
-            return done.evolve(replayed=True)
+        outputs = self._cached_outputs(done) if done is not None else None
+        if done is not None and outputs is not None:
+            return done.evolve(replayed=True, outputs=outputs)
         if self.replay == "require":
             raise ReplayMissing(
                 "GENWIDGETS_REPLAY=require but this request has no recorded success with its "
@@ -255,6 +254,22 @@ class AsyncClient:
             self._live.add((provider, pending.id))
             return pending  # submitted by an earlier kernel and still running: follow it
         return None
+
+    def _cached_outputs(self, task: Task) -> tuple[Output, ...] | None:
+        """The task's outputs with paths into this client's cache, or None if one is missing.
+
+        Files are found by sha256 when the recorded path is gone, so a journal and cache folder
+        committed beside a notebook replay on any machine, wherever the checkout lives."""
+        found = []
+        for output in task.outputs:
+            if output.path is not None and Path(output.path).is_file():
+                found.append(output)
+                continue
+            path = self.cache.find(output.sha256) if output.sha256 else None
+            if path is None:
+                return None
+            found.append(output.model_copy(update={"path": path}))
+        return tuple(found) if found else None
 
     def resume(self) -> builtins.list[Task]:
         """Tasks the journal holds as unfinished (running, or succeeded but not downloaded),
@@ -291,6 +306,8 @@ class AsyncClient:
     async def updates(self, task: Task) -> AsyncIterator[Task]:
         """Yield `task` and then every changed snapshot until (and including) a terminal one."""
         yield task
+        if task.done and (task.outputs or task.status is not Status.SUCCEEDED):
+            return  # nothing left to ask the provider (also: replayed tasks need no key)
         adapter = self.provider(task.provider)
         if task.status is Status.SUCCEEDED and not task.outputs:  # resumed before its result
             completed = await self.get(task)
