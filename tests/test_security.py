@@ -1,0 +1,115 @@
+"""Security: a sentinel key never leaks; server text and URLs are never trusted."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import genwidgets
+from genwidgets import AsyncClient, Output, Status, Task
+
+SENTINEL = "SENTINEL-KEY-7f3a9c1e-do-not-leak"
+PROVIDERS = ("onerouter", "rixapi", "segmind", "netmind", "oxen")
+MODELS = {
+    "onerouter": "acme/text-to-image",
+    "rixapi": "flux-pro",
+    "segmind": "seedream-4.5",
+    "netmind": "Qwen/Qwen-Image",
+    "oxen": "flux-image",
+}
+
+
+def all_text_under(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+
+
+async def test_sentinel_key_in_no_repr_error_log_or_journal(
+    sb: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sb.set_faults(error_rate=0.3, seed=5)
+    keys = {p: SENTINEL for p in PROVIDERS}
+    seen: list[str] = []
+    async with AsyncClient(
+        api_keys=keys,
+        base_urls=sb.urls,
+        cache_dir=tmp_path / "cache",
+        journal=tmp_path / "journal.sqlite",
+        poll_interval=(0.05, 0.3),
+    ) as client:
+        seen.append(repr(client))
+        for provider in PROVIDERS:
+            adapter = client.provider(provider)
+            seen += [repr(adapter), str(vars(adapter).get("base_url"))]
+            task = await client.run(f"{provider}:{MODELS[provider]}", prompt="keep it secret")
+            seen += [repr(task), str(task), task.model_dump_json()]
+            failed = await client.wait(
+                await client.submit(f"{provider}:{MODELS[provider]}", prompt="x [fail]")
+            )
+            seen.append(str(failed.error))
+            with pytest.raises(genwidgets.TaskFailed) as info:
+                await client.run(f"{provider}:{MODELS[provider]}", prompt="y [fail]")
+            seen += [str(info.value), repr(info.value)]
+    seen += [r.getMessage() for r in caplog.records]
+    assert not [s for s in seen if SENTINEL in s]
+    assert SENTINEL.encode() not in all_text_under(tmp_path)
+
+
+async def test_auth_errors_do_not_echo_the_key(sb: Any, tmp_path: Path) -> None:
+    for provider in PROVIDERS:
+        async with AsyncClient(
+            api_keys={provider: "bad-key"}, base_urls=sb.urls, cache_dir=tmp_path, journal=False
+        ) as client:
+            with pytest.raises(genwidgets.AuthError) as info:
+                await client.submit(f"{provider}:{MODELS[provider]}", prompt="x")
+            assert "bad-key" not in str(info.value) and "bad-key" not in repr(info.value)
+
+
+def test_cli_never_prints_the_key(sb: Any, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update({f"{p.upper()}_API_KEY": SENTINEL for p in PROVIDERS})
+    env.update({f"GENWIDGETS_{p.upper()}_URL": url for p, url in sb.urls.items()})
+    env["GENWIDGETS_JOURNAL"] = str(tmp_path / "journal.sqlite")
+    env["GENWIDGETS_CACHE_DIR"] = str(tmp_path / "cache")
+    outputs = []
+    for args in (
+        ["run", "segmind:seedream-4.5", "--prompt", "a rose", "--out", str(tmp_path / "out")],
+        ["run", "oxen:flux-image", "--prompt", "fails [fail]", "--out", str(tmp_path / "out")],
+        ["run", "netmind:no-such-model", "--prompt", "x"],
+        ["models"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "genwidgets", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        outputs.append(done.stdout + done.stderr)
+    assert "succeeded" in outputs[0] and (tmp_path / "out").is_dir()
+    assert "failed" in outputs[1]
+    assert "error:" in outputs[2]
+    assert not [o for o in outputs if SENTINEL in o]
+    assert SENTINEL.encode() not in all_text_under(tmp_path)
+
+
+async def test_non_http_output_urls_are_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    task = Task(
+        id="t",
+        provider="segmind",
+        model="m",
+        status=Status.SUCCEEDED,
+        outputs=(Output(kind="image", url=f"file://{secret}"),),
+    )
+    async with AsyncClient(cache_dir=tmp_path / "cache", journal=False) as client:
+        with pytest.raises(genwidgets.DownloadError, match="not an http"):
+            await client.download(task)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.txt"))
