@@ -15,6 +15,7 @@ from ._client import AsyncClient, Client, configure, get_client, run
 from ._exceptions import (
     AuthError,
     ConfigError,
+    DeadlineExceeded,
     DownloadError,
     GenError,
     InvalidParams,
@@ -58,6 +59,7 @@ __all__ = [
     "AuthError",
     "Client",
     "ConfigError",
+    "DeadlineExceeded",
     "DownloadError",
     "GenError",
     "InvalidParams",

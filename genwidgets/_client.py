@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import timedelta
@@ -29,6 +30,7 @@ from httpx_sse import aconnect_sse
 from ._cache import DEFAULT_MAX_BYTES, Cache
 from ._exceptions import (
     ConfigError,
+    DeadlineExceeded,
     DownloadError,
     GenError,
     MissingKey,
@@ -91,6 +93,7 @@ class AsyncClient:
         http_client: httpx.AsyncClient | None = None,
         journal: Journal | str | os.PathLike[str] | bool | None = None,
         replay: str | None = None,
+        default_deadline: float | Mapping[str, float | None] | None = 3600.0,
     ) -> None:
         self._api_keys = dict(api_keys or {})
         self._base_urls = dict(base_urls or {})
@@ -121,7 +124,11 @@ class AsyncClient:
             raise ConfigError(
                 f"GENWIDGETS_REPLAY must be auto, off or require; got {self.replay!r}"
             )
-        self._live: set[tuple[str, str]] = set()
+        # Tasks this client follows (submitted, re-attached or resumed), by (provider, id): the
+        # newest snapshot, so `cancel_all` can reach them; and their deadlines (loop time).
+        self._live: dict[tuple[str, str], Task] = {}
+        self._deadlines: dict[tuple[str, str], tuple[float, float]] = {}
+        self._default_deadline = default_deadline
 
     # ------------------------------------------------------------------ set-up and introspection
     def provider(self, name: str) -> Provider:
@@ -196,6 +203,11 @@ class AsyncClient:
         return self._journal
 
     def _seen(self, task: Task) -> Task:
+        key = (task.provider, task.id)
+        if key in self._live:
+            self._live[key] = task
+            if task.done:
+                self._deadlines.pop(key, None)
         journal = self.journal
         if journal is not None:
             journal.record(task)
@@ -207,7 +219,14 @@ class AsyncClient:
         return task
 
     # ------------------------------------------------------------------ the task lifecycle
-    async def submit(self, model: str, *, fresh: bool = False, **params: Any) -> Task:
+    async def submit(
+        self,
+        model: str,
+        *,
+        fresh: bool = False,
+        deadline: float | timedelta | None = None,
+        **params: Any,
+    ) -> Task:
         """Validate locally, then send one submit request. Returns the first snapshot.
 
         Replay (`GENWIDGETS_REPLAY`, default auto): a request that already succeeded is answered
@@ -216,14 +235,19 @@ class AsyncClient:
 
         A submit is never retried after the request may have reached the provider (it could bill
         twice): a 5xx or a timeout while waiting for the answer raises `SubmitUncertain`.
+
+        `deadline` (seconds or a timedelta; default `default_deadline`, one hour): once it passes,
+        following the task cancels it where the provider can cancel and raises `DeadlineExceeded`.
         """
         provider_name, name = parse_model_id(model)
         clean = self._catalogue(provider_name).validate(name, params)
         recorded = self._replayed(provider_name, name, clean, fresh)
         if recorded is not None:
+            if not recorded.done:
+                self._follow(recorded, deadline)
             return recorded  # replay needs no key: nothing is sent
         task = await self._submit(self.provider(provider_name), name, clean)
-        self._live.add((task.provider, task.id))
+        self._follow(task, deadline)
         return task
 
     def _replayed(
@@ -251,7 +275,6 @@ class AsyncClient:
             )
         pending = journal.latest(fp)
         if pending is not None and not pending.done and (provider, pending.id) not in self._live:
-            self._live.add((provider, pending.id))
             return pending  # submitted by an earlier kernel and still running: follow it
         return None
 
@@ -278,8 +301,55 @@ class AsyncClient:
         if journal is None:
             return []
         tasks = [t for t in journal.unfinished() if (t.provider, t.id) not in self._live]
-        self._live.update((t.provider, t.id) for t in tasks)
+        for task in tasks:
+            self._follow(task, None)
         return tasks
+
+    def _follow(self, task: Task, deadline: float | timedelta | None) -> None:
+        key = (task.provider, task.id)
+        self._live[key] = task
+        seconds = deadline.total_seconds() if isinstance(deadline, timedelta) else deadline
+        if seconds is None:
+            default = self._default_deadline
+            seconds = default.get(task.provider) if isinstance(default, Mapping) else default
+        if seconds is not None:
+            self._deadlines[key] = (time.monotonic() + seconds, seconds)
+
+    def live_tasks(self) -> builtins.list[Task]:
+        """Newest snapshots of the tasks this client follows that have not ended."""
+        return [t for t in self._live.values() if not t.done]
+
+    async def cancel_all(self) -> builtins.list[Task]:
+        """Cancel every live task this client follows, where its provider can cancel."""
+        targets = [t for t in self.live_tasks() if self.can_cancel(t)]
+        results = await asyncio.gather(*(self.cancel(t) for t in targets), return_exceptions=True)
+        return [r for r in results if isinstance(r, Task)]
+
+    async def _enforce_deadline(self, task: Task) -> Task:
+        """The deadline passed: cancel where possible, record why, raise `DeadlineExceeded`."""
+        _, seconds = self._deadlines.pop((task.provider, task.id))
+        reason = f"deadline of {seconds:g} s passed"
+        if self.can_cancel(task):
+            stopped = await self.cancel(task)
+            if stopped.status is Status.CANCELLED:
+                self._seen(stopped.evolve(error=reason))
+            raise DeadlineExceeded(
+                f"Task cancelled: {reason}",
+                provider=task.provider,
+                model=task.model,
+                task_id=task.id,
+            )
+        raise DeadlineExceeded(
+            f"{reason}; {task.provider} cannot cancel, so the task may still run and bill: its "
+            f"id {task.id} is kept (journal) to fetch or resume it later",
+            provider=task.provider,
+            model=task.model,
+            task_id=task.id,
+        )
+
+    def _deadline_left(self, task: Task) -> float | None:
+        entry = self._deadlines.get((task.provider, task.id))
+        return None if entry is None else entry[0] - time.monotonic()
 
     async def _submit(self, adapter: Provider, name: str, clean: dict[str, Any]) -> Task:
         if adapter.name == "local":
@@ -317,7 +387,10 @@ class AsyncClient:
         schedule = PollSchedule(first=first, cap=cap)
         stream = self._event_stream(adapter) if adapter.has_events else None
         while not task.done:
-            new = await self._next_snapshot(adapter, task, schedule, stream)
+            left = self._deadline_left(task)
+            if left is not None and left <= 0:
+                await self._enforce_deadline(task)
+            new = await self._next_snapshot(adapter, task, schedule, stream, left)
             if snapshot_changed(task, new):
                 if new.status != task.status:
                     schedule.reset()
@@ -325,12 +398,21 @@ class AsyncClient:
                 yield task
 
     async def _next_snapshot(
-        self, adapter: Provider, task: Task, schedule: PollSchedule, stream: _EventStream | None
+        self,
+        adapter: Provider,
+        task: Task,
+        schedule: PollSchedule,
+        stream: _EventStream | None,
+        deadline_left: float | None = None,
     ) -> Task:
         """Wait for the next thing worth knowing about `task`, then return its snapshot."""
+        cap = max(0.0, deadline_left) if deadline_left is not None else None
         if task.provider == "local":
-            return self._seen(await self._local_engine().wait_change(task, timeout=5.0))
+            wait = 5.0 if cap is None else min(5.0, cap)
+            return self._seen(await self._local_engine().wait_change(task, timeout=wait))
         delay = schedule.next_delay()
+        if cap is not None:
+            delay = min(delay, cap)
         if stream is not None:
             event = await stream.wait(task.id, delay)
             if event is not None:
@@ -364,7 +446,9 @@ class AsyncClient:
 
         try:
             return await asyncio.wait_for(follow(), seconds)
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError as exc:
+            if isinstance(exc, GenError):  # DeadlineExceeded is a TimeoutError too
+                raise
             raise WaitTimeout(
                 f"Still {latest.status.value} after {seconds:g} s; the task keeps running "
                 "(wait again, or cancel it)",
@@ -420,9 +504,21 @@ class AsyncClient:
         **params: Any,
     ) -> Task:
         """Submit, wait, download. Raises `TaskFailed`/`TaskCancelled`/`TaskExpired` if it did not
-        succeed."""
-        task = await self.submit(model, **params)
-        task = await self.wait(task, timeout)
+        succeed.
+
+        `timeout` is the task's deadline: when it passes the remote job is cancelled where the
+        provider can cancel, and `DeadlineExceeded` is raised. An interrupt (Jupyter's Stop,
+        Ctrl-C) also cancels the job it submitted, then propagates.
+        """
+        task = await self.submit(model, deadline=timeout, **params)
+        try:
+            task = await self.wait(task)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            latest = self._live.get((task.provider, task.id), task)
+            if not latest.done and self.can_cancel(latest):
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.cancel(latest))
+            raise
         return (
             await self.download(task, dest) if task.status is Status.SUCCEEDED else _raise_for(task)
         )

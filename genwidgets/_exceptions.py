@@ -21,7 +21,9 @@
     │   ├── TaskFailed
     │   ├── TaskCancelled
     │   └── TaskExpired
-    └── WaitTimeout ............ waiting gave up; the task keeps running (also a TimeoutError)
+    ├── WaitTimeout ............ waiting gave up; the task keeps running (also a TimeoutError)
+    └── DeadlineExceeded ....... the task's deadline passed: cancelled where the provider can
+                                 (also a TimeoutError)
 
 Every error carries `provider`, `model` and `task_id` where they are known, never an API key.
 """
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthError",
     "ConfigError",
+    "DeadlineExceeded",
     "DownloadError",
     "GenError",
     "InvalidParams",
@@ -213,3 +216,8 @@ class TaskExpired(TaskError):
 
 class WaitTimeout(GenError, TimeoutError):
     """Waiting gave up; the task itself keeps running and can be waited on again."""
+
+
+class DeadlineExceeded(GenError, TimeoutError):
+    """The task's deadline passed. Where the provider can cancel, the task was cancelled (its
+    journal entry says why); otherwise it may still run, and `task_id` is kept to fetch it."""
