@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ._client import AsyncClient, Client, configure, get_client, run
+from ._client import AsyncClient, Client, cancel_all, configure, get_client, run
 from ._exceptions import (
     AuthError,
     ConfigError,
@@ -86,6 +86,7 @@ __all__ = [
     "UnknownProvider",
     "WaitTimeout",
     "__version__",
+    "cancel_all",
     "configure",
     "get_client",
     "local_models",

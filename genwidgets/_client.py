@@ -57,7 +57,7 @@ from .providers import (
     provider_names,
 )
 
-__all__ = ["AsyncClient", "Client", "configure", "get_client", "run"]
+__all__ = ["AsyncClient", "Client", "cancel_all", "configure", "get_client", "run"]
 
 log = logging.getLogger("genwidgets")
 T = TypeVar("T")
@@ -956,6 +956,21 @@ def get_client() -> AsyncClient:
     if client is None or client._closed:
         client = _default_clients[id(loop)] = AsyncClient()
     return client
+
+
+def cancel_all() -> builtins.list[Task]:
+    """Cancel every live task of the default clients (cards, gallery, `%gen`, `run`), where the
+    provider can cancel. Background cards belong to no cell, so an interrupt leaves them alone."""
+    runner = LoopRunner.shared()
+
+    async def go() -> builtins.list[Task]:
+        stopped: builtins.list[Task] = []
+        for client in builtins.list(_default_clients.values()):
+            if not client._closed:
+                stopped += await client.cancel_all()
+        return stopped
+
+    return runner.run(go())
 
 
 def configure(**options: Any) -> AsyncClient:
