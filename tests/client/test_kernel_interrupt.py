@@ -23,7 +23,8 @@ def test_interrupting_run_cancels_the_task(sb: Any, tmp_path: Path, model: str) 
     try:
         setup = (
             "import genwidgets\n"
-            f"genwidgets.configure(base_urls={dict(sb.urls)!r}, api_keys={{'oxen': 'test-key-oxen'}},"
+            f"genwidgets.configure(base_urls={dict(sb.urls)!r},"
+            " api_keys={'oxen': 'test-key-oxen'},"
             f" journal={str(tmp_path / 'j.sqlite')!r}, cache_dir={str(tmp_path / 'c')!r},"
             " poll_interval=(0.05, 0.3))\n"
         )
