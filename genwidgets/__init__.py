@@ -52,6 +52,11 @@ _LAZY = {
     "register_local_model": "genwidgets._local",
     "unregister_local_model": "genwidgets._local",
     "local_models": "genwidgets._local",
+    "StatusCard": "genwidgets.widgets",
+    "SubmitForm": "genwidgets.widgets",
+    "Gallery": "genwidgets.widgets",
+    "explore": "genwidgets.widgets",
+    "show": "genwidgets.widgets",
 }
 
 __all__ = [
@@ -67,6 +72,7 @@ __all__ = [
     "MissingKey",
     "ModelInfo",
     "NotSupported",
+    "Gallery",
     "Output",
     "Param",
     "ProviderError",
@@ -75,6 +81,8 @@ __all__ = [
     "ReplayMissing",
     "ServerError",
     "Status",
+    "StatusCard",
+    "SubmitForm",
     "SubmitUncertain",
     "Task",
     "TaskCancelled",
@@ -88,10 +96,12 @@ __all__ = [
     "__version__",
     "cancel_all",
     "configure",
+    "explore",
     "get_client",
     "local_models",
     "register_local_model",
     "run",
+    "show",
     "unregister_local_model",
 ]
 

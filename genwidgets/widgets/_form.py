@@ -1,0 +1,431 @@
+"""`SubmitForm`: pick a model, write a prompt, set its parameters, submit N seeds.
+
+The parameter fields are generated from the model's `Param` specs; models without a schema get
+free `key=value` lines. Submit runs `client.validate` on every request first: bad input shows an
+inline error on the form and sends nothing. Valid input adds one live card per task to a box the
+form owns (traits only; no print, no Output capture from a task).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as widgets
+
+from .._exceptions import GenError, InvalidParams
+from ..providers import ModelInfo, Param
+from . import _render as render
+from ._card import StaticDisplay, StatusCard, TaskClient, assign, close_tree, css
+
+__all__ = ["SubmitForm", "expand_requests", "parse_extra"]
+
+#: at most this many tasks per click
+MAX_COUNT = 64
+#: fields given their own widget above the generated ones
+_OWN_FIELDS = ("prompt", "seed")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+
+
+class _Unset:
+    """The "(provider default)" choice of a Dropdown: send nothing for this parameter."""
+
+    def __repr__(self) -> str:
+        return "<provider default>"
+
+
+UNSET: Any = _Unset()
+
+
+def _decode(raw: str) -> Any:
+    """JSON when it parses (numbers, booleans, lists), else the text itself."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def parse_extra(text: str) -> dict[str, Any]:
+    """`key=value` lines (blank lines and `#` comments skipped); values are JSON when they parse."""
+    params: dict[str, Any] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, eq, raw = line.partition("=")
+        key = key.strip()
+        if not eq or not _KEY.fullmatch(key):
+            raise InvalidParams(
+                f"Extra parameters, line {number}: expected key=value, got {line!r}"
+            )
+        if key in params:
+            raise InvalidParams(f"Extra parameters: {key!r} is given twice")
+        params[key] = _decode(raw.strip())
+    return params
+
+
+def parse_seed(text: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    if not re.fullmatch(r"-?\d+", text):
+        raise InvalidParams(f"Seed must be a whole number, got {text!r}")
+    return int(text)
+
+
+def expand_requests(
+    params: Mapping[str, Any], seed: int | None, count: int
+) -> list[dict[str, Any]]:
+    """`count` requests: seeds `seed..seed+count-1`, or `count` copies when no seed is given."""
+    if count < 1:
+        raise InvalidParams(f"Count must be at least 1, got {count}")
+    if count > MAX_COUNT:
+        raise InvalidParams(f"Count must be at most {MAX_COUNT}, got {count}")
+    if seed is None:
+        return [dict(params) for _ in range(count)]
+    return [{**params, "seed": seed + index} for index in range(count)]
+
+
+def _types(spec: Param) -> tuple[type, ...]:
+    return spec.type if isinstance(spec.type, tuple) else (spec.type,)
+
+
+def _tooltip(name: str, spec: Param) -> str:
+    bits = [spec.help or name]
+    if spec.minimum is not None or spec.maximum is not None:
+        low = "" if spec.minimum is None else f"{spec.minimum:g}"
+        high = "" if spec.maximum is None else f"{spec.maximum:g}"
+        bits.append(f"range {low}..{high}")
+    if spec.default is not None:
+        bits.append(f"default {spec.default!r}")
+    if spec.required:
+        bits.append("required")
+    return " · ".join(bits)
+
+
+@dataclass
+class _Field:
+    """One generated parameter field and how to read it back."""
+
+    name: str
+    spec: Param
+    widget: widgets.ValueWidget
+    touched: bool = False
+
+    def read(self) -> tuple[bool, Any]:
+        """(is set, value). Untouched number/checkbox fields without a default send nothing."""
+        value = self.widget.value
+        if isinstance(self.widget, widgets.Dropdown):
+            return value is not UNSET, value
+        if isinstance(self.widget, (widgets.Text, widgets.Textarea)):
+            text = value.strip()
+            if not text:
+                return False, None
+            return True, text if str in _types(self.spec) else _decode(text)
+        return self.spec.default is not None or self.touched, value
+
+
+def field_for(name: str, spec: Param) -> _Field:
+    """The widget for one `Param`: Dropdown for choices, Checkbox, IntText, FloatText or Text."""
+    types = _types(spec)
+    common: dict[str, Any] = {
+        **css("genwidgets-param"),
+        "description": f"{name} *" if spec.required else name,
+        "tooltip": _tooltip(name, spec),
+        "style": {"description_width": "initial"},
+    }
+    widget: widgets.ValueWidget
+    if spec.choices:
+        options: list[tuple[str, Any]] = [(str(choice), choice) for choice in spec.choices]
+        value = spec.default if spec.default in spec.choices else UNSET
+        if value is UNSET:
+            options.insert(0, ("(provider default)", UNSET))
+        widget = widgets.Dropdown(options=options, value=value, **common)
+    elif types == (bool,):
+        widget = widgets.Checkbox(value=bool(spec.default), indent=False, **common)
+    elif types == (int,):
+        widget = widgets.IntText(value=int(spec.default or 0), **common)
+    elif float in types and all(t in (int, float) for t in types):
+        widget = widgets.FloatText(value=float(spec.default or 0), **common)
+    else:
+        default = spec.default
+        if default is None:
+            text = ""
+        else:
+            text = default if isinstance(default, str) else json.dumps(default)
+        widget = widgets.Text(value=text, placeholder=(spec.help or name)[:60], **common)
+    field = _Field(name, spec, widget)
+
+    def touched(_change: Any) -> None:
+        field.touched = True
+
+    widget.observe(touched, "value")
+    return field
+
+
+class SubmitForm(StaticDisplay, widgets.VBox):
+    """A form that submits generation tasks and shows a live card for each, below itself."""
+
+    def __init__(
+        self,
+        client: TaskClient | None = None,
+        *,
+        model: str | None = None,
+        prompt: str = "",
+        max_cards: int = 24,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("_dom_classes", ("genwidgets-form",))
+        super().__init__(**kwargs)
+        if client is None:
+            from .._client import get_client
+
+            client = get_client()
+        self.client = client
+        self.max_cards = max_cards
+        self._closed = False
+        self._fields: dict[str, _Field] = {}
+        self._cards_list: list[StatusCard] = []
+        options = [
+            f"{provider}:{info.name}"
+            for provider, infos in client.available_models().items()
+            for info in infos
+        ]
+        if model is not None and model not in options:
+            options.insert(0, model)  # remote catalogues are open: any name may be valid
+        wide = {"description_width": "initial"}
+        self._model = widgets.Dropdown(
+            options=options,
+            value=model or (options[0] if options else None),
+            description="Model",
+            style=wide,
+            **css("genwidgets-model-picker"),
+        )
+        self._info = widgets.HTML(**css("genwidgets-model-info"))
+        self._prompt = widgets.Textarea(
+            value=prompt,
+            placeholder="Describe what to generate",
+            description="Prompt",
+            rows=3,
+            style=wide,
+            layout=widgets.Layout(width="100%"),
+            **css("genwidgets-prompt-input"),
+        )
+        self._params = widgets.VBox(**css("genwidgets-params"))
+        self._extra = widgets.Textarea(
+            placeholder="key=value, one per line (values are JSON when they parse)",
+            description="Other parameters",
+            rows=2,
+            style=wide,
+            layout=widgets.Layout(width="100%"),
+            **css("genwidgets-extra"),
+        )
+        self._seed = widgets.Text(
+            placeholder="provider's choice",
+            description="Seed",
+            tooltip="first seed; tasks get seed, seed+1, ...",
+            style=wide,
+            **css("genwidgets-seed"),
+        )
+        self._count = widgets.BoundedIntText(
+            value=1,
+            min=1,
+            max=MAX_COUNT,
+            description="Count",
+            tooltip="how many tasks to submit, one per seed",
+            style=wide,
+            **css("genwidgets-count"),
+        )
+        self._submit_button = widgets.Button(
+            description="Generate", icon="play", **css("genwidgets-submit")
+        )
+        self._clear_button = widgets.Button(
+            description="Clear finished", icon="trash", **css("genwidgets-clear")
+        )
+        self._error = widgets.HTML(**css("genwidgets-form-error"))
+        self._cards = widgets.VBox(**css("genwidgets-form-cards"))
+        self._row = widgets.HBox(
+            [self._seed, self._count, self._submit_button, self._clear_button],
+            layout=widgets.Layout(flex_flow="row wrap", grid_gap="8px"),
+        )
+        self._submit_button.on_click(lambda _button: self.submit())
+        self._clear_button.on_click(lambda _button: self.clear())
+        self._model.observe(self._on_model, "value")
+        self._build_fields()
+        self._layout_children()
+
+    # ------------------------------------------------------------------ fields
+    @property
+    def model(self) -> str | None:
+        return self._model.value
+
+    @property
+    def cards(self) -> tuple[StatusCard, ...]:
+        return tuple(self._cards_list)
+
+    @property
+    def fields(self) -> dict[str, widgets.ValueWidget]:
+        """The generated parameter widgets, by parameter name."""
+        return {name: field.widget for name, field in self._fields.items()}
+
+    def _info_for(self, model: str | None) -> ModelInfo | None:
+        if not model:
+            return None
+        try:
+            return self.client.model_info(model)
+        except Exception:  # unknown provider: shown by validate at submit time
+            return None
+
+    def _on_model(self, _change: Any) -> None:
+        self._build_fields()
+        self._show_error(None)
+        self._layout_children()
+
+    def _build_fields(self) -> None:
+        for field in self._fields.values():
+            close_tree(field.widget)
+        info = self._info_for(self._model.value)
+        specs = info.params if info is not None else {}
+        self._fields = {
+            name: field_for(name, spec) for name, spec in specs.items() if name not in _OWN_FIELDS
+        }
+        assign(self._params, children=tuple(f.widget for f in self._fields.values()))
+        if info is None:
+            text = "No parameter list for this model: give parameters as key=value lines."
+        else:
+            text = f"{info.kind}" + (f": {info.description}" if info.description else "")
+        assign(self._info, value=f'<span style="color:#555">{render.esc(text)}</span>')
+        self._extra_shown = info is None or not info.closed
+
+    def _layout_children(self) -> None:
+        children: list[widgets.Widget] = [self._model, self._info, self._prompt]
+        if self._fields:
+            children.append(self._params)
+        if self._extra_shown:
+            children.append(self._extra)
+        children.append(self._row)
+        if self._error.value:
+            children.append(self._error)
+        children.append(self._cards)
+        assign(self, children=tuple(children))
+
+    def _show_error(self, exc: BaseException | None) -> None:
+        if exc is None:
+            text = ""
+        else:
+            message = str(exc) if isinstance(exc, GenError) else f"{type(exc).__name__}: {exc}"
+            text = (
+                '<div style="color:#b02a37;white-space:pre-wrap;overflow-wrap:anywhere">'
+                f"{render.esc(message)}</div>"
+            )
+        assign(self._error, value=text)
+        self._layout_children()
+
+    # ------------------------------------------------------------------ submitting
+    def requests(self) -> tuple[str, list[dict[str, Any]]]:
+        """The model and the parameter dicts a click would submit (raises `InvalidParams`)."""
+        model = self._model.value
+        if not model:
+            raise InvalidParams("Pick a model first")
+        params: dict[str, Any] = {}
+        prompt = self._prompt.value.strip()
+        if prompt:
+            params["prompt"] = prompt
+        for name, field in self._fields.items():
+            is_set, value = field.read()
+            if is_set:
+                params[name] = value
+        if self._extra_shown:
+            for key, value in parse_extra(self._extra.value).items():
+                if key in params or key in _OWN_FIELDS:
+                    raise InvalidParams(
+                        f"{key!r} has its own field; remove it from the extra lines"
+                    )
+                params[key] = value
+        seed = parse_seed(self._seed.value)
+        return model, expand_requests(params, seed, int(self._count.value))
+
+    def submit(self) -> list[StatusCard]:
+        """Validate everything, then submit: one card per task. Nothing is sent if any request
+        is invalid; the error is shown on the form."""
+        try:
+            model, requests = self.requests()
+            for params in requests:
+                self.client.validate(model, **params)
+        except Exception as exc:  # shown on the form: printing would land in another cell
+            self._show_error(exc)
+            return []
+        self._show_error(None)
+        cards = [StatusCard.submit(self.client, model, **params) for params in requests]
+        for card in cards:
+            card.add_listener(self._on_card)
+        self._cards_list = cards + self._cards_list
+        self._trim()
+        assign(self._cards, children=tuple(self._cards_list))
+        return cards
+
+    def _trim(self) -> None:
+        """Close the oldest settled cards beyond `max_cards` (they would leak otherwise)."""
+        while len(self._cards_list) > self.max_cards:
+            settled = [c for c in reversed(self._cards_list) if c.settled]
+            if not settled:
+                break
+            self._cards_list.remove(settled[0])
+            settled[0].close()
+
+    def clear(self, everything: bool = False) -> None:
+        """Close the finished cards (all of them with `everything=True`; tasks keep running)."""
+        keep = [] if everything else [c for c in self._cards_list if not c.settled]
+        for card in self._cards_list:
+            if card not in keep:
+                card.close()
+        self._cards_list = keep
+        assign(self._cards, children=tuple(keep))
+        self.refresh_display()
+
+    def _on_card(self, card: StatusCard) -> None:
+        if card.settled and all(c.settled for c in self._cards_list):
+            self.refresh_display()
+
+    # ------------------------------------------------------------------ static fallback
+    def _static_html(self) -> str:
+        cells = [card._static_html() for card in self._cards_list]
+        note = (
+            '<div style="color:#999;font-size:0.85em">genwidgets form: needs a running kernel</div>'
+        )
+        return render.grid_html(cells, 1, header=note)
+
+    def _static_text(self) -> str:
+        return f"<SubmitForm {self._model.value or ''}: {len(self._cards_list)} cards>"
+
+    def __repr__(self) -> str:
+        return self._static_text()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        final = self._final_bundle() if self._display_id is not None else None
+        self._closed = True
+        for card in self._cards_list:
+            card.close()
+        self._cards_list = []
+        for field in self._fields.values():
+            close_tree(field.widget)
+        for widget in (
+            self._model,
+            self._info,
+            self._prompt,
+            self._params,
+            self._extra,
+            self._row,
+            self._error,
+            self._cards,
+        ):
+            close_tree(widget)
+        layout = self.layout
+        super().close()
+        layout.close()
+        self._publish(final)  # the output keeps the static snapshot of what was shown

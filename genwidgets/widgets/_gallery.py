@@ -1,0 +1,233 @@
+"""`Gallery` and `explore`: a grid of live cards over models x prompts x seeds.
+
+    gallery = explore(["local:image", "segmind:seedream-4.5"], ["a red rose", "a blue car"],
+                      seeds=[1, 2, 3])
+    gallery                      # shows at once; every card updates on its own
+    await gallery.wait()         # in a notebook cell, before asserting on gallery.tasks
+
+Every request is validated before anything is sent, so a typo in one parameter costs nothing.
+Cards dropped with `remove`/`clear` are closed: ipywidgets keeps every widget alive in a global
+registry until then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+
+from .._models import Task
+from . import _render as render
+from ._card import StaticDisplay, StatusCard, TaskClient, assign, close_tree, css
+
+__all__ = ["Gallery", "explore"]
+
+_ORDER = ("submitting", "queued", "running", "succeeded", "failed", "cancelled", "expired", "error")
+
+
+class Gallery(StaticDisplay, widgets.VBox):
+    """A grid of `StatusCard`s with a header counting them per state and a "Cancel all" button."""
+
+    def __init__(
+        self,
+        cards: Iterable[StatusCard] = (),
+        *,
+        client: TaskClient | None = None,
+        columns: int = 3,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("_dom_classes", ("genwidgets-gallery",))
+        super().__init__(**kwargs)
+        self.client = client
+        self.columns = max(1, int(columns))
+        self._cards: list[StatusCard] = []
+        self._closed = False
+        self._summary = widgets.HTML(**css("genwidgets-gallery-summary"))
+        self._cancel_all_button = widgets.Button(
+            description="Cancel all",
+            icon="stop",
+            tooltip="Cancel every running task",
+            **css("genwidgets-cancel-all"),
+        )
+        self._cancel_all_button.on_click(lambda _button: self.cancel_all())
+        self._header = widgets.HBox(
+            [self._summary, self._cancel_all_button],
+            layout=widgets.Layout(align_items="center", grid_gap="12px"),
+            **css("genwidgets-gallery-header"),
+        )
+        self._grid = widgets.GridBox(
+            layout=widgets.Layout(
+                grid_template_columns=f"repeat({self.columns}, minmax(0, 1fr))",
+                grid_gap="8px",
+                width="100%",
+            ),
+            **css("genwidgets-grid"),
+        )
+        self.children = (self._header, self._grid)
+        self.add(*cards)
+
+    # ------------------------------------------------------------------ content
+    @property
+    def cards(self) -> tuple[StatusCard, ...]:
+        return tuple(self._cards)
+
+    @property
+    def tasks(self) -> list[Task]:
+        """The current snapshot of every card that has a task (in grid order)."""
+        return [card.task for card in self._cards if card.task is not None]
+
+    def counts(self) -> dict[str, int]:
+        """Cards per state ('running', 'succeeded', ..., 'submitting', 'error')."""
+        return dict(Counter(card.state for card in self._cards))
+
+    def add(self, *cards: StatusCard) -> None:
+        for card in cards:
+            if card in self._cards:
+                continue
+            self._cards.append(card)
+            card.add_listener(self._on_card)
+        assign(self._grid, children=tuple(self._cards))
+        self._update_header()
+
+    def remove(self, card: StatusCard) -> None:
+        """Drop one card and close it (its task keeps running at the provider)."""
+        if card in self._cards:
+            self._cards.remove(card)
+            assign(self._grid, children=tuple(self._cards))
+            card.close()
+            self._update_header()
+
+    def clear(self) -> None:
+        """Drop and close every card (their tasks keep running; use `cancel_all` first to stop
+        them)."""
+        cards, self._cards = self._cards, []
+        assign(self._grid, children=())
+        for card in cards:
+            card.close()
+        self._update_header()
+        self.refresh_display()
+
+    def cancel_all(self) -> list[asyncio.Task[None]]:
+        """Cancel every live task that can be cancelled (cards still submitting cancel as soon
+        as their submit returns)."""
+        jobs = []
+        for card in self._cards:
+            job = card.cancel()
+            if job is not None:
+                jobs.append(job)
+        return jobs
+
+    async def wait(self, timeout: float | None = None) -> list[Task]:
+        """Wait until every card has settled; returns `tasks`. The tasks keep running if the
+        timeout expires (asyncio.TimeoutError)."""
+        waiting = asyncio.gather(*(card.wait() for card in list(self._cards)))
+        if timeout is None:
+            await waiting
+        else:
+            await asyncio.wait_for(waiting, timeout)
+        self.refresh_display()  # from the awaiting cell, which nbclient listens to
+        return self.tasks
+
+    # ------------------------------------------------------------------ header
+    def _on_card(self, card: StatusCard) -> None:
+        self._update_header()
+        if card.settled and all(c.settled for c in self._cards):
+            self.refresh_display()
+
+    def _summary_html(self) -> str:
+        counts = self.counts()
+        total = len(self._cards)
+        parts = [
+            f'<span style="color:{render.STATE_COLORS.get(state, "#555")}">'
+            f"{counts[state]} {render.esc(state)}</span>"
+            for state in _ORDER
+            if counts.get(state)
+        ]
+        noun = "task" if total == 1 else "tasks"
+        return f"<b>{total} {noun}</b>" + (": " + " · ".join(parts) if parts else "")
+
+    def _update_header(self) -> None:
+        if self._closed:
+            return
+        assign(self._summary, value=self._summary_html())
+        live = any(card.can_cancel or card.state == "submitting" for card in self._cards)
+        assign(self._cancel_all_button, disabled=not live)
+
+    # ------------------------------------------------------------------ static fallback
+    def _static_html(self) -> str:
+        cells = [card._static_html() for card in self._cards]
+        return render.grid_html(cells, self.columns, header=self._summary_html())
+
+    def _static_text(self) -> str:
+        counts = self.counts()
+        detail = ", ".join(f"{counts[s]} {s}" for s in _ORDER if counts.get(s))
+        return f"<Gallery of {len(self._cards)} tasks{': ' + detail if detail else ''}>"
+
+    def __repr__(self) -> str:
+        return self._static_text()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        final = self._final_bundle() if self._display_id is not None else None
+        self._closed = True
+        cards, self._cards = self._cards, []
+        for card in cards:
+            card.close()
+        for widget in (self._header, self._grid):
+            close_tree(widget)
+        layout = self.layout
+        super().close()
+        layout.close()
+        self._publish(final)  # the output keeps the static snapshot of what was shown
+
+
+def _as_list(value: Any, kind: type | tuple[type, ...]) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, kind):
+        return [value]
+    return list(value)
+
+
+def explore(
+    models: str | Sequence[str],
+    prompts: str | Sequence[str],
+    seeds: int | Sequence[int] | None = None,
+    *,
+    client: TaskClient | None = None,
+    columns: int | None = None,
+    **params: Any,
+) -> Gallery:
+    """Submit every combination of `models` x `prompts` x `seeds` and return a live `Gallery`.
+
+    `params` go to every request. All requests are validated first: an invalid one raises
+    (`InvalidParams`, `ConfigError`) and nothing is sent. With no seeds each model x prompt is
+    submitted once, with the provider's own seed.
+    """
+    model_list = _as_list(models, str)
+    prompt_list = _as_list(prompts, str)
+    seed_list: list[int | None] = _as_list(seeds, int) if seeds is not None else [None]
+    if not model_list or not prompt_list or not seed_list:
+        raise ValueError("explore() needs at least one model, one prompt and one seed")
+    if client is None:
+        from .._client import get_client
+
+        client = get_client()
+    requests: list[tuple[str, dict[str, Any]]] = []
+    for model in model_list:
+        for prompt in prompt_list:
+            for seed in seed_list:
+                request = {**params, "prompt": prompt}
+                if seed is not None:
+                    request["seed"] = seed
+                requests.append((model, request))
+    for model, request in requests:
+        client.validate(model, **request)
+    if columns is None:
+        columns = min(6, len(seed_list)) if len(seed_list) > 1 else min(4, len(requests))
+    cards = [StatusCard.submit(client, model, **request) for model, request in requests]
+    return Gallery(cards, client=client, columns=columns)

@@ -1,0 +1,158 @@
+"""SubmitForm: fields from `Param` specs, inline errors with nothing sent, count/seed expansion."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import ipywidgets as widgets
+import pytest
+from test_card import HOSTILE_ERROR, FakeClient
+
+from genwidgets import InvalidParams
+from genwidgets._media import render_image
+from genwidgets.widgets import StatusCard, SubmitForm
+from genwidgets.widgets._form import UNSET, expand_requests, parse_extra, parse_seed
+
+
+def shown(form: SubmitForm) -> set[str]:
+    return {cls for child in form.children for cls in child._dom_classes}
+
+
+def test_fields_follow_the_param_types() -> None:
+    form = SubmitForm(FakeClient(), model="fake:image")
+    fields = form.fields
+    assert isinstance(fields["steps"], widgets.IntText)
+    assert isinstance(fields["guidance"], widgets.FloatText) and fields["guidance"].value == 2.5
+    assert isinstance(fields["style"], widgets.Dropdown)
+    assert fields["style"].value is UNSET and [v for _, v in fields["style"].options[1:]] == [
+        "photo",
+        "sketch",
+    ]
+    assert isinstance(fields["safety"], widgets.Checkbox)
+    assert isinstance(fields["negative"], widgets.Text)
+    assert isinstance(fields["tools"], widgets.Text)
+    assert isinstance(fields["length"], widgets.FloatText)
+    assert "prompt" not in fields and "seed" not in fields  # they have their own inputs
+    assert fields["steps"].tooltip.startswith("denoising steps")
+    assert "genwidgets-extra" not in shown(form)  # a closed schema takes no free parameters
+    form.close()
+
+
+def test_untouched_fields_send_only_defaults() -> None:
+    form = SubmitForm(FakeClient(), model="fake:image", prompt="a rose")
+    model, requests = form.requests()
+    assert model == "fake:image"
+    assert requests == [{"prompt": "a rose", "guidance": 2.5}]
+    form.fields["steps"].value = 30
+    form.fields["style"].value = "sketch"
+    form.fields["safety"].value = True
+    form.fields["tools"].value = '[{"type": "web_search"}]'
+    form.fields["negative"].value = "  blur  "
+    _, requests = form.requests()
+    assert requests == [
+        {
+            "prompt": "a rose",
+            "guidance": 2.5,
+            "steps": 30,
+            "style": "sketch",
+            "safety": True,
+            "tools": [{"type": "web_search"}],
+            "negative": "blur",
+        }
+    ]
+    form.close()
+
+
+def test_models_without_schema_take_key_value_rows() -> None:
+    form = SubmitForm(FakeClient(), model="fake:free", prompt="x")
+    assert form.fields == {}
+    assert "genwidgets-extra" in shown(form)
+    form._extra.value = "steps=4\n# a comment\n\nratio = 16:9\nflags=[1, 2]"
+    _, requests = form.requests()
+    assert requests == [{"prompt": "x", "steps": 4, "ratio": "16:9", "flags": [1, 2]}]
+    form.close()
+
+
+def test_switching_model_rebuilds_the_fields() -> None:
+    form = SubmitForm(FakeClient(), model="fake:image")
+    old = form.fields["steps"]
+    form._model.value = "fake:free"
+    assert form.fields == {} and old.comm is None  # the old field widgets are closed
+    form._model.value = "fake:image"
+    assert "steps" in form.fields
+    form.close()
+
+
+def test_parse_helpers() -> None:
+    assert parse_extra("a=1\nb=text\nc=true") == {"a": 1, "b": "text", "c": True}
+    for bad in ("novalue", "=3", "1x=2", "a=1\na=2"):
+        with pytest.raises(InvalidParams):
+            parse_extra(bad)
+    assert parse_seed("  ") is None and parse_seed("42") == 42
+    with pytest.raises(InvalidParams, match="whole number"):
+        parse_seed("4.5")
+
+
+def test_count_and_seed_expansion() -> None:
+    assert expand_requests({"prompt": "p"}, 10, 3) == [
+        {"prompt": "p", "seed": 10},
+        {"prompt": "p", "seed": 11},
+        {"prompt": "p", "seed": 12},
+    ]
+    assert expand_requests({"prompt": "p"}, None, 2) == [{"prompt": "p"}, {"prompt": "p"}]
+    with pytest.raises(InvalidParams):
+        expand_requests({}, None, 0)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "extra", "seed", "message"),
+    [
+        ("", "", "", "non-empty prompt"),
+        ("ok", "bad=1", "", "&lt;script&gt;"),
+        ("ok", "not a pair", "", "expected key=value"),
+        ("ok", "", "seven", "whole number"),
+    ],
+)
+async def test_invalid_input_shows_an_inline_error_and_sends_nothing(
+    prompt: str, extra: str, seed: str, message: str
+) -> None:
+    client = FakeClient()
+    form = SubmitForm(client, model="fake:free", prompt=prompt)
+    form._extra.value = extra
+    form._seed.value = seed
+    form._count.value = 3
+    form._submit_button.click()
+    await asyncio.sleep(0.02)
+    assert client.names("submit") == []
+    assert form.cards == () and form._cards.children == ()
+    assert "genwidgets-form-error" in shown(form)
+    assert message in form._error.value
+    assert HOSTILE_ERROR not in form._error.value
+    form.close()
+
+
+async def test_valid_input_adds_a_card_per_task_below_the_form(tmp_path: Path) -> None:
+    image = tmp_path / "i.png"
+    image.write_bytes(render_image("rose", 1, 32, 32))
+    client = FakeClient((("image", image),))
+    form = SubmitForm(client, model="fake:free", prompt="a rose")
+    form._extra.value = "bad=1"  # first an invalid try: the error shows
+    assert form.submit() == []
+    assert "genwidgets-form-error" in shown(form)
+    form._extra.value = "steps=2"
+    form._seed.value = "5"
+    form._count.value = 3
+    cards = form.submit()
+    assert "genwidgets-form-error" not in shown(form)  # a valid submit clears the error
+    assert len(cards) == 3 and all(isinstance(c, StatusCard) for c in cards)
+    await asyncio.gather(*(card.wait() for card in cards))
+    assert [call[2]["seed"] for call in client.names("submit")] == [5, 6, 7]
+    validated = [call for call in client.names("validate") if call[2].get("steps") == 2]
+    assert len(validated) == 3  # every request validated before any was sent
+    assert form._cards.children[:3] == tuple(cards)
+    assert form.children[-1] is form._cards
+    assert all(card.state == "succeeded" for card in cards)
+    form.clear()
+    assert form.cards == () and all(card.comm is None for card in cards)
+    form.close()
