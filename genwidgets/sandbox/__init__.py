@@ -1,0 +1,29 @@
+"""A loopback server that speaks the five providers' async protocols, with fault injection.
+
+Tests and benchmarks drive the real client against it over real HTTP; users point a notebook at
+it to try the UI offline::
+
+    from genwidgets.sandbox import Sandbox, FaultConfig
+
+    with Sandbox(task_seconds=0.5, faults=FaultConfig(error_rate=0.1, seed=1)) as sb:
+        os.environ.update(sb.env)           # GENWIDGETS_<PROVIDER>_URL -> http://127.0.0.1:PORT
+        ...
+        sb.stats()["submit_fingerprints"]   # was anything submitted twice?
+
+or from a shell: ``python -m genwidgets.sandbox`` (``genwidgets sandbox``), then drive it over
+HTTP: ``GET/POST /_sandbox/faults``, ``GET /_sandbox/stats``, ``POST /_sandbox/reset`` on any port.
+
+Any non-empty API key is accepted except ``bad-key`` (401 everywhere) and ``no-quota-key`` (an
+empty account where the provider documents one: RixAPI 403, OneRouter 402, Segmind 406). Prompt
+markers: ``[fail]`` fails the task, ``[slow]`` runs it 10x longer, ``[expire]`` makes it 404 from
+the moment it succeeds. Only loopback is ever bound; keys are never logged or stored (accounts
+are told apart by a hash).
+"""
+
+from __future__ import annotations
+
+from ._faults import FaultConfig
+from ._render import MediaSizes
+from ._server import DEFAULT_PORTS, PROVIDERS, Sandbox
+
+__all__ = ["DEFAULT_PORTS", "PROVIDERS", "FaultConfig", "MediaSizes", "Sandbox"]

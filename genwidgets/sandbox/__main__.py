@@ -1,0 +1,169 @@
+"""`python -m genwidgets.sandbox` (also `genwidgets sandbox`): serve the sandbox until Ctrl-C.
+
+Prints the base URLs and the `export GENWIDGETS_<PROVIDER>_URL=...` lines to paste into the
+shell that starts Jupyter. Every `FaultConfig` field is a flag (`--error-rate 0.1`,
+`--one-shot-urls`, ...); faults can also be changed later over HTTP at `/_sandbox/faults`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from ._faults import FaultConfig
+from ._server import DEFAULT_PORTS, PROVIDERS, Sandbox
+
+__all__ = ["main"]
+
+_BOOL_FAULTS = {"one_shot_urls", "hostile_names"}
+_INT_FAULTS = {"burst_429", "seed"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genwidgets sandbox",
+        description="Serve the five providers' async protocols on 127.0.0.1, with fault injection.",
+    )
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=8100,
+        help="first port: onerouter +0, segmind +1, rixapi +2, netmind +3, oxen +4, "
+        "onerouter's poll host +5 (0: ephemeral ports; default 8100)",
+    )
+    parser.add_argument(
+        "--task-seconds", type=float, default=2.0, help="running time of a task (default 2)"
+    )
+    parser.add_argument(
+        "--queue-seconds", type=float, default=0.5, help="time a task waits queued (default 0.5)"
+    )
+    parser.add_argument(
+        "--keepalive", type=float, default=15.0, help="Oxen SSE keep-alive period (default 15)"
+    )
+    parser.add_argument(
+        "--retention", type=float, default=3600.0, help="Segmind retention window (default 3600)"
+    )
+    parser.add_argument(
+        "--big-bytes", type=int, default=2**30, help="size of 'big-video' results (default 1 GiB)"
+    )
+    parser.add_argument("--no-callbacks", action="store_true", help="never POST RixAPI callbacks")
+    faults = parser.add_argument_group("faults (all off by default)")
+    for field in dataclasses.fields(FaultConfig):
+        flag = "--" + field.name.replace("_", "-")
+        doc = _field_help(field.name)
+        if field.name in _BOOL_FAULTS:
+            faults.add_argument(flag, action="store_true", help=doc)
+        elif field.name in _INT_FAULTS:
+            faults.add_argument(flag, type=int, default=None, help=doc)
+        else:
+            faults.add_argument(flag, type=float, default=None, metavar="S_OR_P", help=doc)
+    return parser
+
+
+def _field_help(name: str) -> str:
+    helps = {
+        "latency": "seconds added to every response",
+        "error_rate": "probability of a 5xx on a poll",
+        "rate_limit_rate": "probability of a 429 on a poll",
+        "retry_after": "seconds announced on 429s (default: no header)",
+        "submit_rate_limit_rate": "probability of a 429 on a submit (nothing created)",
+        "submit_error_rate": "probability of a 5xx on a submit after the task was created",
+        "reset_rate": "probability that a poll's connection drops mid-response",
+        "malformed_rate": "probability of a 200 with truncated JSON on a poll",
+        "fail_rate": "probability that a task fails",
+        "expire_after": "seconds after creation when tasks start to 404",
+        "one_shot_urls": "result URLs work once, then 403",
+        "hostile_names": "NetMind file_name values try path traversal and markup",
+        "burst_429": "the next N polls get 429",
+        "seed": "seed of the fault RNG",
+    }
+    return helps.get(name, name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    changes = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(FaultConfig)
+        if getattr(args, f.name) not in (None, False)
+    }
+    faults = FaultConfig()
+    faults.update(**changes)
+    base = args.port_base
+    ports = {name: (base + offset if base else 0) for name, offset in _offsets().items()}
+    sandbox = Sandbox(
+        ports=ports,
+        faults=faults,
+        task_seconds=args.task_seconds,
+        queue_seconds=args.queue_seconds,
+        sse_keepalive=args.keepalive,
+        segmind_retention=args.retention,
+        big_bytes=args.big_bytes,
+        callbacks=not args.no_callbacks,
+    )
+    try:
+        sandbox.start()
+    except OSError as exc:
+        print(
+            f"genwidgets sandbox: cannot bind 127.0.0.1 ports from {base}: {exc}", file=sys.stderr
+        )
+        return 1
+    _print_banner(sandbox, changes)
+    previous: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        # SIGINT too: a shell starts background jobs with SIGINT ignored, and Ctrl-C / kill -INT
+        # is the documented way to stop the sandbox.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _interrupt)
+    try:
+        while sandbox.running:
+            time.sleep(0.25)
+        return 1  # the server thread died
+    except KeyboardInterrupt:
+        print("stopping the sandbox", flush=True)
+        return 0
+    finally:
+        sandbox.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def _offsets() -> dict[str, int]:
+    return {name: port - DEFAULT_PORTS["onerouter"] for name, port in DEFAULT_PORTS.items()}
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_banner(sandbox: Sandbox, faults: dict[str, object]) -> None:
+    lines = ["genwidgets sandbox on loopback (Ctrl-C to stop)"]
+    for name in PROVIDERS:
+        line = f"  {name:<10} {sandbox.urls[name]}"
+        if name == "onerouter":
+            line += f"  (polls at {sandbox.onerouter_poll_url})"
+        lines.append(line)
+    lines.append(
+        "Any non-empty API key works; 'bad-key' is refused, 'no-quota-key' has no credits."
+    )
+    lines.append("Prompt markers: [fail] fails, [slow] takes 10x longer, [expire] 404s once done.")
+    if faults:
+        lines.append("Faults: " + ", ".join(f"{k}={v}" for k, v in sorted(faults.items())))
+    first = sandbox.urls["onerouter"]
+    lines.append(
+        f"Admin on any port: GET/POST {first}/_sandbox/faults, GET {first}/_sandbox/stats, "
+        f"POST {first}/_sandbox/reset"
+    )
+    lines.append("")
+    lines.extend(f"export {key}={value}" for key, value in sandbox.env.items())
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
