@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ._exceptions import GenError
@@ -46,6 +47,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", default=".", help="folder for the outputs (default: .)")
     run.add_argument("--timeout", type=float, help="stop waiting after this many seconds")
+
+    batch = sub.add_parser("batch", help="run every request of a JSONL file (resumable)")
+    batch.add_argument("jobs", help='JSONL: one {"model", "prompt", "params"} object a line')
+    batch.add_argument("--out", default="outputs", help="folder for the outputs")
+    batch.add_argument("--model", help="model for lines that name none")
+    batch.add_argument("--manifest", help="results JSONL (default: OUT/manifest.jsonl)")
+    batch.add_argument("--max-in-flight", type=int, default=32)
 
     sub.add_parser("models", help="list providers and known models")
     sandbox = sub.add_parser(
@@ -116,6 +124,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "batch":
+            from ._batch import batch_file
+
+            results = batch_file(
+                args.jobs,
+                out=args.out,
+                model=args.model,
+                manifest=args.manifest or str(Path(args.out) / "manifest.jsonl"),
+                max_in_flight=args.max_in_flight,
+            )
+            counts: dict[str, int] = {}
+            for entry in results:
+                counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+            print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+            return 0 if set(counts) <= {"succeeded"} else 1
         if args.command == "models":
             return _models()
         if args.command == "sandbox":

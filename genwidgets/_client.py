@@ -274,7 +274,12 @@ class AsyncClient:
                 model=model,
             )
         pending = journal.latest(fp)
-        if pending is not None and not pending.done and (provider, pending.id) not in self._live:
+        if (
+            pending is not None
+            and not pending.done
+            and (provider, pending.id) not in self._live
+            and provider != "local"  # local work dies with its process: run it again
+        ):
             return pending  # submitted by an earlier kernel and still running: follow it
         return None
 
@@ -482,18 +487,19 @@ class AsyncClient:
             if output.path is None or not Path(output.path).exists():
                 output = await self._download_output(task, index, output)
             outputs.append(output)
-        task = task.evolve(outputs=tuple(outputs))
-        if dest is not None:
-            folder = Path(dest)
-            folder.mkdir(parents=True, exist_ok=True)
-            copies = []
-            for index, output in enumerate(task.outputs):
-                assert output.path is not None
-                target = folder / f"{_safe_name(task.id)}-{index}{Path(output.path).suffix}"
+        task = self._seen(task.evolve(outputs=tuple(outputs)))  # the journal keeps cache paths
+        if dest is None:
+            return task
+        folder = Path(dest)
+        folder.mkdir(parents=True, exist_ok=True)
+        copies = []
+        for index, output in enumerate(task.outputs):
+            assert output.path is not None
+            target = folder / f"{_safe_name(task.id)}-{index}{Path(output.path).suffix}"
+            if not (target.exists() and target.samefile(output.path)):
                 shutil.copyfile(output.path, target)
-                copies.append(output.model_copy(update={"path": target}))
-            task = task.evolve(outputs=tuple(copies))
-        return self._seen(task)
+            copies.append(output.model_copy(update={"path": target}))
+        return task.evolve(outputs=tuple(copies))
 
     async def run(
         self,

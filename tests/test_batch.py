@@ -1,0 +1,123 @@
+"""Batch runs: lines checked first, a manifest, and the journal as the checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import genwidgets
+from genwidgets import AsyncClient
+from genwidgets._batch import abatch, read_jobs
+
+KEYS = {p: f"test-key-{p}" for p in ("onerouter", "rixapi", "segmind", "netmind", "oxen")}
+
+
+def write_jobs(path: Path, n: int, slow: bool = False) -> Path:
+    models = ["segmind:seedream-4.5", "netmind:Qwen/Qwen-Image", "local:image"]
+    lines = [
+        json.dumps(
+            {
+                "model": models[i % 3],
+                "prompt": f"job {i}" + (" [slow]" if slow else ""),
+                "params": {"seed": i},
+            }
+        )
+        for i in range(n)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_bad_lines_are_reported_with_numbers_before_anything(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"model": "local:image", "prompt": "ok"}\nnot json\n\n[1, 2]\n')
+    with pytest.raises(genwidgets.InvalidParams, match=r"line 2: not JSON[\s\S]*line 4"):
+        read_jobs(jobs)
+
+
+async def test_invalid_requests_fail_the_batch_before_any_submit(sb: Any, tmp_path: Path) -> None:
+    rows = [
+        {"model": "segmind:seedream-4.5", "prompt": "fine"},
+        {"model": "segmnd:seedream-4.5", "prompt": "typo"},
+        {"model": "local:image", "prompt": ""},
+    ]
+    async with AsyncClient(
+        api_keys=KEYS, base_urls=sb.urls, cache_dir=tmp_path, journal=False
+    ) as c:
+        with pytest.raises(genwidgets.InvalidParams, match=r"line 2: .*segmind[\s\S]*line 3"):
+            await abatch(None, rows, client=c, progress=False)
+    assert sb.stats()["submits"] == {}
+
+
+async def test_batch_writes_a_manifest_and_reruns_for_free(sb: Any, tmp_path: Path) -> None:
+    rows = [r for _, r in read_jobs(write_jobs(tmp_path / "jobs.jsonl", 12))]
+
+    def client() -> AsyncClient:
+        return AsyncClient(
+            api_keys=KEYS,
+            base_urls=sb.urls,
+            cache_dir=tmp_path / "cache",
+            journal=tmp_path / "journal.sqlite",
+            poll_interval=(0.05, 0.3),
+        )
+
+    async with client() as c:
+        results = await abatch(
+            None,
+            rows,
+            client=c,
+            out=tmp_path / "out",
+            manifest=tmp_path / "manifest.jsonl",
+            progress=False,
+        )
+    assert [r["status"] for r in results] == ["succeeded"] * 12
+    manifest = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(m["line"] for m in manifest) == list(range(1, 13))
+    assert all(Path(m["outputs"][0]).exists() and m["sha256"][0] for m in manifest)
+    submits = dict(sb.stats()["submits"])
+    async with client() as c:
+        again = await abatch(None, rows, client=c, out=tmp_path / "out", progress=False)
+    assert all(r["replayed"] for r in again)
+    assert dict(sb.stats()["submits"]) == submits
+
+
+def test_cli_batch_killed_then_rerun_submits_nothing_twice(sb: Any, tmp_path: Path) -> None:
+    jobs = write_jobs(tmp_path / "jobs.jsonl", 30, slow=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENWIDGETS_")}
+    env.update({f"GENWIDGETS_{p.upper()}_URL": u for p, u in sb.urls.items()})
+    env.update({f"{p.upper()}_API_KEY": k for p, k in KEYS.items()})
+    env.update(
+        GENWIDGETS_JOURNAL=str(tmp_path / "j.sqlite"),
+        GENWIDGETS_CACHE_DIR=str(tmp_path / "c"),
+        GENWIDGETS_LOCAL_DURATION="0.2",
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "genwidgets",
+        "batch",
+        str(jobs),
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while sum(sb.stats()["submits"].values()) < 10 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("30 succeeded"), done.stdout
+    fingerprints = sb.stats()["submit_fingerprints"]
+    assert all(count == 1 for count in fingerprints.values()), "a job was submitted twice"
+    manifest = (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
+    assert {json.loads(line)["line"] for line in manifest} == set(range(1, 31))
