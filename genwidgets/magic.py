@@ -26,9 +26,10 @@ from .providers import provider_names
 __all__ = ["GenMagics", "load_ipython_extension", "parse_gen_args"]
 
 USAGE = """\
-usage: %gen [PROVIDER:MODEL] PROMPT... [--seed N] [--count N] [--wait] [--PARAM VALUE ...]
+usage: %gen [PROVIDER:MODEL] PROMPT... [--seed N] [--count N] [--wait] [--fresh] [--PARAM VALUE]
        %%gen [PROVIDER:MODEL] [--seed N] [--PARAM VALUE ...]   (the cell body is the prompt)
        %gen --models                                            (list models you can use)
+--fresh submits even when the journal holds a success for the same request (no replay).
 Any other --name value (or --name=value) is passed to the model; JSON values are decoded
 (--duration 5 is a number, --duration '"5"' a string)."""
 
@@ -48,7 +49,13 @@ def parse_gen_args(
         tokens = shlex.split(line, posix=True)
     except ValueError as exc:
         raise UsageError(f"{exc} (unbalanced quotes?)\n{USAGE}") from None
-    options: dict[str, Any] = {"seed": None, "count": 1, "wait": False, "models": False}
+    options: dict[str, Any] = {
+        "seed": None,
+        "count": 1,
+        "wait": False,
+        "models": False,
+        "fresh": False,
+    }
     options["help"] = False
     params: dict[str, Any] = {}
     words: list[str] = []
@@ -57,7 +64,7 @@ def parse_gen_args(
         token = tokens[i]
         if token in ("-h", "--help"):
             options["help"] = True
-        elif token in ("--wait", "--models"):
+        elif token in ("--wait", "--models", "--fresh"):
             options[token[2:]] = True
         elif token.startswith("--") and len(token) > 2:
             name, eq, value = token[2:].partition("=")
@@ -139,7 +146,7 @@ class GenMagics(Magics):
             if args["seed"] is not None:
                 params["seed"] = args["seed"] + index
             try:
-                task = runner.run(client.submit(args["model"], **params))
+                task = runner.run(client.submit(args["model"], fresh=args["fresh"], **params))
             except GenError as exc:
                 raise UsageError(str(exc)) from None
             card = StatusCard(task)

@@ -51,8 +51,9 @@ def test_bad_arguments_are_usage_errors(line: str) -> None:
 
 def test_flags() -> None:
     assert parse_gen_args("--models")["models"] is True
-    args = parse_gen_args("local:video waves --count 3 --wait")
-    assert args["count"] == 3 and args["wait"] is True
+    args = parse_gen_args("local:video waves --count 3 --wait --fresh")
+    assert args["count"] == 3 and args["wait"] is True and args["fresh"] is True
+    assert parse_gen_args("local:video waves")["fresh"] is False
 
 
 def test_a_colon_in_the_prompt_is_not_a_model() -> None:
