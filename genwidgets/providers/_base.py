@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeGuard
 from urllib.parse import urlsplit
 
 from .._exceptions import (
@@ -44,6 +44,8 @@ __all__ = [
     "Request",
     "Response",
     "guess_kind",
+    "is_http_url",
+    "is_id",
     "parse_time",
     "retry_after",
     "same_site",
@@ -506,6 +508,23 @@ def retry_after(response: Response) -> float | None:
         if when is not None:
             return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
     return None
+
+
+def is_id(value: Any) -> bool:
+    """A usable task id from a server: a non-empty string or an int (not a bool)."""
+    return isinstance(value, (str, int)) and not isinstance(value, bool) and bool(str(value))
+
+
+def is_http_url(value: Any) -> TypeGuard[str]:
+    """An absolute http(s) URL with a host and no whitespace: anything else from a server is
+    not followed."""
+    if not isinstance(value, str) or any(c.isspace() for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _reason(code: int) -> str:

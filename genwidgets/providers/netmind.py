@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeGuard, cast
-from urllib.parse import quote, urlsplit
+from typing import Any, ClassVar, cast
+from urllib.parse import quote
 
 from .._exceptions import ProviderError, UnknownModel
 from .._models import Output, OutputKind, Status, Task, utcnow
@@ -35,6 +35,7 @@ from ._base import (
     Request,
     Response,
     guess_kind,
+    is_http_url,
     parse_time,
 )
 
@@ -274,7 +275,7 @@ class NetMindProvider(Provider):
         data = result.get("data") if isinstance(result, Mapping) else None
         for item in data if isinstance(data, list) else []:
             url = item.get("url") if isinstance(item, Mapping) else None
-            if not _is_http_url(url):
+            if not is_http_url(url):
                 continue  # server text: only http(s) links become outputs
             # `file_name` is never read: the cache names files by their hash.
             kind, ctype = _file_type(item.get("file_type"))
@@ -284,7 +285,7 @@ class NetMindProvider(Provider):
         meta = record.get("meta_info")
         urls = meta.get("result_download_url") if isinstance(meta, Mapping) else None
         for url in urls if isinstance(urls, list) else [urls]:
-            if _is_http_url(url):
+            if is_http_url(url):
                 outputs.append(self.output(url, model=model))
         return outputs
 
@@ -345,13 +346,3 @@ def _file_type(value: Any) -> tuple[OutputKind | None, str | None]:
         kind = guess_kind(None, text)
         return kind, text if kind else None
     return guess_kind(f"file.{text.lstrip('.')}"), None
-
-
-def _is_http_url(value: Any) -> TypeGuard[str]:
-    if not isinstance(value, str) or any(c.isspace() for c in value):
-        return False
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -31,8 +31,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeGuard, cast
-from urllib.parse import quote, urlsplit
+from typing import Any, ClassVar, cast
+from urllib.parse import quote
 
 from .._exceptions import (
     AuthError,
@@ -51,6 +51,8 @@ from ._base import (
     Provider,
     Request,
     Response,
+    is_http_url,
+    is_id,
     parse_time,
     retry_after,
 )
@@ -193,13 +195,13 @@ class OxenProvider(Provider):
             self.json_body(response)  # raises MalformedResponse naming what came instead
         generations = body.get("generations") if isinstance(body, Mapping) else None
         first = generations[0] if isinstance(generations, list) and generations else None
-        if not isinstance(first, Mapping) or not _is_id(first.get("generation_id")):
+        if not isinstance(first, Mapping) or not is_id(first.get("generation_id")):
             raise self._malformed("the answer names no generation_id", response, model=model)
         provider_data: dict[str, Any] = {}
         others = [
             str(g["generation_id"])
             for g in cast("list[Any]", generations)[1:]
-            if isinstance(g, Mapping) and _is_id(g.get("generation_id"))
+            if isinstance(g, Mapping) and is_id(g.get("generation_id"))
         ]
         if others:  # not asked for (num_generations is 1), but never lose a billed generation
             provider_data["other_generation_ids"] = others
@@ -298,7 +300,7 @@ class OxenProvider(Provider):
             raise self._malformed("the answer has no generations list", response)
         tasks = []
         for record in items:
-            if not isinstance(record, Mapping) or not _is_id(record.get("generation_id")):
+            if not isinstance(record, Mapping) or not is_id(record.get("generation_id")):
                 continue  # nothing to poll or cancel without an id
             model = _text(record.get("model_name")) or _text(record.get("model")) or "unknown"
             params = {k: v for k, v in record.items() if k not in _RECORD_FIELDS}
@@ -326,10 +328,10 @@ class OxenProvider(Provider):
             payload = json.loads(data)
         except (TypeError, ValueError):
             return None
-        if not isinstance(payload, Mapping) or not _is_id(payload.get("generation_id")):
+        if not isinstance(payload, Mapping) or not is_id(payload.get("generation_id")):
             return None
         status = payload.get("status")
-        if status == "succeeded" and not _is_http_url(payload.get("url")):
+        if status == "succeeded" and not is_http_url(payload.get("url")):
             return None  # nothing to show; the fallback poll reads result_url
         if status not in ("succeeded", "failed"):
             return None  # the docs say only these two appear
@@ -349,7 +351,7 @@ class OxenProvider(Provider):
         finished = task.finished_at or utcnow()
         if status == "succeeded":
             url = payload.get("url")
-            if not _is_http_url(url):
+            if not is_http_url(url):
                 return task
             kind = _kind(provider_data.get("media_type"))  # this event's, else an earlier poll's
             output = self.output(url, kind=kind, model=task.model)
@@ -469,7 +471,7 @@ class OxenProvider(Provider):
             error = self._clean(record.get("error_message"))
         outputs = task.outputs if status is Status.SUCCEEDED else ()
         url = record.get("result_url")
-        if status is Status.SUCCEEDED and _is_http_url(url):
+        if status is Status.SUCCEEDED and is_http_url(url):
             outputs = (
                 self.output(url, kind=_kind(provider_data.get("media_type")), model=task.model),
             )
@@ -495,10 +497,10 @@ def _is_generation(body: Any, *, strict: bool) -> bool:
         return False
     status = body.get("status")
     if strict:
-        return _is_id(body.get("generation_id")) and isinstance(status, str) and status in STATUSES
+        return is_id(body.get("generation_id")) and isinstance(status, str) and status in STATUSES
     if isinstance(status, str):
         return status.lower() != "error"
-    return _is_id(body.get("generation_id"))
+    return is_id(body.get("generation_id"))
 
 
 def _error_object(body: Any) -> Mapping[str, Any] | None:
@@ -512,20 +514,6 @@ def _is_one(value: Any) -> bool:
     if isinstance(value, int):
         return value == 1
     return isinstance(value, str) and value.strip() == "1"
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, (str, int)) and not isinstance(value, bool) and bool(str(value))
-
-
-def _is_http_url(value: Any) -> TypeGuard[str]:
-    if not isinstance(value, str) or any(c.isspace() for c in value):
-        return False
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _kind(value: Any) -> OutputKind | None:

@@ -17,11 +17,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from .._exceptions import InvalidParams, ProviderError, QuotaError
 from .._models import Status, Task, utcnow
-from ._base import MAX_SERVER_TEXT, ModelInfo, Param, Provider, Request, Response, parse_time
+from ._base import (
+    MAX_SERVER_TEXT,
+    ModelInfo,
+    Param,
+    Provider,
+    Request,
+    Response,
+    is_http_url,
+    parse_time,
+)
 
 __all__ = ["RixAPIProvider"]
 
@@ -86,7 +95,7 @@ class RixAPIProvider(Provider):
         """The base checks, plus: a callback URL must be a plain http(s) URL."""
         clean = super().validate(model, params)
         callback = clean.get("callback_url")
-        if callback is not None and not _is_http_url(callback):
+        if callback is not None and not is_http_url(callback):
             raise InvalidParams(
                 f"Parameter 'callback_url' must be an http(s) URL, got {str(callback)[:60]!r}",
                 provider=self.name,
@@ -201,7 +210,7 @@ class RixAPIProvider(Provider):
         outputs = []
         for item in urls if isinstance(urls, list) else []:
             url = item.get("url") if isinstance(item, Mapping) else item
-            if isinstance(url, str) and _is_http_url(url):  # server text: http(s) links only
+            if isinstance(url, str) and is_http_url(url):  # server text: http(s) links only
                 outputs.append(self.output(url, model=model))
         return outputs
 
@@ -234,16 +243,6 @@ def _err(body: Any) -> Mapping[str, Any]:
     """The OpenAI-style ``error`` object, else {} (a failed task's ``error`` is text)."""
     err = body.get("error") if isinstance(body, Mapping) else None
     return err if isinstance(err, Mapping) else {}
-
-
-def _is_http_url(value: Any) -> bool:
-    if not isinstance(value, str) or any(c.isspace() for c in value):
-        return False
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _cost(data: Mapping[str, Any], usage: Any) -> float | None:

@@ -23,12 +23,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeGuard
-from urllib.parse import quote, urlsplit
+from typing import Any, ClassVar
+from urllib.parse import quote
 
 from .._exceptions import ProviderError, QuotaError, UnknownModel
 from .._models import Output, Status, Task, utcnow
-from ._base import MAX_SERVER_TEXT, ModelInfo, Param, Provider, Request, Response, same_site
+from ._base import (
+    MAX_SERVER_TEXT,
+    ModelInfo,
+    Param,
+    Provider,
+    Request,
+    Response,
+    is_http_url,
+    is_id,
+    same_site,
+)
 
 __all__ = ["SegmindProvider"]
 
@@ -94,13 +104,13 @@ class SegmindProvider(Provider):
     def parse_submit(self, model: str, params: Mapping[str, Any], response: Response) -> Task:
         body = response.json_or_none()
         request_id = body.get("request_id") if isinstance(body, Mapping) else None
-        if not response.ok and not (_is_id(request_id) and response.status_code == 422):
+        if not response.ok and not (is_id(request_id) and response.status_code == 422):
             if response.status_code in (404, 410):
                 raise self._unknown_model(model, response)
             raise self.error_for(response, model=model)
         if body is None:
             self.json_body(response)  # raises MalformedResponse naming what came instead
-        if not isinstance(body, Mapping) or not _is_id(request_id):
+        if not isinstance(body, Mapping) or not is_id(request_id):
             raise self._malformed("the submit answer has no request_id", response, model=model)
         task = Task(
             id=str(request_id),
@@ -237,7 +247,7 @@ class SegmindProvider(Provider):
             for item in items if isinstance(items, list) else [items]:
                 entry = item if isinstance(item, Mapping) else {"url": item}
                 url = entry.get("url")
-                if not _is_http_url(url):
+                if not is_http_url(url):
                     continue  # server text: only http(s) links become outputs
                 ctype = entry.get("content_type")
                 # `file_name` is server text and is never used (the cache names files by hash).
@@ -252,10 +262,10 @@ class SegmindProvider(Provider):
         if outputs:
             return outputs  # `output` repeats the first media URL
         value = body.get("output")
-        if isinstance(value, str) and (self.kind_of(model) == "text" or not _is_http_url(value)):
+        if isinstance(value, str) and (self.kind_of(model) == "text" or not is_http_url(value)):
             return [Output(kind="text", text=value)]  # an LLM's answer (kept only on success)
         for url in value if isinstance(value, list) else [value]:
-            if _is_http_url(url):
+            if is_http_url(url):
                 outputs.append(self.output(url, model=model))
         return outputs
 
@@ -266,20 +276,6 @@ class SegmindProvider(Provider):
             return url
         path = f"/v2/requests/{quote(task.id, safe='')}"
         return self.url(path + "/status" if key == "status_url" else path)
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, (str, int)) and not isinstance(value, bool) and bool(str(value))
-
-
-def _is_http_url(value: Any) -> TypeGuard[str]:
-    if not isinstance(value, str) or any(c.isspace() for c in value):
-        return False
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _usage(body: Mapping[str, Any], previous: dict[str, Any] | None) -> dict[str, Any] | None:
