@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/jupyter lab notebooks/01-quickstart.ipynb "$@"
+extra=()
+[ "$(id -u)" -eq 0 ] && extra+=(--allow-root)   # JupyterLab refuses root without it
+exec .venv/bin/jupyter lab "${extra[@]}" notebooks/01-quickstart.ipynb "$@"
