@@ -59,6 +59,7 @@ _LAZY = {
     "Gallery": "genwidgets.widgets",
     "explore": "genwidgets.widgets",
     "show": "genwidgets.widgets",
+    "resume": "genwidgets.widgets",
 }
 
 __all__ = [
@@ -104,6 +105,7 @@ __all__ = [
     "get_client",
     "local_models",
     "register_local_model",
+    "resume",
     "run",
     "show",
     "unregister_local_model",

@@ -11,8 +11,8 @@ so a saved notebook shows the results where no widget JavaScript runs (GitHub, n
 
 from __future__ import annotations
 
-from ._card import StatusCard, show
+from ._card import StatusCard, resume, show
 from ._form import SubmitForm
 from ._gallery import Gallery, explore
 
-__all__ = ["Gallery", "StatusCard", "SubmitForm", "explore", "show"]
+__all__ = ["Gallery", "StatusCard", "SubmitForm", "explore", "resume", "show"]

@@ -869,3 +869,22 @@ def _media_widgets(preview: render.MediaPreview) -> list[widgets.Widget]:
             )
         ]
     return []
+
+
+def resume(*, client: TaskClient | None = None) -> list[StatusCard]:
+    """After a kernel restart: a live card for every task the journal holds as unfinished
+    (still running at its provider, or succeeded but not yet downloaded), followed to the end.
+
+        cards = genwidgets.resume()
+    """
+    if client is None:
+        from .._client import get_client
+
+        client = get_client()
+    cards = []
+    for task in client.resume():  # type: ignore[attr-defined]
+        card = StatusCard(task, client=client)
+        card.track(client, task)
+        card.display()
+        cards.append(card)
+    return cards
