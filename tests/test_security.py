@@ -113,3 +113,34 @@ async def test_non_http_output_urls_are_refused(tmp_path: Path) -> None:
         with pytest.raises(genwidgets.DownloadError, match="not an http"):
             await client.download(task)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.txt"))
+
+
+def test_sentinel_key_in_no_executed_notebook(sb: Any, tmp_path: Path) -> None:
+    """Run every notebook with sentinel keys (providers pointed at the sandbox): the key is in no
+    saved .ipynb (outputs, widget state) and in no file the run wrote."""
+    import shutil
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+    work = tmp_path / "notebooks"
+    shutil.copytree(notebooks, work)
+    saved = dict(os.environ)
+    os.environ.update({f"{p.upper()}_API_KEY": SENTINEL for p in PROVIDERS})
+    os.environ.update({f"GENWIDGETS_{p.upper()}_URL": url for p, url in sb.urls.items()})
+    os.environ.update(
+        GENWIDGETS_JOURNAL=str(tmp_path / "journal.sqlite"),
+        GENWIDGETS_CACHE_DIR=str(tmp_path / "cache"),
+        GENWIDGETS_REPLAY="auto",
+    )
+    try:
+        for path in sorted(work.glob("*.ipynb")):
+            nb = nbformat.read(path, as_version=4)
+            NotebookClient(nb, timeout=180, resources={"metadata": {"path": str(work)}}).execute()
+            nbformat.write(nb, path)
+            assert SENTINEL not in path.read_text(), path.name
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert SENTINEL.encode() not in all_text_under(tmp_path)
