@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ._budget import Limits
 from ._client import AsyncClient, Client, cancel_all, configure, get_client, run
 from ._exceptions import (
     AuthError,
@@ -72,6 +73,7 @@ __all__ = [
     "Gallery",
     "GenError",
     "InvalidParams",
+    "Limits",
     "MalformedResponse",
     "MissingKey",
     "ModelInfo",

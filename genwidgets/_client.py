@@ -27,6 +27,7 @@ import httpx
 import stamina
 from httpx_sse import aconnect_sse
 
+from ._budget import Budget, BudgetSetting, Limits, budget_for, resolve_limits
 from ._cache import DEFAULT_MAX_BYTES, Cache
 from ._exceptions import (
     ConfigError,
@@ -43,7 +44,13 @@ from ._exceptions import (
     WaitTimeout,
 )
 from ._models import Output, Status, Task
-from ._policy import PollSchedule, is_transient, retry_decision, snapshot_changed
+from ._policy import (
+    DurationEstimate,
+    PollSchedule,
+    is_transient,
+    retry_decision,
+    snapshot_changed,
+)
 from ._runner import LoopRunner
 from .journal import Journal, fingerprint
 from .providers import (
@@ -62,6 +69,7 @@ __all__ = ["AsyncClient", "Client", "cancel_all", "configure", "get_client", "ru
 log = logging.getLogger("genwidgets")
 T = TypeVar("T")
 TaskObserver = Callable[[Task], None]
+WaitNotice = Callable[[str], None]
 
 USER_AGENT = "genwidgets/0.1 (+https://github.com/genwidgets/genwidgets)"
 
@@ -76,6 +84,9 @@ class AsyncClient:
     Keys come from `api_keys={"segmind": ...}` or the provider's environment variable
     (`SEGMIND_API_KEY`, ...), read when a provider is first used. Base URLs come from
     `base_urls={...}` or `GENWIDGETS_<PROVIDER>_URL` (point them at `genwidgets.sandbox`).
+
+    `budgets` sets each provider account's requests/min and tasks in flight (`genwidgets.Limits`;
+    defaults from the providers' documented limits, `False` turns them off), see `_budget`.
     """
 
     def __init__(
@@ -94,6 +105,7 @@ class AsyncClient:
         journal: Journal | str | os.PathLike[str] | bool | None = None,
         replay: str | None = None,
         default_deadline: float | Mapping[str, float | None] | None = 3600.0,
+        budgets: BudgetSetting = None,
     ) -> None:
         self._api_keys = dict(api_keys or {})
         self._base_urls = dict(base_urls or {})
@@ -129,6 +141,12 @@ class AsyncClient:
         self._live: dict[tuple[str, str], Task] = {}
         self._deadlines: dict[tuple[str, str], tuple[float, float]] = {}
         self._default_deadline = default_deadline
+        # Rate and concurrency budgets (`_budget`), shared per provider account by every client
+        # on the loop; None for a provider means unlimited.
+        self._budget_setting = budgets
+        self._budgets: dict[str, Budget | None] = {}
+        self._submitted_at: dict[tuple[str, str], float] = {}
+        self._durations: dict[tuple[str, str], DurationEstimate] = {}
 
     # ------------------------------------------------------------------ set-up and introspection
     def provider(self, name: str) -> Provider:
@@ -208,6 +226,8 @@ class AsyncClient:
             self._live[key] = task
             if task.done:
                 self._deadlines.pop(key, None)
+        if task.done:
+            self._task_ended(task)
         journal = self.journal
         if journal is not None:
             journal.record(task)
@@ -225,6 +245,7 @@ class AsyncClient:
         *,
         fresh: bool = False,
         deadline: float | timedelta | None = None,
+        on_wait: WaitNotice | None = None,
         **params: Any,
     ) -> Task:
         """Validate locally, then send one submit request. Returns the first snapshot.
@@ -238,6 +259,9 @@ class AsyncClient:
 
         `deadline` (seconds or a timedelta; default `default_deadline`, one hour): once it passes,
         following the task cancels it where the provider can cancel and raises `DeadlineExceeded`.
+
+        When the provider account's budget is full (tasks in flight), the submit waits locally for
+        a slot; `on_wait(message)` is called once if it has to (cards show "waiting for a slot").
         """
         provider_name, name = parse_model_id(model)
         clean = self._catalogue(provider_name).validate(name, params)
@@ -246,7 +270,21 @@ class AsyncClient:
             if not recorded.done:
                 self._follow(recorded, deadline)
             return recorded  # replay needs no key: nothing is sent
-        task = await self._submit(self.provider(provider_name), name, clean)
+        adapter = self.provider(provider_name)
+        budget = self.budget(provider_name)
+        if budget is not None:
+            await budget.reserve(on_wait)
+        try:
+            task = await self._submit(adapter, name, clean, on_wait)
+        except BaseException:
+            if budget is not None:
+                budget.unreserve()
+            raise
+        if budget is not None:
+            budget.bind(task.id)
+            if task.done:
+                budget.release(task.id)
+        self._submitted_at[(task.provider, task.id)] = time.monotonic()
         self._follow(task, deadline)
         return task
 
@@ -344,6 +382,9 @@ class AsyncClient:
                 model=task.model,
                 task_id=task.id,
             )
+        budget = self._budgets.get(task.provider)
+        if budget is not None:  # we stop following it; the provider's own limit may still count it
+            budget.release(task.id)
         raise DeadlineExceeded(
             f"{reason}; {task.provider} cannot cancel, so the task may still run and bill: its "
             f"id {task.id} is kept (journal) to fetch or resume it later",
@@ -352,18 +393,49 @@ class AsyncClient:
             task_id=task.id,
         )
 
+    def _task_ended(self, task: Task) -> None:
+        """Free the task's budget slot; learn how long its model takes (to time first polls)."""
+        key = (task.provider, task.id)
+        budget = self._budgets.get(task.provider)
+        if budget is not None:
+            budget.release(task.id)
+        started = self._submitted_at.pop(key, None)
+        if started is not None and task.status is Status.SUCCEEDED:
+            estimate = self._durations.setdefault((task.provider, task.model), DurationEstimate())
+            estimate.observe(time.monotonic() - started)
+
+    def budget(self, provider: str) -> Budget | None:
+        """The rate/concurrency budget this client's `provider` account spends (None: unlimited).
+
+        Budgets are per loop: call this from a coroutine, or after a first task has run.
+        """
+        if provider not in self._budgets:
+            if provider == "local":
+                self._budgets[provider] = None
+            else:
+                adapter = self.provider(provider)
+                limits: Limits = resolve_limits(provider, self._budget_setting)
+                self._budgets[provider] = budget_for(provider, adapter.account, limits)
+        return self._budgets[provider]
+
     def _deadline_left(self, task: Task) -> float | None:
         entry = self._deadlines.get((task.provider, task.id))
         return None if entry is None else entry[0] - time.monotonic()
 
-    async def _submit(self, adapter: Provider, name: str, clean: dict[str, Any]) -> Task:
+    async def _submit(
+        self,
+        adapter: Provider,
+        name: str,
+        clean: dict[str, Any],
+        on_wait: WaitNotice | None = None,
+    ) -> Task:
         if adapter.name == "local":
             return self._seen(await self._local_engine().submit(name, clean))
         if adapter.has_events:
             # Oxen broadcasts completion once, with no replay: listen before enqueueing.
             await self._event_stream(adapter).ensure_connected()
         request = adapter.build_submit(name, clean)
-        response = await self._send_submit(adapter, request, name)
+        response = await self._send_submit(adapter, request, name, on_wait)
         return self._seen(adapter.parse_submit(name, clean, response))
 
     async def get(self, task: Task) -> Task:
@@ -384,6 +456,9 @@ class AsyncClient:
         if task.done and (task.outputs or task.status is not Status.SUCCEEDED):
             return  # nothing left to ask the provider (also: replayed tasks need no key)
         adapter = self.provider(task.provider)
+        budget = self.budget(task.provider)
+        if budget is not None and not task.done:
+            budget.adopt(task.id)  # re-attached or resumed tasks are in flight too
         if task.status is Status.SUCCEEDED and not task.outputs:  # resumed before its result
             completed = await self.get(task)
             if snapshot_changed(task, completed):
@@ -416,6 +491,14 @@ class AsyncClient:
             wait = 5.0 if cap is None else min(5.0, cap)
             return self._seen(await self._local_engine().wait_change(task, timeout=wait))
         delay = schedule.next_delay()
+        started = self._submitted_at.get((task.provider, task.id))
+        estimate = self._durations.get((task.provider, task.model))
+        if started is not None and estimate is not None and task.progress is None:
+            # No progress to show: poll when tasks of this model are usually done.
+            delay = max(delay, estimate.remaining(time.monotonic() - started))
+        budget = self._budgets.get(task.provider)
+        if budget is not None:
+            delay = budget.poll_delay(task.id, delay)
         if cap is not None:
             delay = min(delay, cap)
         if stream is not None:
@@ -550,6 +633,10 @@ class AsyncClient:
         if self._closed:
             return
         self._closed = True
+        for task in self.live_tasks():  # nobody follows them any more: free their slots
+            budget = self._budgets.get(task.provider)
+            if budget is not None:
+                budget.release(task.id)
         for stream in self._events.values():
             await stream.aclose()
         if self._local is not None:
@@ -588,6 +675,9 @@ class AsyncClient:
 
     async def _send(self, adapter: Provider, request: Request) -> Response:
         """One HTTP exchange; network failures become `TransportError`."""
+        budget = self.budget(adapter.name)
+        if budget is not None:
+            await budget.spend()
         async with self._slot(adapter):
             try:
                 response = await self._http.request(
@@ -602,12 +692,15 @@ class AsyncClient:
                     f"{type(exc).__name__} talking to {adapter.name} ({_origin(request.url)})",
                     provider=adapter.name,
                 ) from None  # the request (and its auth header) stays out of the traceback
-        return Response(
+        answer = Response(
             status_code=response.status_code,
             headers={k.lower(): v for k, v in response.headers.items()},
             content=response.content,
             url=str(response.url),
         )
+        if budget is not None and answer.status_code == 429:
+            budget.penalize(_retry_after(adapter, answer))
+        return answer
 
     async def _call(self, adapter: Provider, request: Request, parse: Callable[[Response], T]) -> T:
         """Send an idempotent request and parse it, retrying transient failures with backoff."""
@@ -622,10 +715,19 @@ class AsyncClient:
                 return parse(await self._send(adapter, request))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _send_submit(self, adapter: Provider, request: Request, model: str) -> Response:
+    async def _send_submit(
+        self,
+        adapter: Provider,
+        request: Request,
+        model: str,
+        on_wait: WaitNotice | None = None,
+    ) -> Response:
         """Send a submit. Retried only when the provider certainly did not accept it: a refused
         connection, or a 429 (rejected before any work). Never after an ambiguous failure."""
+        budget = self.budget(adapter.name)
         for attempt in range(self._retry_attempts):
+            if budget is not None:
+                await budget.spend()
             try:
                 async with self._slot(adapter):
                     raw = await self._http.request(
@@ -656,11 +758,16 @@ class AsyncClient:
                 raw.content,
                 str(raw.url),
             )
-            if response.status_code == 429 and attempt + 1 < self._retry_attempts:
-                error = adapter.error_for(response, model=model)
-                wait = getattr(error, "retry_after", None)
-                await asyncio.sleep(min(60.0, wait if wait is not None else 1.0 * 2**attempt))
-                continue
+            if response.status_code == 429:
+                wait = _retry_after(adapter, response)
+                if budget is not None:
+                    budget.penalize(wait, on_submit=True)
+                if attempt + 1 < self._retry_attempts:
+                    # The budget's pause covers Retry-After; back off on top when there is none.
+                    await asyncio.sleep(min(60.0, wait if wait is not None else 1.0 * 2**attempt))
+                    if budget is not None:
+                        await budget.requeue(on_wait)  # wait for a slot under the shrunk cap
+                    continue
             if response.status_code >= 500:
                 error = adapter.error_for(response, model=model)
                 raise SubmitUncertain(
@@ -862,6 +969,11 @@ class _EventStream:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._runner
+
+
+def _retry_after(adapter: Provider, response: Response) -> float | None:
+    """Seconds a 429 asks us to wait (Retry-After, or Segmind's reset time), if it says."""
+    return getattr(adapter.error_for(response), "retry_after", None)
 
 
 def _raise_for(task: Task) -> Task:

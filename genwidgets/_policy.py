@@ -7,7 +7,9 @@ the sync twin cannot drift from the async one.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
 
 from ._exceptions import (
     GenError,
@@ -18,7 +20,15 @@ from ._exceptions import (
 )
 from ._models import Task
 
-__all__ = ["PollSchedule", "retry_decision", "snapshot_changed"]
+__all__ = [
+    "DurationEstimate",
+    "PollSchedule",
+    "leaky_bucket",
+    "recovered",
+    "retry_decision",
+    "scaled_poll_delay",
+    "snapshot_changed",
+]
 
 
 @dataclass
@@ -76,3 +86,67 @@ def snapshot_changed(old: Task, new: Task) -> bool:
 
 def describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, GenError) else f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class DurationEstimate:
+    """How long a model's tasks take, learned from the ones this process saw finish.
+
+    A task polled every 3 s until done costs ceil(T / 3) status requests; one polled first when it
+    is expected to be done costs about one. The estimate is a little under the recent median, so a
+    poll that comes too early (cheap: one request, then fast polls) is likelier than one that comes
+    late (a slot held, a result shown late), and an estimate inflated by poll lag shrinks back.
+    """
+
+    window: int = 25
+    minimum_samples: int = 3
+    margin: float = 0.9
+    samples: deque[float] = field(default_factory=deque)
+
+    def observe(self, seconds: float) -> None:
+        if seconds > 0:
+            self.samples.append(seconds)
+            while len(self.samples) > self.window:
+                self.samples.popleft()
+
+    def expected(self) -> float | None:
+        """Seconds a task of this model is expected to take, or None while still learning."""
+        if len(self.samples) < self.minimum_samples:
+            return None
+        return self.margin * statistics.median(self.samples)
+
+    def remaining(self, elapsed: float) -> float:
+        """Seconds until a task `elapsed` s old is expected to be done (0: now, or unknown)."""
+        expected = self.expected()
+        return 0.0 if expected is None else max(0.0, expected - elapsed)
+
+
+def leaky_bucket(requests_per_minute: float, safety: float = 0.98) -> tuple[float, float]:
+    """(capacity, period) for `aiolimiter.AsyncLimiter` so that no 60 s window sees more than
+    `requests_per_minute`: a burst of about one second's worth plus the steady rate, together
+    kept under the limit (a plain `AsyncLimiter(600, 60)` would allow 600 at once, then 600 more
+    in the same minute). Up to 60/min there is no burst: requests are spaced evenly."""
+    target = safety * requests_per_minute
+    if requests_per_minute <= 60:
+        return 1.0, 60.0 / target
+    capacity = requests_per_minute / 60.0
+    return capacity, capacity * 60.0 / (target - capacity)
+
+
+def recovered(
+    rate_factor: float, cap: int | None, max_in_flight: int | None
+) -> tuple[float, int | None]:
+    """One recovery step after a quiet period: the rate doubles, the cap grows by a quarter."""
+    factor = min(1.0, rate_factor * 2)
+    if max_in_flight is None or cap is None:
+        return factor, max_in_flight
+    return factor, min(max_in_flight, cap + max(1, max_in_flight // 4))
+
+
+def scaled_poll_delay(desired: float, total_share: float, poll_rate: float) -> float:
+    """Widen `desired` when the polling tasks together (`total_share` polls/s, the sum of their
+    1/desired) ask for more than `poll_rate` allows. Every delay scales by the same factor, so a
+    task that asked for fast polls (young, about to finish) keeps the larger share."""
+    if poll_rate <= 0:
+        return desired
+    return desired * max(1.0, total_share / poll_rate)

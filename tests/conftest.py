@@ -11,6 +11,8 @@ import pytest
 os.environ.setdefault("GENWIDGETS_LOCAL_DURATION", "0.2")
 # Tests that want a journal pass their own; none writes into the checkout.
 os.environ["GENWIDGETS_JOURNAL"] = "off"
+# The sandbox enforces no limits unless a test asks it to; tests of the budgets pass their own.
+os.environ["GENWIDGETS_BUDGETS"] = "off"
 
 KEYS = {p: f"test-key-{p}" for p in ("onerouter", "rixapi", "segmind", "netmind", "oxen")}
 

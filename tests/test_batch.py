@@ -98,6 +98,7 @@ def test_cli_batch_killed_then_rerun_submits_nothing_twice(sb: Any, tmp_path: Pa
         GENWIDGETS_JOURNAL=str(tmp_path / "j.sqlite"),
         GENWIDGETS_CACHE_DIR=str(tmp_path / "c"),
         GENWIDGETS_LOCAL_DURATION="0.2",
+        GENWIDGETS_BUDGETS="off",  # this tests the checkpoint; budgets have tests of their own
     )
     command = [
         sys.executable,

@@ -12,6 +12,7 @@ with HTTP 422 and a 404 after the retention window (`expired`).
 from __future__ import annotations
 
 import difflib
+import hashlib
 import ipaddress
 import json
 import mimetypes
@@ -164,6 +165,12 @@ class Provider:
 
     def __repr__(self) -> str:  # never show the key
         return f"<{type(self).__name__} base_url={self.base_url!r}>"
+
+    @property
+    def account(self) -> str:
+        """A stable, non-reversible name for the key: rate budgets are per account, and a hash
+        can sit in a dict or a log where the key itself must never be."""
+        return hashlib.sha256((self._api_key or "").encode()).hexdigest()[:16]
 
     # ----------------------------------------------------------------------------- validation
     def model_info(self, model: str) -> ModelInfo | None:

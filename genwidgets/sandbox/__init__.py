@@ -11,7 +11,12 @@ it to try the UI offline::
         sb.stats()["submit_fingerprints"]   # was anything submitted twice?
 
 or from a shell: ``python -m genwidgets.sandbox`` (``genwidgets sandbox``), then drive it over
-HTTP: ``GET/POST /_sandbox/faults``, ``GET /_sandbox/stats``, ``POST /_sandbox/reset`` on any port.
+HTTP: ``GET/POST /_sandbox/faults``, ``GET /_sandbox/stats``, ``POST /_sandbox/reset``,
+``GET/POST/DELETE /_sandbox/limits`` on any port.
+
+Providers' published per-key limits can be enforced (``Sandbox(limits=DOCUMENTED_LIMITS)``,
+``sb.set_limits("onerouter", 600, 30)``, ``--enforce-limits``): past them a request gets the
+provider's own 429, counted in ``stats()["limited"]``, so a client's budget is tested for real.
 
 Any non-empty API key is accepted except ``bad-key`` (401 everywhere) and ``no-quota-key`` (an
 empty account where the provider documents one: RixAPI 403, OneRouter 402, Segmind 406). Prompt
@@ -23,7 +28,16 @@ are told apart by a hash).
 from __future__ import annotations
 
 from ._faults import FaultConfig
+from ._limits import DOCUMENTED_LIMITS, Limits
 from ._render import MediaSizes
 from ._server import DEFAULT_PORTS, PROVIDERS, Sandbox
 
-__all__ = ["DEFAULT_PORTS", "PROVIDERS", "FaultConfig", "MediaSizes", "Sandbox"]
+__all__ = [
+    "DEFAULT_PORTS",
+    "DOCUMENTED_LIMITS",
+    "PROVIDERS",
+    "FaultConfig",
+    "Limits",
+    "MediaSizes",
+    "Sandbox",
+]

@@ -3,6 +3,8 @@
 Prints the base URLs and the `export GENWIDGETS_<PROVIDER>_URL=...` lines to paste into the
 shell that starts Jupyter. Every `FaultConfig` field is a flag (`--error-rate 0.1`,
 `--one-shot-urls`, ...); faults can also be changed later over HTTP at `/_sandbox/faults`.
+`--enforce-limits` applies the providers' published per-key limits (`DOCUMENTED_LIMITS`),
+`--limit PROVIDER=RPM/INFLIGHT` sets others; both can be changed at `/_sandbox/limits`.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from collections.abc import Sequence
 from types import FrameType
 
 from ._faults import FaultConfig
+from ._limits import DOCUMENTED_LIMITS, Limits, parse_limit_spec
 from ._server import DEFAULT_PORTS, PROVIDERS, Sandbox
 
-__all__ = ["main"]
+__all__ = ["limits_from_args", "main"]
 
 _BOOL_FAULTS = {"one_shot_urls", "hostile_names"}
 _INT_FAULTS = {"burst_429", "seed"}
@@ -53,6 +56,32 @@ def _parser() -> argparse.ArgumentParser:
         "--big-bytes", type=int, default=2**30, help="size of 'big-video' results (default 1 GiB)"
     )
     parser.add_argument("--no-callbacks", action="store_true", help="never POST RixAPI callbacks")
+    parser.add_argument(
+        "--task-jitter",
+        type=_jitter,
+        default=0.0,
+        metavar="J",
+        help="scale each task's run time by a seeded uniform(1-J, 1+J), 0..1 (default 0: exact)",
+    )
+    limits = parser.add_argument_group("limits per API key (none by default)")
+    limits.add_argument(
+        "--enforce-limits",
+        action="store_true",
+        help="enforce the published limits: "
+        + ", ".join(
+            f"{name} {lim.requests_per_minute}/min and {lim.max_in_flight} in flight"
+            for name, lim in DOCUMENTED_LIMITS.items()
+        ),
+    )
+    limits.add_argument(
+        "--limit",
+        action="append",
+        type=_limit_spec,
+        default=[],
+        metavar="PROVIDER=RPM/INFLIGHT",
+        help="limit a provider per key (repeatable; overrides --enforce-limits for it); either "
+        "number may be left empty, e.g. segmind=50 or oxen=/4",
+    )
     faults = parser.add_argument_group("faults (all off by default)")
     for field in dataclasses.fields(FaultConfig):
         flag = "--" + field.name.replace("_", "-")
@@ -64,6 +93,38 @@ def _parser() -> argparse.ArgumentParser:
         else:
             faults.add_argument(flag, type=float, default=None, metavar="S_OR_P", help=doc)
     return parser
+
+
+def _jitter(text: str) -> float:
+    """`--task-jitter`: a fraction in 0..1 (above 1 a run time could go negative)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {value:g}")
+    return value
+
+
+def _limit_spec(text: str) -> tuple[str, Limits]:
+    """`--limit`: parsed at argument time, so a typo is a usage error, not a late traceback."""
+    try:
+        provider, limits = parse_limit_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if provider not in PROVIDERS:
+        raise argparse.ArgumentTypeError(
+            f"unknown provider {provider!r} in {text!r}; known: {', '.join(PROVIDERS)}"
+        )
+    return provider, limits
+
+
+def limits_from_args(args: argparse.Namespace) -> dict[str, Limits]:
+    """The limits the flags ask for: the documented ones if enforced, then each `--limit`."""
+    limits: dict[str, Limits] = dict(DOCUMENTED_LIMITS) if args.enforce_limits else {}
+    for provider, value in args.limit:
+        limits[provider] = value
+    return limits
 
 
 def _field_help(name: str) -> str:
@@ -106,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         segmind_retention=args.retention,
         big_bytes=args.big_bytes,
         callbacks=not args.no_callbacks,
+        limits=limits_from_args(args),
+        task_jitter=args.task_jitter,
     )
     try:
         sandbox.start()
@@ -114,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"genwidgets sandbox: cannot bind 127.0.0.1 ports from {base}: {exc}", file=sys.stderr
         )
         return 1
-    _print_banner(sandbox, changes)
+    _print_banner(sandbox, changes, args.task_jitter)
     previous: dict[int, object] = {}
     if threading.current_thread() is threading.main_thread():
         # SIGINT too: a shell starts background jobs with SIGINT ignored, and Ctrl-C / kill -INT
@@ -138,11 +201,15 @@ def _offsets() -> dict[str, int]:
     return {name: port - DEFAULT_PORTS["onerouter"] for name, port in DEFAULT_PORTS.items()}
 
 
+def _or_unlimited(value: int | None) -> str:
+    return "unlimited" if value is None else str(value)
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _print_banner(sandbox: Sandbox, faults: dict[str, object]) -> None:
+def _print_banner(sandbox: Sandbox, faults: dict[str, object], jitter: float = 0.0) -> None:
     lines = ["genwidgets sandbox on loopback (Ctrl-C to stop)"]
     for name in PROVIDERS:
         line = f"  {name:<10} {sandbox.urls[name]}"
@@ -155,10 +222,21 @@ def _print_banner(sandbox: Sandbox, faults: dict[str, object]) -> None:
     lines.append("Prompt markers: [fail] fails, [slow] takes 10x longer, [expire] 404s once done.")
     if faults:
         lines.append("Faults: " + ", ".join(f"{k}={v}" for k, v in sorted(faults.items())))
+    if sandbox.limits:
+        lines.append(
+            "Limits per key: "
+            + ", ".join(
+                f"{name} {_or_unlimited(lim.requests_per_minute)}/min "
+                f"{_or_unlimited(lim.max_in_flight)} in flight"
+                for name, lim in sorted(sandbox.limits.items())
+            )
+        )
+    if jitter:
+        lines.append(f"Task run times vary by +/-{jitter:.0%}.")
     first = sandbox.urls["onerouter"]
     lines.append(
         f"Admin on any port: GET/POST {first}/_sandbox/faults, GET {first}/_sandbox/stats, "
-        f"POST {first}/_sandbox/reset"
+        f"POST {first}/_sandbox/reset, GET/POST/DELETE {first}/_sandbox/limits"
     )
     lines.append("")
     lines.extend(f"export {key}={value}" for key, value in sandbox.env.items())

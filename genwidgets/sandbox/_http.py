@@ -3,11 +3,15 @@
 Each provider module subclasses `ProviderApp`, states its error shape, its auth header and its
 routes; `ProviderApp.route` wraps every handler in the same pipeline:
 
-    count -> latency -> auth (401 in the provider's shape) -> pre-faults (429/5xx on polls,
-    429 on submits) -> handler -> post-faults (5xx after a created submit; reset or truncated
-    JSON on polls) -> count the status sent
+    count -> latency -> auth (401 in the provider's shape) -> limits (429 when the account is
+    over its requests per minute or, on a submit, its tasks in flight) -> pre-faults (429/5xx on
+    polls, 429 on submits) -> handler -> post-faults (5xx after a created submit; reset or
+    truncated JSON on polls) -> count the status sent
 
-so a fault looks the same on every provider except for the body and headers it carries.
+so a fault looks the same on every provider except for the body and headers it carries. Limits
+come after auth (a bad key is a 401, whatever the budget) and before the dice, so an injected
+fault never hides, or is mistaken for, a limit. Result files and admin routes are never limited:
+object-store downloads are not API calls, and the admin surface is the test's, not the client's.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from starlette.types import Receive, Scope, Send
 
 from ._faults import decide_poll_fault
 from ._render import big_chunks
-from ._state import State, account_of
+from ._state import Refusal, State, account_of
 
 __all__ = ["ErrorKind", "ProviderApp", "big_size", "fmt_datetime", "read_json", "seed_of"]
 
@@ -134,6 +138,9 @@ class ProviderApp:
 
     name: ClassVar[str]
     raw_key_ok: ClassVar[bool] = False  # accepts `Authorization: <key>` without 'Bearer'
+    #: Whether a limit 429 says when to come back. Only Segmind documents a reset header for its
+    #: rate limits; OneRouter documents none, and the others say nothing, so clients must cope.
+    announces_limit_reset: ClassVar[bool] = False
 
     def __init__(self, state: State) -> None:
         self.state = state
@@ -165,8 +172,17 @@ class ProviderApp:
         return str(request.base_url).rstrip("/")
 
     def rate_limited(self) -> Response:
-        response = self.error(429, "rate_limit", "Too many requests, slow down")
-        response.headers.update(self.rate_limit_headers(self.state.faults.retry_after))
+        """An injected 429: the header (if any) is the fault config's `retry_after`."""
+        return self._too_many("Too many requests, slow down", self.state.faults.retry_after)
+
+    def limit_refused(self, refusal: Refusal) -> Response:
+        """A 429 from an enforced limit: same shape as an injected one, honest reset hint."""
+        reset = refusal.reset_in if self.announces_limit_reset else None
+        return self._too_many(refusal.message, reset)
+
+    def _too_many(self, message: str, retry_after: float | None) -> Response:
+        response = self.error(429, "rate_limit", message)
+        response.headers.update(self.rate_limit_headers(retry_after))
         return response
 
     def server_error(self) -> Response:
@@ -186,8 +202,13 @@ class ProviderApp:
         endpoint: str,
         kind: EndpointKind = "other",
         auth: bool = True,
+        limited: bool = True,
     ) -> Route:
-        """A route whose handler runs inside the fault pipeline (see the module docstring)."""
+        """A route whose handler runs inside the fault pipeline (see the module docstring).
+
+        `limited=False` keeps the route out of the account's limits (result files); routes
+        without auth have no account to charge and are never limited either.
+        """
         state = self.state
 
         async def pipeline(request: Request) -> Response:
@@ -202,6 +223,10 @@ class ProviderApp:
                     return self._sent(self.error(401, "auth", message))
                 request.state.account = account_of(key)
                 request.state.no_quota = key == NO_QUOTA_KEY
+                if limited:
+                    over = state.admit(self.name, request.state.account, submit=kind == "submit")
+                    if over is not None:
+                        return self._sent(self.limit_refused(over))
             fault = None
             if kind == "poll":
                 with state.lock:
@@ -212,8 +237,8 @@ class ProviderApp:
                     return self._sent(self.server_error())
             elif kind == "submit":
                 with state.lock:
-                    limited = state.dice.hit(state.faults.submit_rate_limit_rate)
-                if limited:
+                    injected = state.dice.hit(state.faults.submit_rate_limit_rate)
+                if injected:
                     return self._sent(self.rate_limited())
                 if request.state.no_quota:
                     refusal = self.quota_error()
@@ -289,8 +314,12 @@ class ProviderApp:
             return Response(data, 200, media_type=entry.content_type)
 
         return [
-            self.route("/files/big", big, methods=["GET"], endpoint="files", auth=False),
-            self.route("/files/{name}", file, methods=["GET"], endpoint="files", auth=False),
+            self.route(
+                "/files/big", big, methods=["GET"], endpoint="files", auth=False, limited=False
+            ),
+            self.route(
+                "/files/{name}", file, methods=["GET"], endpoint="files", auth=False, limited=False
+            ),
         ]
 
 
@@ -335,9 +364,41 @@ def admin_routes(state: State) -> list[BaseRoute]:
         state.reset()
         return JSONResponse({"status": "reset", "time": time.time()})
 
+    def limits_body() -> dict[str, Any]:
+        with state.lock:
+            return {name: limits.as_dict() for name, limits in state.limits.items()}
+
+    async def get_limits(request: Request) -> Response:
+        return JSONResponse(limits_body())
+
+    async def post_limits(request: Request) -> Response:
+        """Merge `{provider: {requests_per_minute, max_in_flight} | [rpm, in_flight] | null}`.
+
+        Only the named providers change (null clears one), like `POST /_sandbox/faults`; the
+        whole body is validated before anything is applied.
+        """
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "expected a JSON object of provider limits"}, 400)
+        with state.lock:
+            merged: dict[str, Any] = dict(state.limits)
+            merged.update(body)
+            try:
+                state.replace_limits(merged)
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse(limits_body())
+
+    async def delete_limits(request: Request) -> Response:
+        state.set_limits()
+        return JSONResponse(limits_body())
+
     return [
         Route("/_sandbox/faults", get_faults, methods=["GET"]),
         Route("/_sandbox/faults", post_faults, methods=["POST"]),
         Route("/_sandbox/stats", get_stats, methods=["GET"]),
         Route("/_sandbox/reset", post_reset, methods=["POST"]),
+        Route("/_sandbox/limits", get_limits, methods=["GET"]),
+        Route("/_sandbox/limits", post_limits, methods=["POST"]),
+        Route("/_sandbox/limits", delete_limits, methods=["DELETE"]),
     ]

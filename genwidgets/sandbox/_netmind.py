@@ -119,6 +119,7 @@ class NetMind(ProviderApp):
             return self.not_found(f"Generation {gid} not found")
         with self.state.lock:
             task.deleted_at = time.time()
+        self.state.record_cancel(self.name, task.id)
         return JSONResponse({"message": "Generation deleted"})
 
     def record(self, task: SimTask, origin: str, now: float) -> dict[str, Any]:

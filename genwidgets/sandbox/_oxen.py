@@ -146,6 +146,7 @@ class Oxen(ProviderApp):
         with self.state.lock:
             if task.phase(now) in ("queued", "running"):
                 task.cancelled_at = now
+        self.state.record_cancel(self.name, task.id)
         return JSONResponse({"status": "success", "generation_id": task.id})
 
     async def events(self, request: Request) -> Response:

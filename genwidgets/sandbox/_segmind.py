@@ -29,6 +29,7 @@ __all__ = ["Segmind"]
 
 class Segmind(ProviderApp):
     name = "segmind"
+    announces_limit_reset = True  # its 429s carry x-rate-limit-reset-at-utc (FINDINGS)
 
     def key_from(self, request: Request) -> str | None:
         return request.headers.get("x-api-key", "").strip() or None

@@ -21,17 +21,17 @@ import uvicorn
 
 from ._faults import FaultConfig
 from ._http import ProviderApp
+from ._limits import LIMIT_WINDOW, Limits
 from ._netmind import NetMind
 from ._onerouter import OneRouterPoll, OneRouterSubmit
 from ._oxen import Oxen
 from ._render import MediaSizes, Renderer
 from ._rixapi import RixAPI
 from ._segmind import Segmind
-from ._state import Options, State
+from ._state import PROVIDERS, Options, State
 
 __all__ = ["DEFAULT_PORTS", "PROVIDERS", "Sandbox"]
 
-PROVIDERS = ("onerouter", "segmind", "rixapi", "netmind", "oxen")
 #: CLI defaults; `onerouter_poll` is the separate host OneRouter's `data.urls.get` points at.
 DEFAULT_PORTS = {
     "onerouter": 8100,
@@ -61,7 +61,13 @@ class Sandbox:
 
     `ports` maps provider names (and `onerouter_poll`) to ports; missing ones and 0 are
     ephemeral. Tasks are queued for `queue_seconds`, run for `task_seconds` (10x with "[slow]" in
-    the prompt), then succeed, or fail ("[fail]", `fail_rate`).
+    the prompt), then succeed, or fail ("[fail]", `fail_rate`). `task_jitter=j` scales each run
+    time by a seeded uniform(1 - j, 1 + j), so benchmarks see realistic spread (0: exact).
+
+    `limits` maps provider names to `Limits` or `(requests_per_minute, max_in_flight)` tuples,
+    enforced per API key like the real services (`DOCUMENTED_LIMITS` holds the published ones):
+    over them, a request gets the provider's own 429 (`stats()["limited"]` counts these apart
+    from injected 429s). `_limit_window` shortens the one-minute window, for tests only.
     """
 
     def __init__(
@@ -77,10 +83,17 @@ class Sandbox:
         big_bytes: int = 2**30,
         callbacks: bool = True,
         media: MediaSizes | None = None,
+        limits: Mapping[str, Limits | tuple[int | None, int | None]] | None = None,
+        task_jitter: float = 0.0,
+        _limit_window: float = LIMIT_WINDOW,
     ) -> None:
         unknown = set(ports or {}) - set(_APPS)
         if unknown:
             raise ValueError(f"unknown sandbox port names {sorted(unknown)}; known: {list(_APPS)}")
+        if not 0.0 <= task_jitter <= 1.0:  # above 1 a run time could go negative
+            raise ValueError(f"task_jitter must be between 0 and 1, not {task_jitter!r}")
+        if not _limit_window > 0:
+            raise ValueError(f"_limit_window must be positive, not {_limit_window!r}")
         self._requested_ports = {name: int((ports or {}).get(name, 0)) for name in _APPS}
         options = Options(
             task_seconds=task_seconds,
@@ -90,8 +103,11 @@ class Sandbox:
             netmind_models=netmind_models,
             big_bytes=big_bytes,
             callbacks=callbacks,
+            task_jitter=float(task_jitter),
+            limit_window=float(_limit_window),
         )
         self._state = State(faults or FaultConfig(), options, Renderer(media))
+        self._state.replace_limits(limits)
         self.ports: dict[str, int] = {}
         self._servers: list[uvicorn.Server] = []
         self._apps: list[ProviderApp] = []
@@ -141,8 +157,32 @@ class Sandbox:
         return self._state.set_faults(**changes)
 
     def reset(self) -> None:
-        """Forget every task, file and counter; faults return to those given at construction."""
+        """Forget every task, file and counter; faults return to those given at construction.
+
+        Limits stay as they are (they are configuration, not state); their request windows and
+        in-flight counts start from zero again, like every other counter.
+        """
         self._state.reset()
+
+    @property
+    def limits(self) -> dict[str, Limits]:
+        """A copy of the limits in force, provider -> `Limits` (unlimited providers absent)."""
+        with self._state.lock:
+            return dict(self._state.limits)
+
+    def set_limits(
+        self,
+        provider: str | None = None,
+        requests_per_minute: int | None = None,
+        max_in_flight: int | None = None,
+    ) -> dict[str, Limits]:
+        """Limit one provider per API key; without numbers, lift its limits; without a provider,
+        lift them all. Returns the limits now in force.
+
+        `sb.set_limits("onerouter", 600, 30)` is OneRouter's published budget; OneRouter's poll
+        host shares it. An unknown provider raises `ValueError`.
+        """
+        return self._state.set_limits(provider, requests_per_minute, max_in_flight)
 
     def stats(self) -> dict[str, Any]:
         """Counters since the last reset (a plain dict; see `State.stats`)."""

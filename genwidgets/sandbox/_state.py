@@ -4,6 +4,12 @@ A task stores only its creation time and durations; its status is computed from 
 each request (`SimTask.phase`), so a thousand idle tasks cost a dict entry each and no timers.
 Only Oxen's push events and RixAPI's callbacks schedule anything, and only for their own tasks.
 
+Limits (`_limits.py`) are enforced here too, per (provider, account): a deque of request times for
+the sliding requests-per-minute window, and a short list of the account's possibly-unfinished
+tasks for the in-flight count (pruned on every look, so it stays as long as what is in flight).
+Both are tracked even for providers without limits, because the peaks they yield are what a
+benchmark wants to report.
+
 All mutation happens under one `threading.RLock`: handlers run on the sandbox's event-loop thread
 while tests call `stats()`, `set_faults()` and `reset()` from theirs. Nothing here awaits while
 holding the lock.
@@ -15,21 +21,38 @@ import asyncio
 import copy
 import hashlib
 import json
+import random
 import secrets
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ._faults import Dice, FaultConfig
+from ._limits import LIMIT_WINDOW, Limits, coerce_limits
 from ._render import Renderer
 
-__all__ = ["FileEntry", "SimTask", "State", "account_of", "kind_for"]
+__all__ = [
+    "PROVIDERS",
+    "FileEntry",
+    "Refusal",
+    "SimTask",
+    "State",
+    "account_of",
+    "kind_for",
+]
+
+#: The provider names every per-provider setting is keyed by (OneRouter's poll host is part of
+#: "onerouter": it shares its account, its tasks and its limits).
+PROVIDERS = ("onerouter", "segmind", "rixapi", "netmind", "oxen")
+#: The jitter RNG's seed when the faults give none: durations stay reproducible run to run.
+JITTER_SEED = 0
 
 Kind = Literal["image", "video", "audio", "text"]
 Phase = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+LimitReason = Literal["rate", "in_flight"]
 
 _AUDIO_WORDS = ("audio", "music", "tts", "speech", "mmaudio")
 _TEXT_WORDS = ("llm", "chat", "text")
@@ -55,6 +78,15 @@ def kind_for(provider: str, model: str) -> Kind:
     ):
         return "text"
     return "image"
+
+
+def _known_provider(name: str) -> str:
+    """A provider name limits can be keyed by; a typo raises instead of limiting nothing."""
+    if name == "onerouter_poll":
+        raise ValueError("onerouter_poll shares onerouter's limits; set them on 'onerouter'")
+    if name not in PROVIDERS:
+        raise ValueError(f"unknown provider {name!r}; known: {', '.join(PROVIDERS)}")
+    return name
 
 
 def account_of(key: str) -> str:
@@ -161,6 +193,18 @@ class SimTask:
             return self.started
         return self.created
 
+    def in_flight(self, now: float) -> bool:
+        """Still occupying one of the account's concurrent slots (queued or running, not gone)."""
+        return not self.gone(now) and self.phase(now) in ("queued", "running")
+
+
+class Refusal(NamedTuple):
+    """Why a request is refused by a limit, for the 429 the app sends."""
+
+    reason: LimitReason
+    message: str
+    reset_in: float | None  # seconds until a retry would pass (None: unknowable, e.g. in flight)
+
 
 def _new_stats() -> dict[str, Any]:
     return {
@@ -179,6 +223,10 @@ def _new_stats() -> dict[str, Any]:
         "callbacks": 0,
         "callback_errors": 0,
         "downloads": 0,
+        "cancel_times": [],
+        "limited": defaultdict(Counter),
+        "peak_requests_per_minute": {},
+        "peak_in_flight": {},
     }
 
 
@@ -193,6 +241,10 @@ class Options:
     netmind_models: Collection[str] | None = None
     big_bytes: int = 2**30
     callbacks: bool = True
+    task_jitter: float = 0.0
+    """each run time is scaled by uniform(1 - j, 1 + j); 0 keeps durations exact"""
+    limit_window: float = LIMIT_WINDOW
+    """length of the requests-per-minute window (tests shrink it; 60 s is what providers mean)"""
 
 
 class State:
@@ -205,7 +257,15 @@ class State:
         self._initial_faults = faults.copy()
         self.faults = faults.copy()
         self.dice = Dice()
-        self.dice.reseed(self.faults.seed)
+        # Separate from the fault dice, so turning jitter on does not shift which requests fault.
+        self.jitter = random.Random()
+        self._reseed()
+        self.limits: dict[str, Limits] = {}
+        self._windows: dict[tuple[str, str], deque[float]] = {}
+        self._active: dict[tuple[str, str], list[SimTask]] = {}
+        # Submits admitted but whose task is not created yet (monotonic admit times): counted as
+        # in flight, so concurrent submits cannot all pass the check before any task exists.
+        self._admitted: dict[tuple[str, str], deque[float]] = {}
         self.tasks: dict[str, SimTask] = {}
         self.files: dict[str, FileEntry] = {}
         self.subscribers: dict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
@@ -216,27 +276,140 @@ class State:
         self._counter = 0
 
     # ------------------------------------------------------------------------------ faults
+    def _reseed(self) -> None:
+        """Both RNGs from the fault seed: one seed reproduces the faults and the durations."""
+        self.dice.reseed(self.faults.seed)
+        self.jitter.seed(JITTER_SEED if self.faults.seed is None else self.faults.seed)
+
     def set_faults(self, **changes: Any) -> FaultConfig:
         with self.lock:
             self.faults.update(**changes)
             if "seed" in changes:
-                self.dice.reseed(self.faults.seed)
+                self._reseed()
             return self.faults.copy()
 
     def replace_faults(self, faults: FaultConfig) -> None:
         with self.lock:
             self.faults = faults.copy()
-            self.dice.reseed(self.faults.seed)
+            self._reseed()
 
     def reset(self) -> None:
-        """Forget tasks, files and counters; faults go back to the ones given at start."""
+        """Forget tasks, files and counters; faults go back to the ones given at start.
+
+        Limits are configuration, like the ports: they stay. Their windows and in-flight lists
+        are cleared with the tasks, so a reset account starts with its whole budget.
+        """
         with self.lock:
             self.tasks.clear()
             self.files.clear()
+            self._windows.clear()
+            self._active.clear()
+            self._admitted.clear()
             self._stats = _new_stats()
             self._counter = 0
             self.faults = self._initial_faults.copy()
-            self.dice.reseed(self.faults.seed)
+            self._reseed()
+
+    # ------------------------------------------------------------------------------ limits
+    def set_limits(
+        self,
+        provider: str | None = None,
+        requests_per_minute: int | None = None,
+        max_in_flight: int | None = None,
+    ) -> dict[str, Limits]:
+        """One provider's limits (both None: unlimited); no provider at all clears every limit.
+
+        Counters already running are kept, so tightening a limit mid-run takes effect at once
+        against what the account has already done.
+        """
+        with self.lock:
+            if provider is None:
+                if requests_per_minute is not None or max_in_flight is not None:
+                    raise ValueError("name the provider these limits are for")
+                self.limits.clear()
+                return dict(self.limits)
+            name = _known_provider(provider)
+            limits = coerce_limits((requests_per_minute, max_in_flight))
+            if limits.empty:
+                self.limits.pop(name, None)
+            else:
+                self.limits[name] = limits
+            return dict(self.limits)
+
+    def replace_limits(self, limits: Mapping[str, Any] | None) -> dict[str, Limits]:
+        """All limits at once (the constructor's `limits=`); validated before anything changes."""
+        parsed = {
+            _known_provider(name): coerce_limits(value) for name, value in (limits or {}).items()
+        }
+        with self.lock:
+            self.limits = {name: value for name, value in parsed.items() if not value.empty}
+            return dict(self.limits)
+
+    def admit(self, provider: str, account: str, *, submit: bool) -> Refusal | None:
+        """Count one API request against the account's limits; a `Refusal` means answer 429.
+
+        Called right after auth, before fault injection. A request refused for the rate is not
+        counted in the window (the client's retry must not be punished for the refusal); a submit
+        refused for the in-flight limit is counted, since it reached a server that did look.
+        """
+        now = time.monotonic()
+        window = self.options.limit_window
+        key = (provider, account)
+        with self.lock:
+            limits = self.limits.get(provider, Limits())
+            times = self._windows.get(key)
+            if times is None:
+                times = self._windows[key] = deque()
+            while times and times[0] <= now - window:
+                times.popleft()
+            rpm = limits.requests_per_minute
+            if rpm is not None and len(times) >= rpm:
+                self._stats["limited"][provider]["rate"] += 1
+                return Refusal(
+                    "rate",
+                    f"Rate limit exceeded: {rpm} requests per minute",
+                    max(0.0, times[0] + window - now),
+                )
+            times.append(now)
+            peaks = self._stats["peak_requests_per_minute"]
+            peaks[provider] = max(peaks.get(provider, 0), len(times))
+            cap = limits.max_in_flight
+            if submit and cap is not None:
+                if self._in_flight(key, time.time()) + self._pending(key, now) >= cap:
+                    self._stats["limited"][provider]["in_flight"] += 1
+                    return Refusal(
+                        "in_flight", f"Too many concurrent tasks: at most {cap} in progress", None
+                    )
+                self._admitted.setdefault(key, deque()).append(now)
+            return None
+
+    def _pending(self, key: tuple[str, str], now: float) -> int:
+        """Admitted submits still being handled (lock held). One whose handler refused it (bad
+        params, an injected fault) never creates a task; it stops counting after 5 s."""
+        admitted = self._admitted.get(key)
+        while admitted and admitted[0] < now - 5.0:
+            admitted.popleft()
+        return len(admitted) if admitted else 0
+
+    def _in_flight(self, key: tuple[str, str], now: float) -> int:
+        """How many of the account's tasks are queued or running; prunes the rest (lock held)."""
+        active = [task for task in self._active.get(key, ()) if task.in_flight(now)]
+        if active:
+            self._active[key] = active
+        else:
+            self._active.pop(key, None)
+        return len(active)
+
+    def _track(self, task: SimTask) -> None:
+        """Add a new task to its account's in-flight list and raise the peak (lock held)."""
+        key = (task.provider, task.account)
+        count = self._in_flight(key, task.created)
+        admitted = self._admitted.get(key)
+        if admitted:
+            admitted.popleft()  # this submit's admission becomes the task itself
+        self._active.setdefault(key, []).append(task)
+        peaks = self._stats["peak_in_flight"]
+        peaks[task.provider] = max(peaks.get(task.provider, 0), count + 1)
 
     # ------------------------------------------------------------------------------ stats
     def count(self, key: str, n: int = 1) -> None:
@@ -257,6 +430,11 @@ class State:
             self._stats["submits"][provider] += 1
             self._stats["submit_fingerprints"][fingerprint(provider, model, body)] += 1
 
+    def record_cancel(self, provider: str, task_id: str) -> None:
+        """When a cancel or delete was accepted, by the wall clock another process can compare."""
+        with self.lock:
+            self._stats["cancel_times"].append([provider, task_id, time.time()])
+
     def stats(self) -> dict[str, Any]:
         """A plain-dict snapshot (JSON-ready), safe to keep while the sandbox runs on."""
         with self.lock:
@@ -269,6 +447,15 @@ class State:
                 out[key] = dict(value)
             else:
                 out[key] = value
+        with self.lock:
+            limited_providers = set(self.limits) | set(out["limited"])
+        out["limited"] = {
+            name: {
+                reason: out["limited"].get(name, {}).get(reason, 0)
+                for reason in ("rate", "in_flight")
+            }
+            for name in sorted(limited_providers)
+        }
         out["renders"] = self.renderer.renders
         out["tasks_alive"] = len(self.tasks)
         out["sse_subscribers"] = sum(len(s) for s in self.subscribers.values())
@@ -296,6 +483,9 @@ class State:
         with self.lock:
             faults = self.faults
             run = self.options.task_seconds * (10.0 if "[slow]" in prompt else 1.0)
+            jitter = self.options.task_jitter
+            if jitter > 0:  # no draw at 0: today's durations, and today's RNG state, exactly
+                run *= self.jitter.uniform(1.0 - jitter, 1.0 + jitter)
             queued = self.options.queue_seconds
             fails = (
                 force_failure is not None or "[fail]" in prompt or self.dice.hit(faults.fail_rate)
@@ -326,6 +516,7 @@ class State:
                 big_bytes=big_bytes,
             )
             self.tasks[task_id] = task
+            self._track(task)
             self._stats["tasks"] += 1
             self._counter += 1
             task.extra["serial"] = self._counter

@@ -1,0 +1,356 @@
+"""Rate and concurrency budgets: one per provider and API key, shared by every task in the process.
+
+Providers answer a burst with 429s (OneRouter: 600 requests/min and 30 tasks in flight for
+community accounts; Segmind: 5 or 50 requests/min by plan). A gallery of 60 cells or a batch of
+10,000 lines must not draw those: tasks over budget wait here, in a state the card can show
+("waiting for a slot"), and every request (submit, poll, result, cancel) spends from one leaky
+bucket (aiolimiter). Polls widen to fit: with 30 tasks in flight under 600/min none can be polled
+faster than every ~3.3 s, and tasks that asked for quick polls keep the larger share.
+
+A 429 still happens (another process on the same key, a plan below the default): it pauses the
+budget for the server's Retry-After (or Segmind's reset time), halves the rate and, on a submit,
+shrinks the tasks-in-flight cap to what the server evidently accepts; both recover step by step
+after `recover_after` seconds without another 429.
+
+Budgets hold asyncio futures, which belong to one event loop, so the registry is per loop (a
+kernel has one). The arithmetic is in `_policy` and is pure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from aiolimiter import AsyncLimiter
+
+from ._exceptions import ConfigError
+from ._policy import leaky_bucket, recovered, scaled_poll_delay
+
+__all__ = ["DEFAULT_LIMITS", "Budget", "Limits", "budget_for", "resolve_limits"]
+
+log = logging.getLogger("genwidgets")
+
+#: Share of the request rate polls may use; the rest keeps submits from starving.
+POLL_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A provider account's limits. None means unlimited."""
+
+    requests_per_minute: float | None = None
+    max_in_flight: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.requests_per_minute is not None and self.requests_per_minute <= 0:
+            raise ConfigError(f"requests_per_minute must be > 0, got {self.requests_per_minute}")
+        if self.max_in_flight is not None and self.max_in_flight < 1:
+            raise ConfigError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
+
+    @property
+    def unlimited(self) -> bool:
+        return self.requests_per_minute is None and self.max_in_flight is None
+
+
+#: From the providers' documentation where it gives numbers (FINDINGS.md); conservative otherwise.
+#: Segmind's 5/min is its Free plan (Pro is 50: `GENWIDGETS_SEGMIND_RPM=50`).
+DEFAULT_LIMITS: Mapping[str, Limits] = {
+    "onerouter": Limits(requests_per_minute=600, max_in_flight=30),
+    "segmind": Limits(requests_per_minute=5, max_in_flight=5),
+    "rixapi": Limits(requests_per_minute=120, max_in_flight=10),
+    "netmind": Limits(requests_per_minute=120, max_in_flight=10),
+    "oxen": Limits(requests_per_minute=120, max_in_flight=10),
+}
+
+BudgetSetting = bool | Mapping[str, "Limits | Mapping[str, Any] | tuple[Any, Any] | None"] | None
+
+
+def _coerce(provider: str, value: Any) -> Limits:
+    if value is None:
+        return Limits()
+    if isinstance(value, Limits):
+        return value
+    if isinstance(value, Mapping):
+        return Limits(**value)
+    if isinstance(value, tuple) and len(value) == 2:
+        return Limits(*value)
+    raise ConfigError(
+        f"budgets[{provider!r}] must be Limits, a dict or (requests_per_minute, max_in_flight); "
+        f"got {value!r}"
+    )
+
+
+def _env_number(name: str, cast: Callable[[str], float]) -> float | None:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    if raw.strip().lower() in ("off", "none", "unlimited"):
+        return float("inf")
+    try:
+        return cast(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number or 'off'; got {raw!r}") from None
+
+
+def resolve_limits(provider: str, setting: BudgetSetting = None) -> Limits:
+    """The limits that apply to `provider`.
+
+    In order: the client's `budgets={provider: ...}` entry; off everywhere with `budgets=False` or
+    `GENWIDGETS_BUDGETS=off`; else `DEFAULT_LIMITS` adjusted by `GENWIDGETS_<PROVIDER>_RPM` and
+    `GENWIDGETS_<PROVIDER>_MAX_IN_FLIGHT` (a number, or `off`).
+    """
+    if isinstance(setting, Mapping) and provider in setting:
+        return _coerce(provider, setting[provider])
+    env_off = os.environ.get("GENWIDGETS_BUDGETS", "").strip().lower() in ("off", "0", "false")
+    if setting is False or env_off:
+        return Limits()
+    limits = DEFAULT_LIMITS.get(provider, Limits())
+    prefix = f"GENWIDGETS_{provider.upper()}_"
+    rpm = _env_number(prefix + "RPM", float)
+    if rpm is not None:
+        limits = replace(limits, requests_per_minute=None if rpm == float("inf") else rpm)
+    in_flight = _env_number(prefix + "MAX_IN_FLIGHT", int)
+    if in_flight is not None:
+        cap = None if in_flight == float("inf") else int(in_flight)
+        limits = replace(limits, max_in_flight=cap)
+    return limits
+
+
+class Budget:
+    """The requests-per-minute bucket and tasks-in-flight count of one provider account.
+
+    Slots: `reserve()` before a submit (waits while the account is full), then `bind(task_id)`
+    once the provider answered, or `unreserve()` if it refused; `release(task_id)` when the task
+    ends. Tasks found running at the provider (re-attached, resumed) are `adopt`ed even over the
+    cap, since they are in flight whether we like it or not.
+    """
+
+    def __init__(self, provider: str, limits: Limits, *, recover_after: float = 30.0) -> None:
+        self.provider = provider
+        self.limits = limits
+        self.recover_after = recover_after
+        self.rate_factor = 1.0
+        self.cap = limits.max_in_flight
+        self.in_flight: set[str] = set()
+        self.reserved = 0
+        self.limited = 0  # 429s seen
+        self.waited = 0  # submits that had to wait for a slot
+        self._paused_until = 0.0
+        self._last_penalty: float | None = None
+        self._slot_waiters: list[asyncio.Future[None]] = []
+        self._poll_shares: dict[str, float] = {}
+        self._poll_total = 0.0
+        self._limiter: AsyncLimiter | None = None
+        self._configure_limiter()
+
+    # ------------------------------------------------------------------ configuration
+    def reconfigure(self, limits: Limits) -> None:
+        """Apply new limits (the newest client's `budgets=` wins for a shared account)."""
+        if limits != self.limits:
+            self.limits = limits
+            self.cap = limits.max_in_flight
+            self.rate_factor = 1.0
+            self._configure_limiter()
+            self._wake_slot_waiters()
+
+    def _configure_limiter(self) -> None:
+        rpm = self.limits.requests_per_minute
+        if rpm is None:
+            self._limiter = None
+            return
+        capacity, period = leaky_bucket(rpm * self.rate_factor)
+        self._limiter = AsyncLimiter(capacity, period)
+
+    @property
+    def requests_per_second(self) -> float | None:
+        """The rate requests may go out at now (lower after a 429), or None for unlimited."""
+        rpm = self.limits.requests_per_minute
+        return None if rpm is None else rpm * self.rate_factor / 60.0
+
+    # ------------------------------------------------------------------ tasks in flight
+    def _used(self) -> int:
+        return len(self.in_flight) + self.reserved
+
+    def has_slot(self) -> bool:
+        return self.cap is None or self._used() < self.cap
+
+    async def reserve(self, on_wait: Callable[[str], None] | None = None) -> None:
+        """Take a slot for one submit, waiting (and saying so, once) while the account is full."""
+        self._maybe_recover()
+        told = False
+        loop = asyncio.get_running_loop()
+        while not self.has_slot():
+            if not told:
+                told = True
+                self.waited += 1
+                if on_wait is not None:
+                    on_wait(self.describe_wait())
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._slot_waiters.append(waiter)
+            try:
+                # Time out now and then: a cap shrunk by a 429 recovers by time, not by a release.
+                await asyncio.wait_for(asyncio.shield(waiter), self.recover_after / 2)
+            except asyncio.TimeoutError:
+                self._maybe_recover()
+            finally:
+                if waiter in self._slot_waiters:
+                    self._slot_waiters.remove(waiter)
+                if not waiter.done():
+                    waiter.cancel()
+        self.reserved += 1
+
+    async def requeue(self, on_wait: Callable[[str], None] | None = None) -> None:
+        """A reserved submit was refused with a 429: queue it for a slot again, under the cap the
+        429 shrank, instead of retrying over it. The caller still holds one reservation after."""
+        self.reserved = max(0, self.reserved - 1)
+        self._wake_slot_waiters()
+        try:
+            await self.reserve(on_wait)
+        except BaseException:
+            self.reserved += 1  # keep the caller's `unreserve()` balanced
+            raise
+
+    def describe_wait(self) -> str:
+        return f"waiting for a slot: {self._used()} of {self.cap} {self.provider} tasks in flight"
+
+    def bind(self, task_id: str) -> None:
+        """The reserved submit was accepted as `task_id`."""
+        self.reserved = max(0, self.reserved - 1)
+        self.in_flight.add(task_id)
+
+    def unreserve(self) -> None:
+        """The reserved submit was refused or never sent: give the slot back."""
+        self.reserved = max(0, self.reserved - 1)
+        self._wake_slot_waiters()
+
+    def adopt(self, task_id: str) -> None:
+        """A task already running at the provider (re-attached or resumed) counts too."""
+        self.in_flight.add(task_id)
+
+    def release(self, task_id: str) -> None:
+        """The task ended (or we stopped following it): its slot and poll share are free."""
+        share = self._poll_shares.pop(task_id, None)
+        if share is not None:
+            self._poll_total = max(0.0, self._poll_total - share)
+        if task_id in self.in_flight:
+            self.in_flight.discard(task_id)
+            self._wake_slot_waiters()
+
+    def _wake_slot_waiters(self) -> None:
+        free = len(self._slot_waiters) if self.cap is None else self.cap - self._used()
+        for waiter in self._slot_waiters[: max(0, free)]:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ------------------------------------------------------------------ requests per minute
+    async def spend(self) -> None:
+        """Wait until one more request fits the budget (and any 429 pause is over)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            pause = self._paused_until - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            self._maybe_recover()
+            limiter = self._limiter
+            if limiter is None:
+                return
+            await limiter.acquire()
+            # A 429 while we waited replaced the limiter or paused the budget: wait again under
+            # the new terms rather than go out at the old rate.
+            if limiter is self._limiter and self._paused_until <= loop.time():
+                return
+
+    def penalize(self, retry_after: float | None, *, on_submit: bool = False) -> None:
+        """A 429: pause for Retry-After, halve the rate, and on a submit shrink the cap."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self.limited += 1
+        self._last_penalty = now
+        pause = retry_after if retry_after is not None else 1.0
+        self._paused_until = max(self._paused_until, now + min(pause, 300.0))
+        if self.limits.requests_per_minute is not None:
+            self.rate_factor = max(0.1, self.rate_factor / 2)
+            self._configure_limiter()
+        if on_submit and self.limits.max_in_flight is not None:
+            self.cap = max(1, min(self.cap or 1, len(self.in_flight)))
+        log.info(
+            "%s answered 429: pausing %.1f s, rate now %.0f%%, %s tasks in flight allowed",
+            self.provider,
+            pause,
+            self.rate_factor * 100,
+            self.cap,
+        )
+
+    def _maybe_recover(self) -> None:
+        if self._last_penalty is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if now - self._last_penalty < self.recover_after:
+            return
+        self._last_penalty = now  # one step per quiet period
+        self.rate_factor, self.cap = recovered(
+            self.rate_factor, self.cap, self.limits.max_in_flight
+        )
+        self._configure_limiter()
+        self._wake_slot_waiters()
+        if self.rate_factor >= 1.0 and self.cap == self.limits.max_in_flight:
+            self._last_penalty = None
+
+    # ------------------------------------------------------------------ polls
+    def poll_delay(self, task_id: str, desired: float) -> float:
+        """`desired`, widened so that all polling tasks together fit the request budget."""
+        rate = self.requests_per_second
+        share = 1.0 / max(desired, 1e-3)
+        self._poll_total += share - self._poll_shares.get(task_id, 0.0)
+        self._poll_shares[task_id] = share
+        if rate is None:
+            return desired
+        return scaled_poll_delay(desired, self._poll_total, rate * POLL_SHARE)
+
+    def state(self) -> dict[str, Any]:
+        """What a status line shows: in flight, the cap, waiting submits, rate, pause."""
+        return {
+            "provider": self.provider,
+            "in_flight": len(self.in_flight),
+            "reserved": self.reserved,
+            "cap": self.cap,
+            "waiting": len(self._slot_waiters),
+            "requests_per_minute": None
+            if self.requests_per_second is None
+            else round(self.requests_per_second * 60, 1),
+            "limited": self.limited,
+        }
+
+    def __repr__(self) -> str:
+        s = self.state()
+        return (
+            f"<Budget {self.provider} in_flight={s['in_flight']}/{s['cap']} "
+            f"rpm={s['requests_per_minute']} limited={s['limited']}>"
+        )
+
+
+_REGISTRY: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Budget]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def budget_for(provider: str, account: str, limits: Limits) -> Budget | None:
+    """The process-wide budget of this provider account on the running loop (None: unlimited).
+
+    `account` is `Provider.account`, a hash of the key: the key itself is never kept here."""
+    if limits.unlimited:
+        return None
+    loop = asyncio.get_running_loop()
+    budgets = _REGISTRY.setdefault(loop, {})
+    key = (provider, account)
+    budget = budgets.get(key)
+    if budget is None:
+        budget = budgets[key] = Budget(provider, limits)
+    else:
+        budget.reconfigure(limits)
+    return budget

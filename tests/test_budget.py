@@ -1,0 +1,216 @@
+"""Rate and concurrency budgets: resolving limits, slots, the bucket, 429 shrink and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from genwidgets import ConfigError
+from genwidgets._budget import DEFAULT_LIMITS, Budget, Limits, budget_for, resolve_limits
+from genwidgets._policy import DurationEstimate, leaky_bucket, recovered, scaled_poll_delay
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GENWIDGETS_BUDGETS", raising=False)
+    for provider in DEFAULT_LIMITS:
+        monkeypatch.delenv(f"GENWIDGETS_{provider.upper()}_RPM", raising=False)
+        monkeypatch.delenv(f"GENWIDGETS_{provider.upper()}_MAX_IN_FLIGHT", raising=False)
+
+
+# ---------------------------------------------------------------------------- resolving limits
+def test_defaults_follow_the_documented_limits() -> None:
+    assert resolve_limits("onerouter") == Limits(600, 30)
+    assert resolve_limits("segmind").requests_per_minute == 5
+    assert resolve_limits("local").unlimited
+
+
+def test_environment_overrides_and_turns_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GENWIDGETS_SEGMIND_RPM", "50")
+    monkeypatch.setenv("GENWIDGETS_ONEROUTER_MAX_IN_FLIGHT", "off")
+    assert resolve_limits("segmind").requests_per_minute == 50
+    assert resolve_limits("onerouter") == Limits(600, None)
+    monkeypatch.setenv("GENWIDGETS_BUDGETS", "off")
+    assert resolve_limits("segmind").unlimited
+
+
+def test_client_setting_wins_and_false_turns_everything_off() -> None:
+    setting = {"onerouter": (100, 4), "oxen": {"max_in_flight": 2}, "netmind": None}
+    assert resolve_limits("onerouter", setting) == Limits(100, 4)
+    assert resolve_limits("oxen", setting) == Limits(None, 2)
+    assert resolve_limits("netmind", setting).unlimited
+    assert resolve_limits("segmind", setting) == DEFAULT_LIMITS["segmind"]
+    assert resolve_limits("onerouter", False).unlimited
+
+
+@pytest.mark.parametrize(
+    "bad", [{"onerouter": (0, 3)}, {"onerouter": (10, 0)}, {"onerouter": "fast"}]
+)
+def test_bad_limits_are_refused(bad: Any) -> None:
+    with pytest.raises(ConfigError):
+        resolve_limits("onerouter", bad)
+
+
+def test_bad_environment_value_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GENWIDGETS_SEGMIND_RPM", "lots")
+    with pytest.raises(ConfigError, match="GENWIDGETS_SEGMIND_RPM"):
+        resolve_limits("segmind")
+
+
+# ---------------------------------------------------------------------------- pure arithmetic
+def _greedy_arrivals(capacity: float, period: float, seconds: float) -> list[float]:
+    """Request times of a caller that goes as soon as an AsyncLimiter(capacity, period) lets it."""
+    rate, level, now, times = capacity / period, 0.0, 0.0, []
+    while now < seconds:
+        wait = max(0.0, (level + 1 - capacity) / rate)
+        now += wait
+        level = max(0.0, level - wait * rate) + 1
+        times.append(now)
+    return times
+
+
+@pytest.mark.parametrize("rpm", [1, 5, 50, 60, 61, 600, 6000])
+def test_leaky_bucket_never_exceeds_a_sliding_minute_and_uses_most_of_it(rpm: float) -> None:
+    times = _greedy_arrivals(*leaky_bucket(rpm), seconds=600)
+    busiest, start = 0, 0
+    for end, t in enumerate(times):
+        while times[start] <= t - 60.0:  # the window (t - 60, t]
+            start += 1
+        busiest = max(busiest, end - start + 1)
+    assert busiest <= rpm
+    assert len(times) >= 0.9 * rpm * 10  # ten minutes at over 90 % of the limit
+
+
+def test_polls_widen_to_fit_the_budget_keeping_fast_tasks_faster() -> None:
+    poll_rate = 600 / 60 * 0.9
+    widened = scaled_poll_delay(1.0, total_share=30 * 1.0, poll_rate=poll_rate)
+    assert widened == pytest.approx(3.33, abs=0.01)  # 30 tasks at 600/min: ~3.3 s each
+    assert scaled_poll_delay(1.0, total_share=5, poll_rate=poll_rate) == 1.0  # room to spare
+    young = scaled_poll_delay(0.5, total_share=40, poll_rate=poll_rate)
+    old = scaled_poll_delay(8.0, total_share=40, poll_rate=poll_rate)
+    assert young < old
+
+
+def test_recovery_steps_back_to_the_limits() -> None:
+    factor, cap = 0.125, 1
+    steps = 0
+    while (factor, cap) != (1.0, 30):
+        factor, cap = recovered(factor, cap, 30)
+        steps += 1
+    assert steps == 5  # the rate is back in 3 steps, the cap (+7 a step) in 5
+    assert recovered(0.5, None, None) == (1.0, None)
+
+
+def test_duration_estimate_learns_then_times_the_first_poll() -> None:
+    estimate = DurationEstimate()
+    assert estimate.remaining(0.0) == 0.0  # still learning
+    for seconds in (10.0, 11.0, 10.5):
+        estimate.observe(seconds)
+    assert estimate.expected() == pytest.approx(0.9 * 10.5)
+    assert estimate.remaining(4.0) == pytest.approx(0.9 * 10.5 - 4.0)
+    assert estimate.remaining(60.0) == 0.0
+    for _ in range(100):
+        estimate.observe(2.0)
+    assert estimate.expected() == pytest.approx(1.8)  # old samples age out
+
+
+# ---------------------------------------------------------------------------- the Budget
+async def test_slots_wait_when_full_say_so_once_and_resume_on_release() -> None:
+    budget = Budget("onerouter", Limits(None, 2))
+    await budget.reserve()
+    budget.bind("a")
+    await budget.reserve()
+    budget.bind("b")
+    notices: list[str] = []
+    third = asyncio.ensure_future(budget.reserve(notices.append))
+    await asyncio.sleep(0.05)
+    assert not third.done()
+    assert notices == ["waiting for a slot: 2 of 2 onerouter tasks in flight"]
+    assert budget.state()["waiting"] == 1
+    budget.release("a")
+    await asyncio.wait_for(third, 1)
+    assert budget.reserved == 1 and budget.in_flight == {"b"}
+    budget.unreserve()
+    assert budget.state()["in_flight"] == 1 and budget.reserved == 0
+
+
+async def test_a_refused_submit_gives_its_slot_back() -> None:
+    budget = Budget("oxen", Limits(None, 1))
+    await budget.reserve()
+    waiting = asyncio.ensure_future(budget.reserve())
+    await asyncio.sleep(0.02)
+    budget.unreserve()
+    await asyncio.wait_for(waiting, 1)
+
+
+async def test_adopted_tasks_count_even_over_the_cap() -> None:
+    budget = Budget("oxen", Limits(None, 1))
+    budget.adopt("x")
+    budget.adopt("y")
+    assert not budget.has_slot()
+    budget.release("x")
+    assert not budget.has_slot()
+    budget.release("y")
+    assert budget.has_slot()
+
+
+async def test_requests_go_out_no_faster_than_the_rate() -> None:
+    budget = Budget("onerouter", Limits(requests_per_minute=600))  # 10/s, burst of 10
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    times = []
+    for _ in range(25):
+        await budget.spend()
+        times.append(loop.time() - start)
+    # Whatever the machine's speed: the burst, then no more than the steady rate allows.
+    capacity, period = leaky_bucket(600)
+    for t, n in zip(times, range(1, 26), strict=True):
+        assert n <= capacity + t * capacity / period + 1
+
+
+async def test_429_pauses_halves_the_rate_shrinks_the_cap_then_recovers() -> None:
+    budget = Budget("onerouter", Limits(600, 30), recover_after=0.3)
+    for name in "abc":
+        budget.adopt(name)
+    budget.penalize(0.2, on_submit=True)
+    assert budget.rate_factor == 0.5
+    assert budget.cap == 3  # the server accepted three; it said no to the fourth
+    assert not budget.has_slot()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await budget.spend()
+    assert loop.time() - start >= 0.19  # the Retry-After pause
+    await asyncio.sleep(0.35)
+    await budget.spend()  # a quiet period passed: one recovery step
+    assert budget.rate_factor == 1.0
+    assert budget.cap == 3 + 30 // 4
+    assert budget.limited == 1
+
+
+async def test_a_waiting_submit_gets_a_slot_when_the_cap_recovers() -> None:
+    budget = Budget("onerouter", Limits(None, 4), recover_after=0.2)
+    budget.adopt("a")
+    budget.penalize(None, on_submit=True)
+    assert budget.cap == 1
+    await asyncio.wait_for(budget.reserve(), 2)  # no release: the cap grows back by itself
+
+
+async def test_poll_delays_share_the_rate_and_ended_tasks_free_their_share() -> None:
+    budget = Budget("onerouter", Limits(600, 30))
+    delays = [budget.poll_delay(f"t{i}", 1.0) for i in range(30)]
+    assert delays[-1] == pytest.approx(30 / 9, rel=0.01)
+    for i in range(25):
+        budget.release(f"t{i}")
+    assert budget.poll_delay("t29", 1.0) == 1.0
+
+
+async def test_one_budget_per_provider_account_on_a_loop() -> None:
+    a = budget_for("onerouter", "acct-1", Limits(600, 30))
+    b = budget_for("onerouter", "acct-1", Limits(600, 30))
+    c = budget_for("onerouter", "acct-2", Limits(600, 30))
+    assert a is b and a is not c
+    assert budget_for("onerouter", "acct-1", Limits()) is None  # unlimited: no budget at all
+    budget_for("onerouter", "acct-1", Limits(60, 3))
+    assert a is not None and a.limits == Limits(60, 3)  # the newest setting applies
