@@ -13,9 +13,11 @@ from typing import Any
 
 from ._budget import Limits
 from ._client import AsyncClient, Client, cancel_all, configure, get_client, run
+from ._cost import CostGuard, CostPlan
 from ._exceptions import (
     AuthError,
     ConfigError,
+    ConfirmationRequired,
     DeadlineExceeded,
     DownloadError,
     GenError,
@@ -28,6 +30,7 @@ from ._exceptions import (
     RateLimited,
     ReplayMissing,
     ServerError,
+    SpendCapExceeded,
     SubmitUncertain,
     TaskCancelled,
     TaskError,
@@ -68,6 +71,9 @@ __all__ = [
     "AuthError",
     "Client",
     "ConfigError",
+    "ConfirmationRequired",
+    "CostGuard",
+    "CostPlan",
     "DeadlineExceeded",
     "DownloadError",
     "Gallery",
@@ -85,6 +91,7 @@ __all__ = [
     "RateLimited",
     "ReplayMissing",
     "ServerError",
+    "SpendCapExceeded",
     "Status",
     "StatusCard",
     "SubmitForm",

@@ -18,7 +18,7 @@ import re
 import shutil
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +29,7 @@ from httpx_sse import aconnect_sse
 
 from ._budget import Budget, BudgetSetting, Limits, budget_for, resolve_limits
 from ._cache import DEFAULT_MAX_BYTES, Cache
+from ._cost import CostGuard, CostPlan, shared_guard
 from ._exceptions import (
     ConfigError,
     DeadlineExceeded,
@@ -87,6 +88,8 @@ class AsyncClient:
 
     `budgets` sets each provider account's requests/min and tasks in flight (`genwidgets.Limits`;
     defaults from the providers' documented limits, `False` turns them off), see `_budget`.
+    `cost_guard` counts paid submits against caps and prices (`genwidgets.CostGuard`; default: the
+    session's, from `GENWIDGETS_PRICES`, `GENWIDGETS_MAX_PAID_TASKS`, `GENWIDGETS_MAX_SPEND`).
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class AsyncClient:
         replay: str | None = None,
         default_deadline: float | Mapping[str, float | None] | None = 3600.0,
         budgets: BudgetSetting = None,
+        cost_guard: CostGuard | None = None,
     ) -> None:
         self._api_keys = dict(api_keys or {})
         self._base_urls = dict(base_urls or {})
@@ -144,6 +148,7 @@ class AsyncClient:
         # Rate and concurrency budgets (`_budget`), shared per provider account by every client
         # on the loop; None for a provider means unlimited.
         self._budget_setting = budgets
+        self._cost_guard = cost_guard
         self._budgets: dict[str, Budget | None] = {}
         self._submitted_at: dict[tuple[str, str], float] = {}
         self._durations: dict[tuple[str, str], DurationEstimate] = {}
@@ -271,15 +276,29 @@ class AsyncClient:
                 self._follow(recorded, deadline)
             return recorded  # replay needs no key: nothing is sent
         adapter = self.provider(provider_name)
+        guard = self.cost_guard
+        paid = guard.is_paid(f"{provider_name}:{name}")
+        estimate = guard.reserve(f"{provider_name}:{name}") if paid else 0.0  # may refuse: caps
         budget = self.budget(provider_name)
-        if budget is not None:
-            await budget.reserve(on_wait)
         try:
-            task = await self._submit(adapter, name, clean, on_wait)
-        except BaseException:
             if budget is not None:
-                budget.unreserve()
+                await budget.reserve(on_wait)
+            try:
+                task = await self._submit(adapter, name, clean, on_wait)
+            except BaseException:
+                if budget is not None:
+                    budget.unreserve()
+                raise
+        except SubmitUncertain:
+            if paid:  # it may have been accepted, and billed: count it as spent
+                guard.absorb(estimate)
             raise
+        except BaseException:
+            if paid:
+                guard.release(estimate)
+            raise
+        if paid:
+            guard.bind(task.provider, task.id, estimate)
         if budget is not None:
             budget.bind(task.id)
             if task.done:
@@ -399,10 +418,35 @@ class AsyncClient:
         budget = self._budgets.get(task.provider)
         if budget is not None:
             budget.release(task.id)
+        if task.provider != "local" and not task.replayed:
+            self.cost_guard.settle(task)
         started = self._submitted_at.pop(key, None)
         if started is not None and task.status is Status.SUCCEEDED:
             estimate = self._durations.setdefault((task.provider, task.model), DurationEstimate())
             estimate.observe(time.monotonic() - started)
+
+    @property
+    def cost_guard(self) -> CostGuard:
+        """The guard this client's paid submits go through (the session's unless given)."""
+        return self._cost_guard if self._cost_guard is not None else shared_guard()
+
+    def plan(self, requests: Iterable[tuple[str, Mapping[str, Any]]]) -> CostPlan:
+        """What submitting these `(model, params)` requests would cost, sending nothing: every
+        request is validated, and one the journal would replay (or re-attach) counts as free."""
+        paid_models: builtins.list[str] = []
+        replayed = 0
+        for model, params in requests:
+            provider_name, name = parse_model_id(model)
+            clean = self._catalogue(provider_name).validate(name, dict(params))
+            try:
+                recorded = self._replayed(provider_name, name, clean, fresh=False)
+            except ReplayMissing:
+                recorded = None
+            if recorded is not None:
+                replayed += 1
+            else:
+                paid_models.append(f"{provider_name}:{name}")
+        return self.cost_guard.plan(paid_models, free=replayed)
 
     def budget(self, provider: str) -> Budget | None:
         """The rate/concurrency budget this client's `provider` account spends (None: unlimited).

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthError",
     "ConfigError",
+    "ConfirmationRequired",
     "DeadlineExceeded",
     "DownloadError",
     "GenError",
@@ -50,6 +51,7 @@ __all__ = [
     "RateLimited",
     "ReplayMissing",
     "ServerError",
+    "SpendCapExceeded",
     "SubmitUncertain",
     "TaskCancelled",
     "TaskError",
@@ -221,3 +223,15 @@ class WaitTimeout(GenError, TimeoutError):
 class DeadlineExceeded(GenError, TimeoutError):
     """The task's deadline passed. Where the provider can cancel, the task was cancelled (its
     journal entry says why); otherwise it may still run, and `task_id` is kept to fetch it."""
+
+
+class SpendCapExceeded(GenError):
+    """A submit would cross the session's cap on paid tasks or estimated spend; nothing was sent.
+
+    Raise the cap (`GENWIDGETS_MAX_PAID_TASKS`, `GENWIDGETS_MAX_SPEND`, `CostGuard`) to go on."""
+
+
+class ConfirmationRequired(GenError):
+    """More paid tasks than `confirm_above` were asked for without confirming; nothing was sent.
+
+    In code, pass `yes=True`; in the CLI, answer the prompt or pass `--yes`."""
