@@ -38,7 +38,9 @@ Listener = Callable[["StatusCard"], None]
 class TaskClient(Protocol):
     """What the widgets need from a client (`genwidgets.AsyncClient` offers it)."""
 
-    async def submit(self, model: str, **params: Any) -> Task: ...
+    async def submit(
+        self, model: str, *, on_wait: Callable[[str], None] | None = None, **params: Any
+    ) -> Task: ...
 
     def updates(self, task: Task) -> AsyncIterator[Task]: ...
 
@@ -188,8 +190,10 @@ class StatusCard(StaticDisplay, widgets.VBox):
 
         card = StatusCard(task); card.track(client, task); card.display()
 
-    States: "submitting" (no task yet), the task statuses, and "error" (the client raised: the
-    submit was refused or the card lost track of the task; the error text says which).
+    States: "submitting" (no task yet), "waiting" (the provider account's budget is full: the
+    submit waits locally for a slot instead of drawing 429s), the task statuses, and "error" (the
+    client raised: the submit was refused or the card lost track of the task; the error text says
+    which).
     """
 
     #: seconds between elapsed-time updates while the task is live
@@ -224,6 +228,8 @@ class StatusCard(StaticDisplay, widgets.VBox):
         prompt = (params or {}).get("prompt")
         self._prompt_text: str | None = prompt if isinstance(prompt, str) else None
         self._client_error: str | None = None
+        self._wait_text = ""  # why the submit is waiting ("waiting for a slot: 30 of 30 ...")
+        self._withdrawn = False  # cancelled while waiting: the submit was never sent
         self._follow_job: asyncio.Task[Task | None] | None = None
         self._tick_job: asyncio.Task[None] | None = None
         self._cancel_job: asyncio.Task[None] | None = None
@@ -352,6 +358,8 @@ class StatusCard(StaticDisplay, widgets.VBox):
     @property
     def can_cancel(self) -> bool:
         task, client = self._current, self._client
+        if task is None and self._phase == "waiting":
+            return True  # withdrawing a submit that has not gone out costs nothing
         if task is None or task.done or client is None:
             return False
         try:
@@ -409,7 +417,7 @@ class StatusCard(StaticDisplay, widgets.VBox):
             return
         task = self._current
         terminal = self._phase in render.TERMINAL_STATES
-        status_text = render.progress_text(task)
+        status_text = render.progress_text(task) if task is not None else self._wait_text
         progress = task.progress if task is not None and not task.done else None
         logs = task.logs if task is not None else ()
         error = render.error_html(task.error if task else None, self._client_error)
@@ -525,10 +533,15 @@ class StatusCard(StaticDisplay, widgets.VBox):
         return self._spawn(self._submit_and_follow(self._client, model, dict(params)))
 
     def cancel(self) -> asyncio.Task[None] | None:
-        """Ask the provider to cancel (in a loop task). While submitting, cancels right after."""
+        """Ask the provider to cancel (in a loop task). While submitting, cancels right after;
+        while waiting for a slot, the submit is withdrawn and nothing is sent."""
         task, client = self._current, self._client
         if task is None:
-            if self._live:
+            job = self._follow_job
+            if self._phase == "waiting" and job is not None and not job.done():
+                self._withdrawn = True
+                job.cancel()
+            elif self._live:
                 self._cancel_requested = True
             return None
         if not self.can_cancel or client is None:
@@ -563,9 +576,15 @@ class StatusCard(StaticDisplay, widgets.VBox):
         self, client: TaskClient, model: str, params: dict[str, Any]
     ) -> Task | None:
         try:
-            task = await client.submit(model, **params)
+            task = await client.submit(model, on_wait=self._waiting, **params)
         except asyncio.CancelledError:
-            raise
+            if not self._withdrawn:
+                raise
+            self._withdrawn = False
+            self._phase = "cancelled"
+            self._wait_text = "withdrawn while waiting for a slot: nothing was sent"
+            self._settle()
+            return None
         except Exception as exc:
             self._fail(exc)
             self._settle()
@@ -575,6 +594,13 @@ class StatusCard(StaticDisplay, widgets.VBox):
             self._cancel_requested = False
             self.cancel()
         return await self._follow(client, task)
+
+    def _waiting(self, message: str) -> None:
+        """The client holds the submit until the account has a slot: say so on the card."""
+        if self._current is None and not self._closed:
+            self._phase = "waiting"
+            self._wait_text = message
+            self._refresh()
 
     async def _follow(self, client: TaskClient, task: Task) -> Task | None:
         try:

@@ -6,6 +6,10 @@
     await gallery.wait()         # in a notebook cell, before asserting on gallery.tasks
 
 Every request is validated before anything is sent, so a typo in one parameter costs nothing.
+Above `confirm_above` paid tasks (default 20; `local` and replayed tasks are free) the gallery
+first shows what it is about to submit, with an estimated cost when prices are configured, and
+submits nothing until "Submit" is clicked (or `gallery.confirm()`; `explore(..., yes=True)` skips
+the question). The header sums the costs the providers report.
 Cards dropped with `remove`/`clear` are closed: ipywidgets keeps every widget alive in a global
 registry until then.
 """
@@ -19,13 +23,25 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from .._cost import CostPlan, cost_summary
+from .._exceptions import ConfirmationRequired
 from .._models import Task
 from . import _render as render
 from ._card import StaticDisplay, StatusCard, TaskClient, assign, close_tree, css
 
 __all__ = ["Gallery", "explore"]
 
-_ORDER = ("submitting", "queued", "running", "succeeded", "failed", "cancelled", "expired", "error")
+_ORDER = (
+    "submitting",
+    "waiting",
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "expired",
+    "error",
+)
 
 
 class Gallery(StaticDisplay, widgets.VBox):
@@ -37,14 +53,19 @@ class Gallery(StaticDisplay, widgets.VBox):
         *,
         client: TaskClient | None = None,
         columns: int = 3,
+        pending: Sequence[tuple[str, dict[str, Any]]] = (),
+        plan: CostPlan | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("_dom_classes", ("genwidgets-gallery",))
         super().__init__(**kwargs)
         self.client = client
         self.columns = max(1, int(columns))
+        self.plan = plan
         self._cards: list[StatusCard] = []
         self._closed = False
+        self._pending = list(pending)  # requests held until the user confirms
+        self._decision: str | None = None
         self._summary = widgets.HTML(**css("genwidgets-gallery-summary"))
         self._cancel_all_button = widgets.Button(
             description="Cancel all",
@@ -67,7 +88,63 @@ class Gallery(StaticDisplay, widgets.VBox):
             **css("genwidgets-grid"),
         )
         self.children = (self._header, self._grid)
+        self._confirm_box: widgets.VBox | None = None
+        if self._pending:
+            self.children = (self._header, self._make_confirm_box(), self._grid)
         self.add(*cards)
+
+    # ------------------------------------------------------------------ confirmation
+    def _make_confirm_box(self) -> widgets.VBox:
+        plan = self.plan
+        what = plan.describe() if plan is not None else f"{len(self._pending)} tasks"
+        limit = f" (more than {plan.confirm_above})" if plan is not None else ""
+        message = widgets.HTML(
+            value=f"<b>About to submit {render.esc(what)}</b>{render.esc(limit)}. "
+            "Nothing has been sent yet.",
+            **css("genwidgets-confirm-text"),
+        )
+        submit = widgets.Button(
+            description=f"Submit {len(self._pending)} tasks",
+            button_style="warning",
+            icon="play",
+            **css("genwidgets-confirm-submit"),
+        )
+        decline = widgets.Button(description="Don't submit", **css("genwidgets-confirm-cancel"))
+        submit.on_click(lambda _button: self.confirm())
+        decline.on_click(lambda _button: self.decline())
+        self._confirm_box = widgets.VBox(
+            [message, widgets.HBox([submit, decline])], **css("genwidgets-confirm")
+        )
+        return self._confirm_box
+
+    @property
+    def awaiting_confirmation(self) -> bool:
+        return bool(self._pending) and self._decision is None
+
+    def confirm(self) -> None:
+        """Submit the held requests (what the "Submit" button does)."""
+        if not self.awaiting_confirmation:
+            return
+        self._decision = "confirmed"
+        requests, self._pending = self._pending, []
+        self._drop_confirm_box()
+        self.add(*(StatusCard.submit(self.client, model, **params) for model, params in requests))
+
+    def decline(self) -> None:
+        """Submit nothing (what the "Don't submit" button does)."""
+        if not self.awaiting_confirmation:
+            return
+        self._decision = "declined"
+        self._pending = []
+        self._drop_confirm_box()
+        self._update_header()
+        self.refresh_display()
+
+    def _drop_confirm_box(self) -> None:
+        box, self._confirm_box = self._confirm_box, None
+        self.children = (self._header, self._grid)
+        if box is not None:
+            close_tree(box)
 
     # ------------------------------------------------------------------ content
     @property
@@ -122,7 +199,15 @@ class Gallery(StaticDisplay, widgets.VBox):
 
     async def wait(self, timeout: float | None = None) -> list[Task]:
         """Wait until every card has settled; returns `tasks`. The tasks keep running if the
-        timeout expires (asyncio.TimeoutError)."""
+        timeout expires (asyncio.TimeoutError).
+
+        Raises `ConfirmationRequired` while the gallery waits for "Submit": a cell awaiting here
+        would keep the kernel from ever receiving the click."""
+        if self.awaiting_confirmation:
+            raise ConfirmationRequired(
+                f"The gallery holds {len(self._pending)} paid tasks until you click Submit (or "
+                "call gallery.confirm(); explore(..., yes=True) skips the question)"
+            )
         waiting = asyncio.gather(*(card.wait() for card in list(self._cards)))
         if timeout is None:
             await waiting
@@ -147,13 +232,21 @@ class Gallery(StaticDisplay, widgets.VBox):
             if counts.get(state)
         ]
         noun = "task" if total == 1 else "tasks"
-        return f"<b>{total} {noun}</b>" + (": " + " · ".join(parts) if parts else "")
+        text = f"<b>{total} {noun}</b>" + (": " + " · ".join(parts) if parts else "")
+        tasks = self.tasks
+        if any(t.provider != "local" and not t.replayed for t in tasks):
+            text += f' <span class="genwidgets-cost">— {render.esc(cost_summary(tasks))}</span>'
+        if self._decision == "declined":
+            text += " — not submitted (declined)"
+        return text
 
     def _update_header(self) -> None:
         if self._closed:
             return
         assign(self._summary, value=self._summary_html())
-        live = any(card.can_cancel or card.state == "submitting" for card in self._cards)
+        live = any(
+            card.can_cancel or card.state in ("submitting", "waiting") for card in self._cards
+        )
         assign(self._cancel_all_button, disabled=not live)
 
     # ------------------------------------------------------------------ static fallback
@@ -200,6 +293,7 @@ def explore(
     *,
     client: TaskClient | None = None,
     columns: int | None = None,
+    yes: bool = False,
     **params: Any,
 ) -> Gallery:
     """Submit every combination of `models` x `prompts` x `seeds` and return a live `Gallery`.
@@ -207,6 +301,10 @@ def explore(
     `params` go to every request. All requests are validated first: an invalid one raises
     (`InvalidParams`, `ConfigError`) and nothing is sent. With no seeds each model x prompt is
     submitted once, with the provider's own seed.
+
+    Paid work is checked before it is sent: a grid that cannot fit the session's caps raises
+    `SpendCapExceeded`; one of more than `confirm_above` paid tasks (default 20) waits for the
+    gallery's "Submit" button unless `yes=True`.
     """
     model_list = _as_list(models, str)
     prompt_list = _as_list(prompts, str)
@@ -229,5 +327,12 @@ def explore(
         client.validate(model, **request)
     if columns is None:
         columns = min(6, len(seed_list)) if len(seed_list) > 1 else min(4, len(requests))
+    plan: CostPlan | None = None
+    planner = getattr(client, "plan", None)
+    if planner is not None:
+        plan = planner(requests)
+        client.cost_guard.check(plan)  # type: ignore[attr-defined]  # fail early: caps
+        if plan.needs_confirmation and not yes:
+            return Gallery(client=client, columns=columns, pending=requests, plan=plan)
     cards = [StatusCard.submit(client, model, **request) for model, request in requests]
-    return Gallery(cards, client=client, columns=columns)
+    return Gallery(cards, client=client, columns=columns, plan=plan)

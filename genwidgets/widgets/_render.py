@@ -65,6 +65,7 @@ WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 #: raised: the submit was refused or tracking was lost; the error text says which).
 STATE_COLORS: Mapping[str, str] = {
     "submitting": "#868e96",
+    "waiting": "#adb5bd",
     "queued": "#6c757d",
     "running": "#0d6efd",
     "succeeded": "#198754",

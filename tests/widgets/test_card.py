@@ -92,7 +92,7 @@ class FakeClient:
         self._check(model, params)
         return dict(params)
 
-    async def submit(self, model: str, **params: Any) -> Task:
+    async def submit(self, model: str, *, on_wait: Any = None, **params: Any) -> Task:
         self.calls.append(("submit", model, params))
         self._check(model, params)
         if self.submit_error is not None:
