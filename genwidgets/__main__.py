@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._cost import CostPlan
 from ._exceptions import GenError
 
 __all__ = ["main"]
@@ -54,6 +55,12 @@ def _build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--model", help="model for lines that name none")
     batch.add_argument("--manifest", help="results JSONL (default: OUT/manifest.jsonl)")
     batch.add_argument("--max-in-flight", type=int, default=32)
+    batch.add_argument(
+        "--yes",
+        action="store_true",
+        help="submit without asking, however many paid tasks (default: ask above "
+        "GENWIDGETS_CONFIRM_ABOVE, 20)",
+    )
 
     sub.add_parser("models", help="list providers and known models")
     sandbox = sub.add_parser(
@@ -119,6 +126,12 @@ def _models() -> int:
     return 0
 
 
+def _ask(plan: CostPlan) -> bool:
+    """The CLI's confirmation: a y/N prompt on the terminal (no terminal: `--yes` is needed)."""
+    answer = input(f"Submit {plan.describe()}? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
@@ -133,12 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 model=args.model,
                 manifest=args.manifest or str(Path(args.out) / "manifest.jsonl"),
                 max_in_flight=args.max_in_flight,
+                yes=args.yes,
+                confirm=_ask if sys.stdin.isatty() else None,
             )
-            counts: dict[str, int] = {}
-            for entry in results:
-                counts[entry["status"]] = counts.get(entry["status"], 0) + 1
-            print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
-            return 0 if set(counts) <= {"succeeded"} else 1
+            counts = {str(entry["status"]) for entry in results}
+            return 0 if counts <= {"succeeded"} else 1
         if args.command == "models":
             return _models()
         if args.command == "sandbox":

@@ -5,6 +5,12 @@ Jobs are submitted with a bounded number in flight, followed to the end, downloa
 finishes, and written to a results manifest (JSONL). The journal is the checkpoint: re-running the
 same batch after a crash replays what succeeded, re-attaches what was submitted and still runs,
 and submits only the rest.
+
+Before anything is sent the batch is planned (`AsyncClient.plan`): a run that cannot fit the
+session's caps fails with `SpendCapExceeded`, and one of more than `confirm_above` paid tasks
+(default 20; `local` and replayed lines are free) needs `yes=True`, `--yes` or an answer at the
+CLI prompt. Tasks run under the providers' rate and concurrency budgets (`_budget`); the
+progress bar counts what is waiting for a slot.
 """
 
 from __future__ import annotations
@@ -13,16 +19,20 @@ import asyncio
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ._client import AsyncClient, get_client
-from ._exceptions import GenError, InvalidParams
+from ._cost import CostPlan
+from ._exceptions import ConfirmationRequired, GenError, InvalidParams
 from ._models import Status, Task
 from ._runner import LoopRunner
 
-__all__ = ["abatch", "batch", "read_jobs"]
+__all__ = ["abatch", "batch", "read_jobs", "summarize"]
+
+#: Called with the plan when confirmation is needed; True submits. The CLI's prompt is one.
+Confirm = Callable[[CostPlan], bool]
 
 
 def read_jobs(path: str | os.PathLike[str]) -> list[tuple[int, dict[str, Any]]]:
@@ -64,8 +74,14 @@ async def abatch(
     client: AsyncClient | None = None,
     max_in_flight: int = 32,
     progress: bool = True,
+    yes: bool = False,
+    confirm: Confirm | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every row (`{"prompt": ..., "params": {...}, "model": ...}`) and return the manifest."""
+    """Run every row (`{"prompt": ..., "params": {...}, "model": ...}`) and return the manifest.
+
+    More than `confirm_above` paid tasks need `yes=True` (or `confirm(plan)` answering True);
+    otherwise `ConfirmationRequired` is raised and nothing is sent.
+    """
     client = client or get_client()
     numbered = [
         row if isinstance(row, tuple) else (index, row) for index, row in enumerate(rows, start=1)
@@ -80,6 +96,14 @@ async def abatch(
             errors.append(f"line {number}: {exc}")
     if errors:
         raise InvalidParams("Bad lines, nothing was submitted:\n  " + "\n  ".join(errors))
+    plan = client.plan((name, params) for _, _, name, params in requests)
+    client.cost_guard.check(plan)
+    if plan.needs_confirmation and not yes and not (confirm is not None and confirm(plan)):
+        raise ConfirmationRequired(
+            f"This batch would submit {plan.describe()}, more than {plan.confirm_above}: "
+            "nothing was sent. Pass yes=True (CLI: --yes) to go ahead, or raise "
+            "GENWIDGETS_CONFIRM_ABOVE."
+        )
 
     bar = None
     if progress:
@@ -91,11 +115,28 @@ async def abatch(
     results: list[dict[str, Any]] = []
     sink = open(manifest, "a", encoding="utf-8") if manifest else None  # noqa: SIM115
 
+    waiting: set[int] = set()
+
+    def show_counts() -> None:
+        if bar is not None:
+            shown = dict(counts)
+            if waiting:
+                shown["waiting"] = len(waiting)
+            bar.set_postfix(shown, refresh=False)
+
     async def one(number: int, row: Mapping[str, Any], name: str, params: dict[str, Any]) -> None:
         entry: dict[str, Any] = {"line": number, "input": row, "model": name}
+
+        def on_wait(_message: str) -> None:
+            waiting.add(number)
+            show_counts()
+
         async with slots:
             try:
-                task = await client.submit(name, **params)
+                try:
+                    task = await client.submit(name, on_wait=on_wait, **params)
+                finally:
+                    waiting.discard(number)
                 entry["task_id"] = task.id
                 task = await client.wait(task)
                 if task.status is Status.SUCCEEDED:
@@ -109,7 +150,7 @@ async def abatch(
             sink.write(json.dumps(entry, default=str) + "\n")
             sink.flush()
         if bar is not None:
-            bar.set_postfix(dict(counts), refresh=False)
+            show_counts()
             bar.update(1)
 
     jobs = [asyncio.ensure_future(one(*request)) for request in requests]
@@ -128,7 +169,27 @@ async def abatch(
             bar.close()
         if sink is not None:
             sink.close()
+    if bar is not None:
+        print(summarize(results, client.cost_guard.currency))
     return sorted(results, key=lambda entry: entry["line"])
+
+
+def summarize(results: Iterable[Mapping[str, Any]], currency: str = "$") -> str:
+    """'28 succeeded, 2 failed; cost $0.56 (reported for 28 of 30 paid tasks)'."""
+    rows = list(results)
+    counts = Counter(str(entry["status"]) for entry in rows)
+    text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing run"
+    paid = [e for e in rows if not str(e.get("model", "")).startswith("local:")]
+    paid = [e for e in paid if not e.get("replayed")]
+    if paid:
+        reported = [float(e["cost"]) for e in paid if e.get("cost") is not None]
+        if reported:
+            text += f"; cost {currency}{sum(reported):,.4g} (reported for {len(reported)} of"
+            text += f" {len(paid)}"
+            text += " paid tasks)"
+        else:
+            text += f"; cost not reported for {len(paid)} paid tasks"
+    return text
 
 
 def _summary(task: Task) -> dict[str, Any]:

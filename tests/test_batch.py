@@ -117,8 +117,89 @@ def test_cli_batch_killed_then_rerun_submits_nothing_twice(sb: Any, tmp_path: Pa
     first.wait(10)
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().endswith("30 succeeded"), done.stdout
+    assert done.stdout.strip().splitlines()[-1].startswith("30 succeeded"), done.stdout
     fingerprints = sb.stats()["submit_fingerprints"]
     assert all(count == 1 for count in fingerprints.values()), "a job was submitted twice"
     manifest = (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
     assert {json.loads(line)["line"] for line in manifest} == set(range(1, 31))
+
+
+def _rows(n: int, model: str = "onerouter:bytedance/seedance") -> list[dict[str, Any]]:
+    return [{"model": model, "prompt": f"kitten {i}"} for i in range(n)]
+
+
+def _client(sb: Any, tmp_path: Path, **options: Any) -> AsyncClient:
+    return AsyncClient(
+        api_keys=KEYS,
+        base_urls=sb.urls,
+        cache_dir=tmp_path / "cache",
+        journal=False,
+        poll_interval=(0.05, 0.3),
+        **options,
+    )
+
+
+async def test_more_paid_tasks_than_the_threshold_need_a_yes(sb: Any, tmp_path: Path) -> None:
+    guard = genwidgets.CostGuard(prices={"onerouter:*": 0.5}, confirm_above=2)
+    asked: list[str] = []
+    async with _client(sb, tmp_path, cost_guard=guard) as c:
+        with pytest.raises(
+            genwidgets.ConfirmationRequired, match=r"3 paid tasks, estimated \$1.50"
+        ):
+            await abatch(None, _rows(3), client=c, progress=False)
+        with pytest.raises(genwidgets.ConfirmationRequired):
+            await abatch(
+                None,
+                _rows(3),
+                client=c,
+                progress=False,
+                confirm=lambda p: bool(asked.append(p.describe())),
+            )
+        assert sb.stats()["submits"] == {}
+        assert asked == ["3 paid tasks, estimated $1.50"]
+        results = await abatch(None, _rows(3), client=c, progress=False, confirm=lambda p: True)
+        assert [r["status"] for r in results] == ["succeeded"] * 3
+        free = await abatch("local:image", [{"prompt": "a"}] * 5, client=c, progress=False)
+        assert len(free) == 5  # local tasks never ask
+    assert sb.stats()["submits"] == {"onerouter": 3}
+
+
+async def test_a_batch_over_the_cap_fails_before_sending(sb: Any, tmp_path: Path) -> None:
+    guard = genwidgets.CostGuard(max_paid_tasks=4)
+    async with _client(sb, tmp_path, cost_guard=guard) as c:
+        with pytest.raises(genwidgets.SpendCapExceeded, match="5 more paid"):
+            await abatch(None, _rows(5), client=c, progress=False, yes=True)
+    assert sb.stats()["submits"] == {}
+
+
+async def test_batch_runs_under_the_budget_and_sums_the_cost(
+    sb: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sb.set_limits("onerouter", requests_per_minute=300, max_in_flight=3)
+    async with _client(sb, tmp_path, budgets={"onerouter": (300, 3)}) as c:
+        results = await abatch(None, _rows(10), client=c, max_in_flight=10, yes=True)
+    assert [r["status"] for r in results] == ["succeeded"] * 10
+    assert sb.stats()["limited"]["onerouter"] == {"rate": 0, "in_flight": 0}
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == "10 succeeded; cost $0.1 (reported for 10 of 10 paid tasks)"
+
+
+def test_cli_asks_for_yes_above_the_threshold(sb: Any, tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join(json.dumps(r) for r in _rows(3)) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENWIDGETS_")}
+    env.update({f"GENWIDGETS_{p.upper()}_URL": u for p, u in sb.urls.items()})
+    env.update({f"{p.upper()}_API_KEY": k for p, k in KEYS.items()})
+    env.update(
+        GENWIDGETS_JOURNAL="off",
+        GENWIDGETS_CACHE_DIR=str(tmp_path / "c"),
+        GENWIDGETS_CONFIRM_ABOVE="2",
+    )
+    command = [sys.executable, "-m", "genwidgets", "batch", str(jobs), "--out", str(tmp_path)]
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2
+    assert "3 paid tasks" in refused.stderr and "--yes" in refused.stderr
+    assert sb.stats()["submits"] == {}
+    done = subprocess.run([*command, "--yes"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1].startswith("3 succeeded; cost $0.03")
