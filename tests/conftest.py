@@ -27,10 +27,12 @@ def sandbox() -> Iterator[Any]:
 
 @pytest.fixture
 def sb(sandbox: Any) -> Iterator[Any]:
-    """The session sandbox, with faults and counters cleared before each test."""
+    """The session sandbox, with faults, limits and counters cleared before each test."""
     sandbox.reset()
+    sandbox.set_limits()  # reset() keeps limits; a test that sets some must not leak them
     yield sandbox
     sandbox.reset()
+    sandbox.set_limits()
 
 
 @pytest.fixture
