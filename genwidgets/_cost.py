@@ -104,27 +104,16 @@ def _check_prices(data: Any, where: str) -> dict[str, float]:
     return prices
 
 
-def _env_int(name: str) -> int | None:
+def _env_number(name: str, cast: type[int] | type[float]) -> Any:
+    """A non-negative number from the environment, or None when unset."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return None
     try:
-        value = int(raw)
+        value = cast(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must be >= 0, not {value}")
-    return value
-
-
-def _env_float(name: str) -> float | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+        kind = "a whole number" if cast is int else "a number"
+        raise ConfigError(f"{name} must be {kind}, not {raw!r}") from None
     if value < 0:
         raise ConfigError(f"{name} must be >= 0, not {value}")
     return value
@@ -161,11 +150,11 @@ class CostGuard:
         """`GENWIDGETS_PRICES`, `GENWIDGETS_MAX_PAID_TASKS`, `GENWIDGETS_MAX_SPEND`,
         `GENWIDGETS_CONFIRM_ABOVE`."""
         raw = os.environ.get("GENWIDGETS_PRICES", "")
-        confirm = _env_int("GENWIDGETS_CONFIRM_ABOVE")
+        confirm = _env_number("GENWIDGETS_CONFIRM_ABOVE", int)
         return cls(
             prices=_load_prices(raw) if raw.strip() else {},
-            max_paid_tasks=_env_int("GENWIDGETS_MAX_PAID_TASKS"),
-            max_spend=_env_float("GENWIDGETS_MAX_SPEND"),
+            max_paid_tasks=_env_number("GENWIDGETS_MAX_PAID_TASKS", int),
+            max_spend=_env_number("GENWIDGETS_MAX_SPEND", float),
             confirm_above=DEFAULT_CONFIRM_ABOVE if confirm is None else confirm,
         )
 

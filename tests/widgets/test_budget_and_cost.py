@@ -42,12 +42,18 @@ async def _until(predicate: Any, seconds: float = 10.0) -> None:
     raise AssertionError("condition not reached")
 
 
+async def _second_waits(client: AsyncClient, prompt: str) -> tuple[StatusCard, StatusCard]:
+    """A slow card holding the account's only slot, and a second card waiting for it."""
+    first = StatusCard.submit(client, SLOW, prompt="long [slow]")
+    await _until(lambda: first.task is not None)
+    second = StatusCard.submit(client, "oxen:flux-image", prompt=prompt)
+    await _until(lambda: second.state == "waiting")
+    return first, second
+
+
 async def test_a_card_waits_for_a_slot_visibly_then_runs(sb: Any, tmp_path: Path) -> None:
     async with _client(sb, tmp_path, budgets={"oxen": (None, 1)}) as client:
-        first = StatusCard.submit(client, SLOW, prompt="long [slow]")
-        await _until(lambda: first.task is not None)
-        second = StatusCard.submit(client, "oxen:flux-image", prompt="next")
-        await _until(lambda: second.state == "waiting")
+        first, second = await _second_waits(client, "next")
         assert "waiting for a slot: 1 of 1 oxen tasks in flight" in second._queue.value
         assert 'data-state="waiting"' in second._headline.value
         assert second.can_cancel
@@ -61,10 +67,7 @@ async def test_a_card_waits_for_a_slot_visibly_then_runs(sb: Any, tmp_path: Path
 
 async def test_cancelling_a_waiting_card_withdraws_the_submit(sb: Any, tmp_path: Path) -> None:
     async with _client(sb, tmp_path, budgets={"oxen": (None, 1)}) as client:
-        first = StatusCard.submit(client, SLOW, prompt="long [slow]")
-        await _until(lambda: first.task is not None)
-        second = StatusCard.submit(client, "oxen:flux-image", prompt="never sent")
-        await _until(lambda: second.state == "waiting")
+        first, second = await _second_waits(client, "never sent")
         second.cancel()
         assert await asyncio.wait_for(second.wait(), 5) is None
         assert second.state == "cancelled" and "nothing was sent" in second._queue.value
