@@ -276,14 +276,17 @@ class AsyncClient:
                 self._follow(recorded, deadline)
             return recorded  # replay needs no key: nothing is sent
         adapter = self.provider(provider_name)
+        self._refuse_orphaned(provider_name, name, clean, fresh)
         guard = self.cost_guard
         paid = guard.is_paid(f"{provider_name}:{name}")
         estimate = guard.reserve(f"{provider_name}:{name}") if paid else 0.0  # may refuse: caps
         budget = self.budget(provider_name)
+        note: str | None = None
         try:
             if budget is not None:
                 await budget.reserve(on_wait)
             try:
+                note = self._begin_submit(provider_name, name, clean)
                 task = await self._submit(adapter, name, clean, on_wait)
             except BaseException:
                 if budget is not None:
@@ -292,11 +295,13 @@ class AsyncClient:
         except SubmitUncertain:
             if paid:  # it may have been accepted, and billed: count it as spent
                 guard.absorb(estimate)
-            raise
+            raise  # the journal's note stays: a later run must not resend it blindly either
         except BaseException:
             if paid:
                 guard.release(estimate)
+            self._end_submit(note)
             raise
+        self._end_submit(note)  # `_submit` recorded the task first: a crash between loses nothing
         if paid:
             guard.bind(task.provider, task.id, estimate)
         if budget is not None:
@@ -306,6 +311,43 @@ class AsyncClient:
         self._submitted_at[(task.provider, task.id)] = time.monotonic()
         self._follow(task, deadline)
         return task
+
+    def _refuse_orphaned(
+        self, provider: str, model: str, params: dict[str, Any], fresh: bool
+    ) -> None:
+        """Refuse to resend a request an earlier process died while sending (see `journal`):
+        its answer was never recorded, so it may have been accepted and billed. `fresh=True`
+        sends it anyway."""
+        journal = self.journal
+        if journal is None or provider == "local":  # local work dies with its process
+            return
+        fp = fingerprint(provider, model, params)
+        if fresh:
+            journal.forget_submits(fp)
+            return
+        orphans = journal.orphaned_submits(fp)
+        if orphans:
+            first = orphans[0]
+            raise SubmitUncertain(
+                f"An earlier process (pid {first['pid']}, {first['started_at']}) was sending this "
+                "exact request when it stopped, before the provider's answer was recorded: it "
+                "may have been accepted and billed. It is not sent again; pass fresh=True "
+                "(%gen --fresh) to submit it anyway",
+                provider=provider,
+                model=model,
+            )
+
+    def _begin_submit(self, provider: str, model: str, params: dict[str, Any]) -> str | None:
+        """Note in the journal that this submit is about to be sent."""
+        journal = self.journal
+        if journal is None or provider == "local":
+            return None
+        return journal.begin_submit(provider, model, params)
+
+    def _end_submit(self, note: str | None) -> None:
+        journal = self.journal
+        if note is not None and journal is not None:
+            journal.end_submit(note)
 
     def _replayed(
         self, provider: str, model: str, params: dict[str, Any], fresh: bool

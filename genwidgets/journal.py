@@ -9,6 +9,11 @@ Replay: a request whose fingerprint already succeeded is answered from the journ
 with zero provider calls. Resume: tasks that were running when the kernel died are found again
 and followed to the end.
 
+Submits in flight: a submit is noted (`begin_submit`) before it is sent and the note removed once
+the provider's answer is recorded. A note left by a process that died in between (kill -9, a
+crashed kernel) means the request may have been accepted and billed without its task id ever
+reaching the journal; the client then refuses to send it again blindly (`orphaned_submits`).
+
 Two kernels may write at once: WAL mode, a busy timeout, and short transactions.
 """
 
@@ -18,8 +23,10 @@ import csv
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -58,6 +65,17 @@ CREATE TABLE IF NOT EXISTS status_changes (
     at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS status_changes_task ON status_changes (provider, id);
+CREATE TABLE IF NOT EXISTS submits (
+    token TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    process TEXT NOT NULL,
+    started_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS submits_fingerprint ON submits (fingerprint);
 CREATE TABLE IF NOT EXISTS outputs (
     provider TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -74,6 +92,24 @@ CREATE TABLE IF NOT EXISTS outputs (
 """
 
 _TERMINAL = tuple(s.value for s in Status if s.is_terminal)
+#: This process, as the owner of its submit notes (a pid alone can be reused after a restart).
+_PROCESS = uuid.uuid4().hex
+_HOST = socket.gethostname()
+
+
+def _alive(host: str, pid: int, process: str) -> bool:
+    """Whether the process that wrote a submit note may still be running."""
+    if process == _PROCESS:
+        return True
+    if host != _HOST:
+        return True  # another machine: we cannot tell, so assume it still works on it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()  # our pid but another process token: a reused pid, long dead
 
 
 def fingerprint(provider: str, model: str, params: Mapping[str, Any]) -> str:
@@ -188,6 +224,41 @@ class Journal:
                         output.text,
                     ),
                 )
+
+    def begin_submit(self, provider: str, model: str, params: Mapping[str, Any]) -> str:
+        """Note a submit about to be sent; returns the token for `end_submit`."""
+        token = uuid.uuid4().hex
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO submits VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    token,
+                    fingerprint(provider, model, params),
+                    provider,
+                    model,
+                    _HOST,
+                    os.getpid(),
+                    _PROCESS,
+                    datetime.now().astimezone().isoformat(),
+                ),
+            )
+        return token
+
+    def end_submit(self, token: str) -> None:
+        """The submit's outcome is known (its task is recorded, or it was refused)."""
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM submits WHERE token=?", (token,))
+
+    def orphaned_submits(self, fp: str) -> list[dict[str, Any]]:
+        """Notes for this request left by processes that died between sending and recording."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM submits WHERE fingerprint=?", (fp,)).fetchall()
+        return [dict(row) for row in rows if not _alive(row["host"], row["pid"], row["process"])]
+
+    def forget_submits(self, fp: str) -> None:
+        """Drop this request's notes (the user chose to submit it again: `fresh=True`)."""
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM submits WHERE fingerprint=?", (fp,))
 
     # ------------------------------------------------------------------ reading
     def _task(self, row: sqlite3.Row) -> Task:

@@ -116,12 +116,17 @@ def test_cli_batch_killed_then_rerun_submits_nothing_twice(sb: Any, tmp_path: Pa
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1].startswith("30 succeeded"), done.stdout
     fingerprints = sb.stats()["submit_fingerprints"]
     assert all(count == 1 for count in fingerprints.values()), "a job was submitted twice"
-    manifest = (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
-    assert {json.loads(line)["line"] for line in manifest} == set(range(1, 31))
+    manifest = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").open()]
+    final = {entry["line"]: entry for entry in manifest}  # the rerun's entry is the last one
+    assert set(final) == set(range(1, 31))
+    # A job the kill caught between sending and recording may have been accepted: it is
+    # reported (and left to `fresh=True`) instead of sent twice. Everything else succeeded.
+    uncertain = [e for e in final.values() if e["status"] != "succeeded"]
+    assert all("may have been accepted" in e["error"] for e in uncertain), uncertain
+    assert len(uncertain) <= 3
+    assert done.returncode == (1 if uncertain else 0), done.stderr[-2000:]
 
 
 def _rows(n: int, model: str = "onerouter:bytedance/seedance") -> list[dict[str, Any]]:

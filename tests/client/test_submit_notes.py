@@ -1,0 +1,97 @@
+"""A process killed while a submit is in the air: the request is not sent again blindly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genwidgets import AsyncClient, Status, SubmitUncertain
+from genwidgets.journal import Journal, fingerprint
+from tests.conftest import KEYS
+
+MODEL, PROMPT = "rixapi:kling-v3/text-to-video", "sent, then the sender died"
+
+WORKER = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from genwidgets import AsyncClient
+
+    urls, keys, cache, journal, model, prompt = json.loads(sys.argv[1])
+
+    async def main():
+        async with AsyncClient(api_keys=keys, base_urls=urls, cache_dir=cache,
+                               journal=journal) as client:
+            await client.submit(model, prompt=prompt)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_notes_of_dead_processes_are_orphans_and_ours_are_not(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    mine = journal.begin_submit("rixapi", "m", {"prompt": "x"})
+    fp = fingerprint("rixapi", "m", {"prompt": "x"})
+    assert journal.orphaned_submits(fp) == []  # this process may still be waiting for it
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    with journal._db:  # a note written by a process that has since exited
+        journal._db.execute(
+            "INSERT INTO submits VALUES ('t2', ?, 'rixapi', 'm', ?, ?, 'other', '2026-01-01')",
+            (fp, socket.gethostname(), int(dead.stdout)),
+        )
+    (orphan,) = journal.orphaned_submits(fp)
+    assert orphan["pid"] == int(dead.stdout)
+    journal.end_submit(mine)
+    journal.forget_submits(fp)
+    assert journal.orphaned_submits(fp) == []
+
+
+async def test_a_submit_killed_in_the_air_is_not_resent_without_fresh(
+    sb: Any, tmp_path: Path
+) -> None:
+    journal_path = tmp_path / "journal.sqlite"
+    sb.set_faults(latency=5.0)  # the answer to the submit takes 5 s: kill the sender meanwhile
+    args = json.dumps([sb.urls, KEYS, str(tmp_path / "c1"), str(journal_path), MODEL, PROMPT])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENWIDGETS_")}
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, args], env=env)
+    deadline = time.monotonic() + 30
+    while not sb.stats()["requests"].get("rixapi", {}).get("submit"):
+        assert time.monotonic() < deadline, "the worker never sent its submit"
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+    sb.set_faults(latency=0.0)
+
+    async with AsyncClient(
+        api_keys=KEYS,
+        base_urls=sb.urls,
+        cache_dir=tmp_path / "c2",
+        journal=journal_path,
+        poll_interval=(0.05, 0.3),
+    ) as client:
+        with pytest.raises(SubmitUncertain, match="may have been accepted and billed"):
+            await client.submit(MODEL, prompt=PROMPT)
+        assert sb.stats()["requests"]["rixapi"]["submit"] == 1  # refused before sending
+        with pytest.raises(SubmitUncertain):  # and again: the note stays until told otherwise
+            await client.submit(MODEL, prompt=PROMPT)
+        task = await client.submit(MODEL, prompt=PROMPT, fresh=True)
+        assert (await client.wait(task)).status is Status.SUCCEEDED
+        other = await client.run(MODEL, prompt="an unrelated request is not held back")
+        assert other.status is Status.SUCCEEDED
+    assert sb.stats()["requests"]["rixapi"]["submit"] == 3
+    assert Journal(journal_path)._db.execute("SELECT count(*) FROM submits").fetchone()[0] == 0
