@@ -281,13 +281,19 @@ class AsyncClient:
         paid = guard.is_paid(f"{provider_name}:{name}")
         estimate = guard.reserve(f"{provider_name}:{name}") if paid else 0.0  # may refuse: caps
         budget = self.budget(provider_name)
-        note: str | None = None
+        notes: builtins.list[str] = []
+
+        def sending() -> None:  # right before the bytes go: the window a crash leaves unknown
+            if not notes:
+                note = self._begin_submit(provider_name, name, clean)
+                if note is not None:
+                    notes.append(note)
+
         try:
             if budget is not None:
                 await budget.reserve(on_wait)
             try:
-                note = self._begin_submit(provider_name, name, clean)
-                task = await self._submit(adapter, name, clean, on_wait)
+                task = await self._submit(adapter, name, clean, on_wait, sending)
             except BaseException:
                 if budget is not None:
                     budget.unreserve()
@@ -299,9 +305,9 @@ class AsyncClient:
         except BaseException:
             if paid:
                 guard.release(estimate)
-            self._end_submit(note)
+            self._end_submit(notes)
             raise
-        self._end_submit(note)  # `_submit` recorded the task first: a crash between loses nothing
+        self._end_submit(notes)  # `_submit` recorded the task first: a crash between loses nothing
         if paid:
             guard.bind(task.provider, task.id, estimate)
         if budget is not None:
@@ -344,10 +350,11 @@ class AsyncClient:
             return None
         return journal.begin_submit(provider, model, params)
 
-    def _end_submit(self, note: str | None) -> None:
+    def _end_submit(self, notes: builtins.list[str]) -> None:
         journal = self.journal
-        if note is not None and journal is not None:
-            journal.end_submit(note)
+        if journal is not None:
+            for note in notes:
+                journal.end_submit(note)
 
     def _replayed(
         self, provider: str, model: str, params: dict[str, Any], fresh: bool
@@ -514,6 +521,7 @@ class AsyncClient:
         name: str,
         clean: dict[str, Any],
         on_wait: WaitNotice | None = None,
+        sending: Callable[[], None] | None = None,
     ) -> Task:
         if adapter.name == "local":
             return self._seen(await self._local_engine().submit(name, clean))
@@ -521,7 +529,7 @@ class AsyncClient:
             # Oxen broadcasts completion once, with no replay: listen before enqueueing.
             await self._event_stream(adapter).ensure_connected()
         request = adapter.build_submit(name, clean)
-        response = await self._send_submit(adapter, request, name, on_wait)
+        response = await self._send_submit(adapter, request, name, on_wait, sending)
         return self._seen(adapter.parse_submit(name, clean, response))
 
     async def get(self, task: Task) -> Task:
@@ -807,15 +815,20 @@ class AsyncClient:
         request: Request,
         model: str,
         on_wait: WaitNotice | None = None,
+        sending: Callable[[], None] | None = None,
     ) -> Response:
         """Send a submit. Retried only when the provider certainly did not accept it: a refused
-        connection, or a 429 (rejected before any work). Never after an ambiguous failure."""
+        connection, or a 429 (rejected before any work). Never after an ambiguous failure.
+
+        `sending()` is called right before the request goes out (the journal notes it)."""
         budget = self.budget(adapter.name)
         for attempt in range(self._retry_attempts):
             if budget is not None:
                 await budget.spend()
             try:
                 async with self._slot(adapter):
+                    if sending is not None:
+                        sending()
                     raw = await self._http.request(
                         request.method,
                         request.url,
