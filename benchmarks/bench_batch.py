@@ -1,0 +1,477 @@
+"""10,000 tasks through `genwidgets.abatch` with budgets off, vs a hand-written asyncio+httpx loop.
+
+    .venv/bin/python benchmarks/bench_batch.py [--tasks 10000] [--max-in-flight 1000]
+        [--task-seconds 10] [--task-jitter 0.2] [--peer-poll 3] [--peer-http-gate 16]
+
+What is measured: the client itself. A sandbox (`python -m genwidgets.sandbox`, in its own
+process, so the client's RSS and CPU are its own) runs OneRouter tasks of 10 s +/- 20 % (plus its
+default 0.5 s queue). Its CLI has no flag for the media size, so the sandbox process is started
+through the same CLI `main()` with `Sandbox(media=MediaSizes(image=32, video=32))` patched in
+(1 KB PNGs, ~1 ms to render): the default 256 px PNG costs the sandbox ~17 ms of CPU each, which
+on this 2-core machine would measure the sandbox's renderer instead of the client.
+
+genwidgets: a fresh subprocess runs `genwidgets.abatch("onerouter:bytedance/seedance", rows,
+client=AsyncClient(budgets=False, journal=<temp sqlite>, cache_dir=<temp>), max_in_flight=1000,
+progress=False, out=<temp>, yes=True)`; batch downloads every output (`yes=True` answers the
+cost guard's confirmation for more than 20 paid tasks). Budgets are off so nothing but the
+client limits the run (OneRouter's documented 30 in flight would otherwise).
+
+Peer: another fresh subprocess with the loop a user would write: the same concurrency (an
+`asyncio.Semaphore(1000)`), one `httpx.AsyncClient` with the same pool size as genwidgets' (200
+connections, 50 kept alive); per task: submit, then `sleep(3)` + poll until done (the providers'
+docs advise polling every few seconds), then download the output to disk. Its submits and polls
+pass a second semaphore of 16 (`--peer-http-gate`), the gate genwidgets puts in front of httpx
+(`max_connections_per_provider=16`): without it (`--peer-http-gate 0`) the naive loop queues up to
+1000 requests inside httpcore's pool, whose bookkeeping is quadratic in the queue, and on this
+machine every task was lost to `PoolTimeout` with the client's CPU pegged (2,000 tasks: 600
+submits reached the server, 0 succeeded). The gated loop is the fair, working peer.
+
+Figures: wall time, tasks/s, peak RSS of each subprocess (`ru_maxrss`), its CPU seconds, and
+requests per task from the sandbox's per-endpoint counters (delta over each run): submits, status
+requests (OneRouter's poll endpoint; it has no separate result call) and downloads.
+Targets (issue): throughput >= the loop's, status requests <= 1/3 of the loop's, RSS < 150 MB.
+Prints a table and a last line `RESULT {json}`. The helpers here are shared with
+bench_limits.py and bench_cancel.py (sandbox process, children, the peer loop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import inspect
+import json
+import os
+import random
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+MODEL = "bytedance/seedance"  # the docs' example; the sandbox renders it as an image
+KEY = "bench-key"
+HERE = Path(__file__).resolve()
+
+#: Runs the sandbox CLI unchanged except for smaller rendered media (the CLI has no flag for it).
+SMALL_MEDIA_LAUNCHER = """
+import functools, sys
+import genwidgets.sandbox.__main__ as cli
+from genwidgets.sandbox import MediaSizes
+cli.Sandbox = functools.partial(cli.Sandbox, media=MediaSizes(image=32, video=32))
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+# ------------------------------------------------------------------------------ sandbox process
+def free_port_base(count: int = 6) -> int:
+    """A base port with `count` consecutive free loopback ports after it."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 40000, 10)
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no free block of loopback ports")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without any GENWIDGETS_* setting or provider key, plus `extra`."""
+    drop = ("GENWIDGETS_", "ONEROUTER_", "SEGMIND_", "RIXAPI_", "NETMIND_", "OXEN_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(extra)
+    return env
+
+
+class SandboxProcess:
+    """`python -m genwidgets.sandbox ARGS --port-base P` in a subprocess, driven over HTTP."""
+
+    PROVIDERS = ("onerouter", "segmind", "rixapi", "netmind", "oxen")
+
+    def __init__(
+        self, args: list[str], *, small_media: bool = False, log: Path | None = None
+    ) -> None:
+        self.args = list(args)
+        self.small_media = small_media
+        self.base = free_port_base()
+        self.urls = {
+            name: f"http://127.0.0.1:{self.base + i}" for i, name in enumerate(self.PROVIDERS)
+        }
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._sink: Any = None
+        self._http = httpx.Client(timeout=60.0)
+
+    @property
+    def command(self) -> list[str]:
+        head = ["-c", SMALL_MEDIA_LAUNCHER] if self.small_media else ["-m", "genwidgets.sandbox"]
+        return [sys.executable, *head, *self.args, "--port-base", str(self.base)]
+
+    def __enter__(self) -> SandboxProcess:
+        self._sink = open(self.log, "wb") if self.log else None  # closed in __exit__
+        self.proc = subprocess.Popen(
+            self.command,
+            stdout=self._sink or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            env=clean_env(),
+        )
+        deadline = time.monotonic() + 30.0
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the sandbox exited with {self.proc.returncode}")
+            try:
+                self.stats()
+                return self
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._http.close()
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._sink is not None:
+            self._sink.close()
+
+    def stats(self) -> dict[str, Any]:
+        response = self._http.get(f"{self.urls['onerouter']}/_sandbox/stats")
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def reset(self) -> None:
+        self._http.post(f"{self.urls['onerouter']}/_sandbox/reset").raise_for_status()
+
+
+def endpoint_delta(before: dict[str, Any], after: dict[str, Any], provider: str) -> Counter[str]:
+    """Requests per endpoint of `provider` between two stats snapshots."""
+    old = Counter(before["requests"].get(provider, {}))
+    new = Counter(after["requests"].get(provider, {}))
+    new.subtract(old)
+    return new
+
+
+def limited_delta(before: dict[str, Any], after: dict[str, Any], provider: str) -> dict[str, int]:
+    """429s the enforced limits sent to `provider`'s clients between two snapshots."""
+    old = before["limited"].get(provider, {})
+    new = after["limited"].get(provider, {})
+    return {why: new.get(why, 0) - old.get(why, 0) for why in ("rate", "in_flight")}
+
+
+# ------------------------------------------------------------------------------ children
+def run_child(config: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run this file as a fresh child on `config`; its last stdout line is JSON figures."""
+    done = subprocess.run(
+        [sys.executable, str(HERE), "--child", json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env(),
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"child {config['mode']} failed ({done.returncode}):\n{done.stderr}")
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def _usage() -> dict[str, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime}
+
+
+async def _genwidgets_child(config: dict[str, Any]) -> dict[str, Any]:
+    import genwidgets
+    from genwidgets import AsyncClient
+
+    tmp = Path(config["tmp"])
+    options: dict[str, Any] = {
+        "api_keys": {"onerouter": KEY},
+        "base_urls": {"onerouter": config["base"]},
+        "journal": tmp / "journal.sqlite",
+        "cache_dir": tmp / "cache",
+    }
+    if not config["budgets"]:
+        options["budgets"] = False  # else: not passed at all, the documented defaults apply
+    rows = [{"prompt": f"{config['tag']} row {i}"} for i in range(config["tasks"])]
+    if "yes" in inspect.signature(genwidgets.abatch).parameters:
+        options_batch: dict[str, Any] = {"yes": True}  # the cost guard's confirmation (> 20)
+    else:
+        options_batch = {}
+    before = _usage()
+    started = time.perf_counter()
+    async with AsyncClient(**options) as client:
+        results = await genwidgets.abatch(
+            f"onerouter:{MODEL}",
+            rows,
+            client=client,
+            max_in_flight=config["concurrency"],
+            progress=False,
+            out=tmp / "out",
+            **options_batch,
+        )
+        budget = client.budget("onerouter")
+        budget_state = budget.state() if budget is not None else None
+    elapsed = time.perf_counter() - started
+    statuses = Counter(entry["status"] for entry in results)
+    files = sum(1 for entry in results for path in entry.get("outputs", []) if path)
+    errors = Counter(str(entry.get("error"))[:120] for entry in results if entry.get("error"))
+    return {
+        "seconds": elapsed,
+        "statuses": dict(statuses),
+        "files": files,
+        "errors": dict(errors.most_common(5)),
+        "baseline_rss_mb": before["rss_mb"],
+        "budget": budget_state,
+        **_usage(),
+    }
+
+
+async def _peer_child(config: dict[str, Any]) -> dict[str, Any]:
+    """The loop a user writes: submit, sleep-and-poll, download; 429s retried after 1 s."""
+    base, poll_every = config["base"], float(config["poll"])
+    retry_429 = bool(config.get("retry_429"))
+    out = Path(config["tmp"]) / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    headers = {"Authorization": KEY}
+    counts: Counter[str] = Counter()
+    slots = asyncio.Semaphore(config["concurrency"])
+    gate_size = int(config.get("http_gate") or 0)
+    gate: contextlib.AbstractAsyncContextManager[Any] = (
+        asyncio.Semaphore(gate_size) if gate_size else contextlib.nullcontext()
+    )
+
+    async def send(http: httpx.AsyncClient, method: str, url: str, **kw: Any) -> httpx.Response:
+        while True:
+            async with gate:
+                response = await http.request(method, url, headers=headers, **kw)
+            if response.status_code != 429 or not retry_429:
+                return response
+            counts["429"] += 1
+            await asyncio.sleep(1.0)
+
+    async def one(http: httpx.AsyncClient, i: int) -> None:
+        async with slots:
+            try:
+                body = {"model": MODEL, "content": [{"type": "text", "text": f"peer row {i}"}]}
+                r = await send(http, "POST", f"{base}/v1/images/generations", json=body)
+                r.raise_for_status()
+                data = r.json()["data"]
+                poll_url = data["urls"]["get"]
+                while True:
+                    await asyncio.sleep(poll_every)
+                    r = await send(http, "GET", poll_url)
+                    r.raise_for_status()
+                    data = r.json()["data"]
+                    if data["status"] in ("completed", "failed"):
+                        break
+                if data["status"] != "completed":
+                    counts["failed"] += 1
+                    return
+                r = await http.get(data["outputs"][0])
+                r.raise_for_status()
+                (out / f"{data['task_id']}.png").write_bytes(r.content)
+                counts["succeeded"] += 1
+            except (httpx.HTTPError, KeyError, ValueError) as exc:
+                counts["lost: " + type(exc).__name__] += 1
+
+    before = _usage()
+    started = time.perf_counter()
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    async with httpx.AsyncClient(limits=limits, timeout=30.0) as http:
+        jobs = [asyncio.ensure_future(one(http, i)) for i in range(config["tasks"])]
+        _, pending = await asyncio.wait(jobs, timeout=config.get("cap"))
+        for job in pending:
+            job.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    elapsed = time.perf_counter() - started
+    return {
+        "seconds": elapsed,
+        "statuses": {k: v for k, v in counts.items() if k != "429"},
+        "unfinished": len(pending),
+        "capped": bool(pending),
+        "retried_429": counts["429"],
+        "files": len(list(out.iterdir())),
+        "baseline_rss_mb": before["rss_mb"],
+        **_usage(),
+    }
+
+
+def child_main(raw: str) -> int:
+    config = json.loads(raw)
+    runner = {"genwidgets": _genwidgets_child, "peer": _peer_child}[config["mode"]]
+    print(json.dumps(asyncio.run(runner(config))), flush=True)
+    return 0
+
+
+# ------------------------------------------------------------------------------ the benchmark
+def measure(
+    sandbox: SandboxProcess, config: dict[str, Any], timeout: float
+) -> tuple[dict[str, Any], Counter[str], dict[str, Any], dict[str, Any]]:
+    """Run one child against `sandbox`; its figures, endpoint deltas, and both stats snapshots."""
+    before = sandbox.stats()
+    figures = run_child(config, timeout)
+    after = sandbox.stats()
+    return figures, endpoint_delta(before, after, "onerouter"), before, after
+
+
+def row(name: str, n: int, figures: dict[str, Any], requests: Counter[str]) -> dict[str, Any]:
+    ok = figures["statuses"].get("succeeded", 0)
+    return {
+        "name": name,
+        "succeeded": ok,
+        "seconds": round(figures["seconds"], 1),
+        "tasks_per_s": round(ok / figures["seconds"], 2),
+        "peak_rss_mb": round(figures["rss_mb"], 1),
+        "baseline_rss_mb": round(figures["baseline_rss_mb"], 1),
+        "cpu_s": round(figures["cpu_s"], 1),
+        "submits_per_task": round(requests["submit"] / n, 3),
+        "status_per_task": round(requests["poll"] / n, 3),
+        "downloads_per_task": round(requests["files"] / n, 3),
+        "requests": dict(requests),
+    }
+
+
+def _ratio(a: float, b: float, digits: int) -> float:
+    return round(a / b, digits) if b else float("inf")
+
+
+def main_batch(args: argparse.Namespace) -> dict[str, Any]:
+    n = args.tasks
+    sandbox_args = [
+        "--task-seconds",
+        str(args.task_seconds),
+        "--task-jitter",
+        str(args.task_jitter),
+    ]
+    print(
+        f"{n} OneRouter tasks, {args.task_seconds:g} s +/- {args.task_jitter:.0%} each (+0.5 s "
+        f"queued), {args.max_in_flight} in flight, sandbox in its own process "
+        f"(32 px media), each client in a fresh subprocess",
+        flush=True,
+    )
+    rows: dict[str, dict[str, Any]] = {}
+    with SandboxProcess(sandbox_args, small_media=True) as sb, tempfile.TemporaryDirectory() as t:
+        base = sb.urls["onerouter"]
+        common = {"base": base, "tasks": n, "concurrency": args.max_in_flight}
+        for name in ("genwidgets", "peer"):
+            sb.reset()
+            config = {**common, "mode": name, "tmp": str(Path(t) / name), "tag": name}
+            config.update(budgets=False, poll=args.peer_poll, http_gate=args.peer_http_gate)
+            figures, requests, _, after = measure(sb, config, timeout=1800)
+            rows[name] = row(name, n, figures, requests)
+            rows[name]["statuses"] = figures["statuses"]
+            rows[name]["errors"] = figures.get("errors", {})
+            rows[name]["server_peak_in_flight"] = after["peak_in_flight"].get("onerouter")
+            print(f"  {name}: done in {figures['seconds']:.1f} s", flush=True)
+    ours, peer = rows["genwidgets"], rows["peer"]
+    ratios = {
+        "throughput_vs_peer": _ratio(ours["tasks_per_s"], peer["tasks_per_s"], 3),
+        "status_requests_vs_peer": _ratio(ours["status_per_task"], peer["status_per_task"], 3),
+        "rss_vs_peer": _ratio(ours["peak_rss_mb"], peer["peak_rss_mb"], 2),
+        "cpu_vs_peer": _ratio(ours["cpu_s"], peer["cpu_s"], 2),
+    }
+    print()
+    header = (
+        f"{'':<12}{'ok':>7}{'wall s':>9}{'tasks/s':>9}{'peak RSS MB':>13}{'CPU s':>8}"
+        f"{'submit/task':>13}{'status/task':>13}{'files/task':>12}"
+    )
+    print(header)
+    for r in (ours, peer):
+        print(
+            f"{r['name']:<12}{r['succeeded']:>7}{r['seconds']:>9.1f}{r['tasks_per_s']:>9.2f}"
+            f"{r['peak_rss_mb']:>13.1f}{r['cpu_s']:>8.1f}{r['submits_per_task']:>13.3f}"
+            f"{r['status_per_task']:>13.3f}{r['downloads_per_task']:>12.3f}"
+        )
+    print(
+        f"(peak RSS after imports, before any task: genwidgets {ours['baseline_rss_mb']} MB, "
+        f"peer {peer['baseline_rss_mb']} MB; server-side peak in flight: "
+        f"{ours['server_peak_in_flight']} / {peer['server_peak_in_flight']})"
+    )
+    for r in (ours, peer):
+        if r["succeeded"] != n:
+            print(f"  {r['name']}: statuses {r['statuses']} errors {r['errors']}")
+    met = {
+        "throughput": ratios["throughput_vs_peer"] >= 1.0,
+        "status_requests": ratios["status_requests_vs_peer"] <= 1 / 3,
+        "rss": ours["peak_rss_mb"] < 150,
+    }
+    print()
+    print(
+        f"throughput genwidgets/peer   {ratios['throughput_vs_peer']:.3f}x  (target >= 1): "
+        f"{'met' if met['throughput'] else 'MISSED'}"
+    )
+    print(
+        f"status requests/task ratio   {ratios['status_requests_vs_peer']:.3f}   (target <= 0.333):"
+        f" {'met' if met['status_requests'] else 'MISSED'}"
+    )
+    print(
+        f"peak RSS genwidgets          {ours['peak_rss_mb']:.1f} MB (target < 150 MB): "
+        f"{'met' if met['rss'] else 'MISSED'}; peer {peer['peak_rss_mb']:.1f} MB"
+    )
+    print(f"CPU genwidgets/peer          {ratios['cpu_vs_peer']:.2f}x")
+    return {
+        "tasks": n,
+        "task_seconds": args.task_seconds,
+        "task_jitter": args.task_jitter,
+        "max_in_flight": args.max_in_flight,
+        "genwidgets": ours,
+        "peer": peer,
+        "ratios": ratios,
+        "targets_met": met,
+    }
+
+
+def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        return child_main(sys.argv[2])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--max-in-flight", type=int, default=1000)
+    parser.add_argument("--task-seconds", type=float, default=10.0)
+    parser.add_argument("--task-jitter", type=float, default=0.2)
+    parser.add_argument("--peer-poll", type=float, default=3.0, help="the loop's poll period")
+    parser.add_argument(
+        "--peer-http-gate",
+        type=int,
+        default=16,
+        help="the loop's cap on API requests at once (genwidgets': 16 per provider); 0: none",
+    )
+    args = parser.parse_args()
+    result = main_batch(args)
+    print("RESULT " + json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        raise SystemExit(main())
