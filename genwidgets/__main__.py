@@ -47,7 +47,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help='a model parameter (JSON values are decoded: 5, true, "5"); repeatable',
     )
     run.add_argument("--out", default=".", help="folder for the outputs (default: .)")
-    run.add_argument("--timeout", type=float, help="stop waiting after this many seconds")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        help="deadline in seconds: then the task is cancelled where the provider can cancel",
+    )
 
     batch = sub.add_parser("batch", help="run every request of a JSONL file (resumable)")
     batch.add_argument("jobs", help='JSONL: one {"model", "prompt", "params"} object a line')
@@ -79,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         params["seed"] = args.seed
     with Client() as client:
-        task = client.submit(args.model, **params)
+        task = client.submit(args.model, deadline=args.timeout, **params)
         print(f"submitted {task.name} as {task.id}", flush=True)
         try:
             last = None

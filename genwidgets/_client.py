@@ -151,6 +151,7 @@ class AsyncClient:
         self._cost_guard = cost_guard
         self._budgets: dict[str, Budget | None] = {}
         self._submitted_at: dict[tuple[str, str], float] = {}
+        self._seen_running: dict[tuple[str, str], float] = {}  # last poll that found it running
         self._durations: dict[tuple[str, str], DurationEstimate] = {}
 
     # ------------------------------------------------------------------ set-up and introspection
@@ -229,8 +230,9 @@ class AsyncClient:
         key = (task.provider, task.id)
         if key in self._live:
             self._live[key] = task
-            if task.done:
+            if task.done:  # ended: nothing left to cancel or time out (and no unbounded growth)
                 self._deadlines.pop(key, None)
+                del self._live[key]
         if task.done:
             self._task_ended(task)
         journal = self.journal
@@ -470,9 +472,14 @@ class AsyncClient:
         if task.provider != "local" and not task.replayed:
             self.cost_guard.settle(task)
         started = self._submitted_at.pop(key, None)
+        still_running = self._seen_running.pop(key, None)
         if started is not None and task.status is Status.SUCCEEDED:
+            # Done somewhere between the last poll that found it running and now: the midpoint
+            # (when a poll found it running) keeps poll lag from inflating the estimate.
+            now = time.monotonic()
+            end = now if still_running is None else (still_running + now) / 2
             estimate = self._durations.setdefault((task.provider, task.model), DurationEstimate())
-            estimate.observe(time.monotonic() - started)
+            estimate.observe(end - started)
 
     @property
     def cost_guard(self) -> CostGuard:
@@ -593,6 +600,7 @@ class AsyncClient:
         budget = self._budgets.get(task.provider)
         if budget is not None:
             delay = budget.poll_delay(task.id, delay)
+        at_deadline = cap is not None and delay >= cap
         if cap is not None:
             delay = min(delay, cap)
         if stream is not None:
@@ -603,14 +611,19 @@ class AsyncClient:
                     return self._seen(await self._complete(adapter, pushed))
         else:
             await asyncio.sleep(delay)
+        if at_deadline:
+            return task  # the caller cancels now; a last poll would only delay the cancel
         try:
-            return await self.get(task)
+            new = await self.get(task)
         except GenError as exc:
             if not is_transient(exc):
                 raise
             # The task is still out there: a flaky network or provider must not lose it.
             log.warning("poll of %s failed (%s); will poll again", task.id, exc)
             return task
+        if not new.done and (new.provider, new.id) in self._submitted_at:
+            self._seen_running[(new.provider, new.id)] = time.monotonic()
+        return new
 
     async def wait(self, task: Task, timeout: float | timedelta | None = None) -> Task:
         """Wait until `task` is terminal and return that snapshot (any terminal status).
@@ -650,7 +663,7 @@ class AsyncClient:
             raise adapter.not_supported("cancel")
         request = adapter.build_cancel(task)
         return self._seen(
-            await self._call(adapter, request, lambda r: adapter.parse_cancel(task, r))
+            await self._call(adapter, request, lambda r: adapter.parse_cancel(task, r), urgent=True)
         )
 
     async def download(self, task: Task, dest: str | os.PathLike[str] | None = None) -> Task:
@@ -767,10 +780,13 @@ class AsyncClient:
             stream = self._events[adapter.name] = _EventStream(self._http, adapter)
         return stream
 
-    async def _send(self, adapter: Provider, request: Request) -> Response:
-        """One HTTP exchange; network failures become `TransportError`."""
+    async def _send(self, adapter: Provider, request: Request, urgent: bool = False) -> Response:
+        """One HTTP exchange; network failures become `TransportError`.
+
+        `urgent` requests (cancels: they stop billing and free a slot) do not queue behind polls
+        in the rate budget."""
         budget = self.budget(adapter.name)
-        if budget is not None:
+        if budget is not None and not urgent:
             await budget.spend()
         async with self._slot(adapter):
             try:
@@ -796,7 +812,13 @@ class AsyncClient:
             budget.penalize(_retry_after(adapter, answer))
         return answer
 
-    async def _call(self, adapter: Provider, request: Request, parse: Callable[[Response], T]) -> T:
+    async def _call(
+        self,
+        adapter: Provider,
+        request: Request,
+        parse: Callable[[Response], T],
+        urgent: bool = False,
+    ) -> T:
         """Send an idempotent request and parse it, retrying transient failures with backoff."""
         async for attempt in stamina.retry_context(
             on=retry_decision,
@@ -806,7 +828,7 @@ class AsyncClient:
             wait_max=10.0,
         ):
             with attempt:
-                return parse(await self._send(adapter, request))
+                return parse(await self._send(adapter, request, urgent))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send_submit(

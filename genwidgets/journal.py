@@ -148,7 +148,7 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
-        self._last: dict[tuple[str, str], str] = {}
+        self._last: dict[tuple[str, str], bytes] = {}  # digest of each task's last record
 
     def __repr__(self) -> str:
         return f"<Journal {str(self.path)!r}>"
@@ -163,7 +163,7 @@ class Journal:
         if task.replayed:
             return
         key = (task.provider, task.id)
-        digest = task.model_dump_json(exclude={"updated_at"})
+        digest = hashlib.sha1(task.model_dump_json(exclude={"updated_at"}).encode()).digest()
         if self._last.get(key) == digest:
             return
         self._last[key] = digest

@@ -159,3 +159,21 @@ async def test_a_429_on_submit_shrinks_the_cap_to_what_the_server_accepts(
     # The first wave of 6 met 3 slots; once the cap shrank, the other 3 waited locally for a
     # slot instead of retrying into more 429s.
     assert sb.stats()["limited"]["onerouter"]["in_flight"] == 3, (sb.stats(), budget.limited)
+
+
+async def test_a_deadline_cancel_does_not_queue_behind_polls(sb: Any, tmp_path: Path) -> None:
+    from genwidgets import DeadlineExceeded
+
+    # 6 requests a minute: after the submit the next request may go in ~10 s. The cancel at the
+    # deadline must not wait for it (it stops billing), and no poll is spent at the deadline.
+    async with _client(sb, tmp_path, {"oxen": (6, 5)}) as client:
+        task = await client.submit(
+            "oxen:kling-video-v2-6-pro-text-to-video", prompt="long [slow]", deadline=1.0
+        )
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(DeadlineExceeded):
+            await client.wait(task)
+        assert loop.time() - start < 4.0
+    assert sb.stats()["cancels"] == 1
+    assert sb.stats()["requests"]["oxen"].get("poll", 0) == 0

@@ -125,3 +125,24 @@ def test_cli_sigint_cancels_the_task(sb: Any, tmp_path: Path) -> None:
     assert proc.returncode == 130, err
     assert "cancelling" in err
     assert sb.stats()["cancels"] == 1
+
+
+def test_cli_timeout_is_the_task_deadline(sb: Any, tmp_path: Path) -> None:
+    env = {
+        "GENWIDGETS_OXEN_URL": sb.urls["oxen"],
+        "OXEN_API_KEY": "test-key-oxen",
+        "GENWIDGETS_JOURNAL": str(tmp_path / "j.sqlite"),
+        "GENWIDGETS_CACHE_DIR": str(tmp_path / "cache"),
+        "PATH": "/usr/bin:/bin",
+    }
+    command = ["run", "oxen:flux-image", "--prompt", "slow [slow]", "--timeout", "0.5"]
+    done = subprocess.run(
+        [sys.executable, "-c", CLI, *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "deadline of 0.5 s passed" in done.stderr
+    assert sb.stats()["cancels"] == 1
