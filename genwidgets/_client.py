@@ -478,8 +478,7 @@ class AsyncClient:
             # (when a poll found it running) keeps poll lag from inflating the estimate.
             now = time.monotonic()
             end = now if still_running is None else (still_running + now) / 2
-            estimate = self._durations.setdefault((task.provider, task.model), DurationEstimate())
-            estimate.observe(end - started)
+            self._duration_estimate(task).observe(end - started)
 
     @property
     def cost_guard(self) -> CostGuard:
@@ -503,6 +502,19 @@ class AsyncClient:
             else:
                 paid_models.append(f"{provider_name}:{name}")
         return self.cost_guard.plan(paid_models, free=replayed)
+
+    def _duration_estimate(self, task: Task) -> DurationEstimate:
+        """How long tasks of this model take: learned in this process, seeded from the journal
+        (so a notebook re-run tomorrow times its first polls from today's runs)."""
+        key = (task.provider, task.model)
+        estimate = self._durations.get(key)
+        if estimate is None:
+            estimate = self._durations[key] = DurationEstimate()
+            journal = self.journal
+            if journal is not None:
+                for seconds in journal.durations(task.provider, task.model, estimate.window):
+                    estimate.observe(seconds)
+        return estimate
 
     def budget(self, provider: str) -> Budget | None:
         """The rate/concurrency budget this client's `provider` account spends (None: unlimited).
@@ -593,7 +605,7 @@ class AsyncClient:
             return self._seen(await self._local_engine().wait_change(task, timeout=wait))
         delay = schedule.next_delay()
         started = self._submitted_at.get((task.provider, task.id))
-        estimate = self._durations.get((task.provider, task.model))
+        estimate = self._duration_estimate(task) if started is not None else None
         if started is not None and estimate is not None and task.progress is None:
             # No progress to show: poll when tasks of this model are usually done.
             delay = max(delay, estimate.remaining(time.monotonic() - started))

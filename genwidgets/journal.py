@@ -318,6 +318,28 @@ class Journal:
             row = self._db.execute(query + " ORDER BY updated_at DESC LIMIT 1", args).fetchone()
             return self._task(row) if row else None
 
+    def durations(self, provider: str, model: str, limit: int = 25) -> list[float]:
+        """Seconds from creation to finish of this model's latest succeeded tasks (to time the
+        first poll of a new one before this process has seen any finish)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT created_at, finished_at FROM tasks WHERE provider=? AND model=? AND "
+                "status='succeeded' AND created_at IS NOT NULL AND finished_at IS NOT NULL "
+                "ORDER BY updated_at DESC LIMIT ?",
+                (provider, model, limit),
+            ).fetchall()
+        seconds = []
+        for row in rows:
+            try:
+                span = datetime.fromisoformat(row["finished_at"]) - datetime.fromisoformat(
+                    row["created_at"]
+                )
+            except (TypeError, ValueError):
+                continue
+            if span.total_seconds() > 0:
+                seconds.append(span.total_seconds())
+        return seconds[::-1]
+
     def unfinished(self) -> list[Task]:
         """Tasks still running at the provider, or succeeded but not yet downloaded."""
         with self._lock:

@@ -177,3 +177,24 @@ async def test_a_deadline_cancel_does_not_queue_behind_polls(sb: Any, tmp_path: 
         assert loop.time() - start < 4.0
     assert sb.stats()["cancels"] == 1
     assert sb.stats()["requests"]["oxen"].get("poll", 0) == 0
+
+
+async def test_a_new_client_times_first_polls_from_the_journal(sb: Any, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite"
+
+    async def polls_for(client: AsyncClient, label: str) -> int:
+        # [slow]: 3 s tasks, long enough for the providers' whole-second timestamps.
+        before = sb.stats()["requests"].get("rixapi", {}).get("poll", 0)
+        tasks = [
+            await client.submit("rixapi:kling-v3/text-to-video", prompt=f"{label} {i} [slow]")
+            for i in range(3)
+        ]
+        finals = await asyncio.gather(*(client.wait(t) for t in tasks))
+        assert all(t.status is Status.SUCCEEDED for t in finals)
+        return sb.stats()["requests"]["rixapi"]["poll"] - before
+
+    async with _client(sb, tmp_path, False, journal=journal) as first:
+        learning = await polls_for(first, "yesterday")
+    async with _client(sb, tmp_path, False, journal=journal) as second:  # a new kernel
+        learned = await polls_for(second, "today")
+    assert learned <= learning / 2, (learning, learned)
