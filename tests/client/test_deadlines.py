@@ -102,14 +102,19 @@ CLI = textwrap.dedent(
 )
 
 
-def test_cli_sigint_cancels_the_task(sb: Any, tmp_path: Path) -> None:
-    env = {
+def _cli_env(sb: Any, tmp_path: Path) -> dict[str, str]:
+    """A clean environment for the CLI, pointed at the sandbox's Oxen."""
+    return {
         "GENWIDGETS_OXEN_URL": sb.urls["oxen"],
         "OXEN_API_KEY": "test-key-oxen",
         "GENWIDGETS_JOURNAL": str(tmp_path / "j.sqlite"),
         "GENWIDGETS_CACHE_DIR": str(tmp_path / "cache"),
         "PATH": "/usr/bin:/bin",
     }
+
+
+def test_cli_sigint_cancels_the_task(sb: Any, tmp_path: Path) -> None:
+    env = _cli_env(sb, tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-c", CLI, "run", "oxen:flux-image", "--prompt", "ctrl-c me [slow]"],
         env=env,
@@ -128,13 +133,7 @@ def test_cli_sigint_cancels_the_task(sb: Any, tmp_path: Path) -> None:
 
 
 def test_cli_timeout_is_the_task_deadline(sb: Any, tmp_path: Path) -> None:
-    env = {
-        "GENWIDGETS_OXEN_URL": sb.urls["oxen"],
-        "OXEN_API_KEY": "test-key-oxen",
-        "GENWIDGETS_JOURNAL": str(tmp_path / "j.sqlite"),
-        "GENWIDGETS_CACHE_DIR": str(tmp_path / "cache"),
-        "PATH": "/usr/bin:/bin",
-    }
+    env = _cli_env(sb, tmp_path)
     command = ["run", "oxen:flux-image", "--prompt", "slow [slow]", "--timeout", "0.5"]
     done = subprocess.run(
         [sys.executable, "-c", CLI, *command],
