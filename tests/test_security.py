@@ -99,20 +99,43 @@ def test_cli_never_prints_the_key(sb: Any, tmp_path: Path) -> None:
     assert SENTINEL.encode() not in all_text_under(tmp_path)
 
 
-async def test_non_http_output_urls_are_refused(tmp_path: Path) -> None:
-    secret = tmp_path / "secret.txt"
-    secret.write_text("private")
+@pytest.mark.parametrize(
+    "url_of",
+    [
+        lambda path: f"file://{path}",
+        lambda path: f"FILE://{path}",
+        lambda path: f"file:{path}",
+        lambda path: str(path),  # a bare local path, no scheme at all
+    ],
+    ids=["file", "FILE", "file-no-slashes", "bare-path"],
+)
+async def test_non_http_output_urls_are_refused(tmp_path: Path, url_of: Any) -> None:
+    """A server that names a local file as an output gets a refusal, and the file's bytes end up
+    nowhere: not in the cache under any name or extension, not in the error."""
+    marker = b"PRIVATE-7c1d-must-stay-on-this-disk"
+    secret = tmp_path / "home" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_bytes(marker)
     task = Task(
         id="t",
         provider="segmind",
         model="m",
         status=Status.SUCCEEDED,
-        outputs=(Output(kind="image", url=f"file://{secret}"),),
+        outputs=(Output(kind="image", url=url_of(secret)),),
     )
+    refused: genwidgets.DownloadError | None = None
     async with AsyncClient(cache_dir=tmp_path / "cache", journal=False) as client:
-        with pytest.raises(genwidgets.DownloadError, match="not an http"):
+        try:
             await client.download(task)
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.txt"))
+        except genwidgets.DownloadError as exc:
+            refused = exc
+    # The leak check first, so a client that fetched the file fails here whatever it raised.
+    copies = [
+        p for p in tmp_path.rglob("*") if p.is_file() and p != secret and marker in p.read_bytes()
+    ]
+    assert copies == []
+    assert refused is not None and "not an http" in str(refused)
+    assert marker.decode() not in str(refused) and marker.decode() not in repr(refused)
 
 
 def test_sentinel_key_in_no_executed_notebook(sb: Any, tmp_path: Path) -> None:
