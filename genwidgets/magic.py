@@ -11,8 +11,12 @@ taken literally: no `$var` or `{var}` expansion, quotes work as in a shell.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
+import re
 import shlex
+import textwrap
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -31,7 +35,53 @@ usage: %gen [PROVIDER:MODEL] PROMPT... [--seed N] [--count N] [--wait] [--fresh]
        %gen --models                                            (list models you can use)
 --fresh submits even when the journal holds a success for the same request (no replay).
 Any other --name value (or --name=value) is passed to the model; JSON values are decoded
-(--duration 5 is a number, --duration '"5"' a string)."""
+(--duration 5 is a number, --duration '"5"' a string). Every option, with examples: %gen?"""
+
+#: A first word shaped like `provider:model` (a letter first, no spaces, a word character after
+#: the colon): "16:9", "note:" and "https://..." are not.
+_MODEL_SHAPE = re.compile(r"[A-Za-z][\w.-]*:\w\S*")
+#: Usage errors are printed as stderr text, which front ends may not wrap: wrap them here, the
+#: first line after IPython's "UsageError: " prefix.
+_WRAP = 80
+_PREFIX = len("UsageError: ")
+
+
+def wrap(text: str, width: int = _WRAP, first_indent: int = 0) -> str:
+    """Wrap each line of `text` at `width` columns, never breaking a word or a model name; the
+    first line leaves `first_indent` columns for a prefix printed before it."""
+    lines = []
+    for number, line in enumerate(text.splitlines() or [""]):
+        lead = first_indent if number == 0 else 0
+        if len(line) + lead <= width:
+            lines.append(line)
+            continue
+        indent = line[: len(line) - len(line.lstrip())]
+        filled = textwrap.fill(
+            line,
+            width,
+            initial_indent=" " * lead,
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        lines.append(filled[lead:])
+    return "\n".join(lines)
+
+
+def _usage_error(message: str, usage: bool = True) -> UsageError:
+    return UsageError(wrap(f"{message}\n{USAGE}" if usage else message, first_indent=_PREFIX))
+
+
+def _unknown_provider(word: str) -> UsageError:
+    provider, _, model = word.partition(":")
+    close = difflib.get_close_matches(provider.lower(), provider_names(), n=1)
+    hint = f" Did you mean {close[0]}:{model}?" if close else ""
+    return _usage_error(
+        f"{word!r} names no provider.{hint} Providers: {', '.join(provider_names())}. "
+        f"Nothing was sent. (To start a prompt with {word!r}, name the model first: "
+        f"%gen local:image {word} ...)",
+        usage=False,
+    )
 
 
 def _decode(raw: str) -> Any:
@@ -48,7 +98,7 @@ def parse_gen_args(
     try:
         tokens = shlex.split(line, posix=True)
     except ValueError as exc:
-        raise UsageError(f"{exc} (unbalanced quotes?)\n{USAGE}") from None
+        raise _usage_error(f"{exc} (unbalanced quotes?)") from None
     options: dict[str, Any] = {
         "seed": None,
         "count": 1,
@@ -70,7 +120,7 @@ def parse_gen_args(
             name, eq, value = token[2:].partition("=")
             if not eq:
                 if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
-                    raise UsageError(f"--{name} needs a value\n{USAGE}")
+                    raise _usage_error(f"--{name} needs a value")
                 value = tokens[i + 1]
                 i += 1
             key = name.replace("-", "_")
@@ -78,24 +128,22 @@ def parse_gen_args(
                 try:
                     options[key] = int(value)
                 except ValueError:
-                    raise UsageError(
-                        f"--{name} must be an integer, got {value!r}\n{USAGE}"
-                    ) from None
+                    raise _usage_error(f"--{name} must be an integer, got {value!r}") from None
             else:
                 params[key] = _decode(value)
         else:
             words.append(token)
         i += 1
     model = default_model
-    if words and words[0].partition(":")[0].lower() in provider_names() and ":" in words[0]:
+    if words and _MODEL_SHAPE.fullmatch(words[0]):
+        if words[0].partition(":")[0].lower() not in provider_names():
+            raise _unknown_provider(words[0])  # a typo must not run the default model
         model = words.pop(0)
     prompt = cell.strip() if cell is not None and cell.strip() else " ".join(words).strip()
     if cell is not None and cell.strip() and words:
-        raise UsageError(
-            f"%%gen takes the prompt from the cell body only; got also {words!r}\n{USAGE}"
-        )
+        raise _usage_error(f"%%gen takes the prompt from the cell body only; got also {words!r}")
     if options["count"] < 1:
-        raise UsageError(f"--count must be at least 1\n{USAGE}")
+        raise _usage_error("--count must be at least 1")
     return {
         "model": model,
         "prompt": prompt,
@@ -117,11 +165,62 @@ class GenMagics(Magics):
     @no_var_expand
     @line_cell_magic
     def gen(self, line: str, cell: str | None = None) -> Task | list[Task] | None:
-        """Generate an image, video or audio and show a live card (see `genwidgets.magic`).
+        """Generate an image, video or audio and show a live status card.
 
-        %gen local:image a red rose on a table --seed 3 --aspect_ratio 1:1
-        %%gen segmind:seedream-4.5 --seed 123   (cell body = prompt)
-        %gen --models
+        Usage:
+          %gen [PROVIDER:MODEL] PROMPT... [OPTIONS] [--PARAM VALUE ...]
+          %%gen [PROVIDER:MODEL] [OPTIONS] [--PARAM VALUE ...]
+          PROMPT (the whole cell body; several lines are fine)
+          %gen --models
+          %gen?  (this text)
+
+        PROVIDER:MODEL
+          The model, e.g. local:image, local:audio, local:video, segmind:seedream-4.5,
+          netmind:Qwen/Qwen-Image, oxen:kling-video-v2-6-pro-text-to-video. Default:
+          local:image (set c.GenMagics.default_model). A first word shaped like
+          provider:model that names no provider is an error with "did you mean", and
+          nothing is sent; to start a prompt with such a word, name the model first.
+
+        PROMPT
+          Taken literally: quotes work as in a shell, $var and {var} are not expanded.
+
+        Options:
+          --seed N     seed of the first task; with --count, tasks get N, N+1, ...
+                       Without it the request carries no seed (the model's default):
+                       the same line sends the same request, so re-running the
+                       notebook replays it from the journal.
+          --count N    submit N tasks (default 1): one card each.
+          --wait       block until every task has ended (the cards keep updating).
+          --fresh      submit even when the journal holds a success for the same
+                       request (no replay).
+          --models     list the models you can use (local, and every provider with a
+                       key) and their kinds.
+          -h, --help   print this text.
+
+        Model parameters:
+          Any other --NAME VALUE (or --NAME=VALUE) is passed to the model. Values are
+          JSON when they parse: --duration 5 is a number, --duration '"5"' the string
+          "5", --audio true a boolean, --size '[512, 512]' a list. Dashes become
+          underscores (--aspect-ratio is aspect_ratio). Parameters are checked before
+          anything is sent: an unknown one gets "did you mean".
+
+        Returns:
+          The submitted Task (a list with --count > 1); the card shows its progress.
+
+        Examples:
+          %gen local:image a red rose on a table --seed 3 --aspect_ratio 1:1
+          %gen local:video waves at dusk --seconds 2 --fps 12
+          %gen local:audio "Hello there" --speech false --seconds 3
+          %gen segmind:seedream-4.5 'a lighthouse, 35mm photo' --count 4 --seed 10
+          task = %gen local:image a blue tulip --wait
+
+          %%gen local:image --seed 8
+          a quiet harbour at night,
+          lanterns reflected in the water
+
+        Configuration (ipython_config.py, or %config in a notebook):
+          c.GenMagics.default_model = "segmind:seedream-4.5"
+          c.GenMagics.default_params = {"aspect_ratio": "16:9"}
         """
         from ._client import get_client
         from ._runner import LoopRunner
@@ -130,7 +229,7 @@ class GenMagics(Magics):
         args = parse_gen_args(line, cell, self.default_model)
         client = get_client()
         if args["help"]:
-            print(USAGE)
+            print(inspect.getdoc(GenMagics.gen))
             return None
         if args["models"]:
             for provider, infos in client.available_models().items():
@@ -138,7 +237,7 @@ class GenMagics(Magics):
                 print(f"{provider}: {names or '(any model name is passed through)'}")
             return None
         if not args["prompt"]:
-            raise UsageError(f"a prompt is required\n{USAGE}")
+            raise _usage_error("a prompt is required")
         params = {**self.default_params, **args["params"], "prompt": args["prompt"]}
         runner = LoopRunner.shared()
         tasks: list[Task] = []
@@ -148,7 +247,7 @@ class GenMagics(Magics):
             try:
                 task = runner.run(client.submit(args["model"], fresh=args["fresh"], **params))
             except GenError as exc:
-                raise UsageError(str(exc)) from None
+                raise _usage_error(str(exc), usage=False) from None
             card = StatusCard(task)
             card.track(client, task)
             card.display()

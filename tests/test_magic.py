@@ -59,3 +59,53 @@ def test_flags() -> None:
 def test_a_colon_in_the_prompt_is_not_a_model() -> None:
     args = parse_gen_args("note: a cat")
     assert args["model"] == "local:image" and args["prompt"] == "note: a cat"
+
+
+@pytest.mark.parametrize("line", ["locl:image a typo", "Segmnd:seedream-4.5 a rose"])
+def test_a_typo_in_the_provider_is_an_error_with_did_you_mean(line: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_gen_args(line)
+    text = " ".join(str(caught.value).split())  # wrapped at 80 columns
+    model = line.split()[0].partition(":")[2]
+    expected = "local" if line.startswith("locl") else "segmind"
+    assert f"did you mean {expected}:{model}?" in text.lower()
+    assert "nothing was sent" in text.lower()
+
+
+def test_a_provider_shaped_word_naming_nothing_lists_the_providers() -> None:
+    with pytest.raises(UsageError, match="names no provider") as caught:
+        parse_gen_args("style:baroque a palace")
+    assert "did you mean" not in str(caught.value).lower()
+    assert "local, onerouter" in " ".join(str(caught.value).split())
+    # named after a model, the same word is part of the prompt
+    args = parse_gen_args("local:image style:baroque a palace")
+    assert args["prompt"] == "style:baroque a palace"
+
+
+@pytest.mark.parametrize("line", ["16:9 landscape", "https://example.org a page", "note: a"])
+def test_words_that_are_not_model_shaped_stay_in_the_prompt(line: str) -> None:
+    assert parse_gen_args(line)["prompt"] == line
+
+
+def test_usage_errors_are_wrapped_within_80_columns() -> None:
+    from genwidgets.magic import wrap
+
+    long = "Unknown model 'imag'. Known models: " + ", ".join(f"netmind:m{i}" for i in range(40))
+    lines = wrap(long, first_indent=len("UsageError: ")).splitlines()
+    assert len(lines) > 3
+    assert len("UsageError: " + lines[0]) <= 80 and all(len(line) <= 80 for line in lines)
+    assert " ".join(lines).split() == long.split()  # nothing lost, no word broken
+    with pytest.raises(UsageError) as caught:
+        parse_gen_args("zzz:qqq " + "word " * 40)
+    assert all(len(line) <= 80 for line in str(caught.value).splitlines())
+
+
+def test_the_docstring_documents_every_option() -> None:
+    import inspect
+
+    from genwidgets.magic import GenMagics
+
+    doc = inspect.getdoc(GenMagics.gen) or ""
+    for option in ("--seed", "--count", "--wait", "--fresh", "--models", "--help", "%%gen"):
+        assert option in doc, option
+    assert "Examples:" in doc and "c.GenMagics.default_model" in doc
