@@ -69,14 +69,61 @@ def render_image(prompt: str, seed: int = 0, width: int = 512, height: int = 512
         cx, cy = rng.uniform(0.1, 0.9) * width, rng.uniform(0.1, 0.9) * height
         r = rng.uniform(0.05, 0.2) * min(width, height)
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour, outline=(255, 255, 255))
-    font = ImageFont.load_default()
-    caption = (prompt[:60] + "…") if len(prompt) > 60 else prompt
-    draw.rectangle((0, height - 28, width, height), fill=(0, 0, 0))
-    draw.text((6, height - 26), caption, fill=(255, 255, 255), font=font)
-    draw.text((6, height - 14), f"{DEMO_MARK} · seed {seed}", fill=(200, 200, 200), font=font)
+    _caption(draw, prompt, seed, width, height)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
+
+
+#: caption lines at most (then "…"), and the height of one line of the default font
+CAPTION_LINES = 2
+_LINE = 12
+
+
+def caption_lines(
+    text: str, fits: Callable[[str], bool], max_lines: int = CAPTION_LINES
+) -> list[str]:
+    """`text` on at most `max_lines` lines that each `fits`: whitespace (newlines too) folded
+    into single spaces, words wrapped, a word too long for a line cut, the last line ended with
+    "…" when text is left over. Pure, so it is tested without drawing."""
+    words = text.split()
+    lines: list[str] = []
+    while words and len(lines) < max_lines:
+        line = words.pop(0)
+        cut = len(line)
+        while cut > 1 and not fits(line[:cut]):  # one word wider than the image: cut it
+            cut -= 1
+        if cut < len(line):
+            words.insert(0, line[cut:])
+            line = line[:cut]
+        while words and fits(f"{line} {words[0]}"):
+            line = f"{line} {words.pop(0)}"
+        lines.append(line)
+    if words and lines:
+        last = lines[-1]
+        while last and not fits(last + "…"):  # drop whole words first, then characters
+            last = last.rsplit(" ", 1)[0] if " " in last else last[:-1]
+        lines[-1] = last + "…"
+    return lines
+
+
+def _caption(draw: ImageDraw.ImageDraw, prompt: str, seed: int, width: int, height: int) -> None:
+    """The prompt (wrapped, at most two lines) and the demo mark in a black bar at the bottom.
+
+    The bar grows with the lines, so a multi-line `%%gen` prompt never overprints the mark."""
+    font = ImageFont.load_default()
+    room = max(1, width - 12)
+
+    def fits(line: str) -> bool:
+        return draw.textlength(line, font=font) <= room
+
+    lines = caption_lines(prompt, fits)
+    top = height - 16 - _LINE * len(lines)
+    draw.rectangle((0, top, width, height), fill=(0, 0, 0))
+    for number, line in enumerate(lines):
+        draw.text((6, top + 2 + _LINE * number), line, fill=(255, 255, 255), font=font)
+    mark = caption_lines(f"{DEMO_MARK} · seed {seed}", fits, 1)
+    draw.text((6, height - 14), "".join(mark), fill=(200, 200, 200), font=font)
 
 
 def render_audio(prompt: str, seed: int = 0, seconds: float = 2.0, speech: bool = True) -> bytes:
