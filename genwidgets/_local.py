@@ -133,7 +133,7 @@ _REGISTRY: dict[str, _Model] = {
             "procedural demo audio: the prompt spoken by espeak-ng, else a melody",
             params={
                 "seconds": Param((int, float), "melody length", minimum=0.1, maximum=60),
-                "speech": Param(bool, "speak the prompt when espeak-ng is installed"),
+                "speech": Param(bool, "speak the prompt when espeak-ng is installed", default=True),
                 "duration": _DURATION,
             },
             closed=True,

@@ -9,6 +9,7 @@ form owns (traits only; no print, no Output capture from a task).
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,15 +19,20 @@ import ipywidgets as widgets
 
 from .._exceptions import GenError, InvalidParams
 from ..providers import ModelInfo, Param
+from ..providers._base import SEED
 from . import _render as render
 from ._card import StaticDisplay, StatusCard, TaskClient, assign, close_tree, css
 
-__all__ = ["SubmitForm", "expand_requests", "parse_extra"]
+__all__ = ["SubmitForm", "draw_seed", "expand_requests", "parse_extra"]
 
 #: at most this many tasks per click
 MAX_COUNT = 64
 #: fields given their own widget above the generated ones
 _OWN_FIELDS = ("prompt", "seed")
+#: a blank seed draws from [0, this): short enough to read off a card and type back in
+SEED_SPAN = 1_000_000_000
+_INT = re.compile(r"[+-]?\d+")
+_SEED_PLACEHOLDER = "random at each click"
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 
 
@@ -89,6 +95,22 @@ def expand_requests(
     return [{**params, "seed": seed + index} for index in range(count)]
 
 
+def draw_seed(spec: Param | None = None, count: int = 1, rng: random.Random | None = None) -> int:
+    """A fresh random first seed for `count` tasks (seed..seed+count-1 stay within `spec`).
+
+    What a blank Seed means in the form: each Generate explores something new, and the seed is
+    written into the request, so the card shows it, the journal records it and the click is never
+    answered by replaying the previous one. Code (`show`, `%gen`, `explore`) never draws a seed:
+    the same cell sends the same request, so re-running a notebook replays it."""
+    spec = spec or SEED
+    low = int(spec.minimum) if spec.minimum is not None else 0
+    high = low + SEED_SPAN
+    if spec.maximum is not None:
+        high = min(high, int(spec.maximum) + 1)
+    high = max(low + 1, high - (count - 1))
+    return (rng or random.SystemRandom()).randrange(low, high)
+
+
 def _types(spec: Param) -> tuple[type, ...]:
     return spec.type if isinstance(spec.type, tuple) else (spec.type,)
 
@@ -124,8 +146,36 @@ class _Field:
             text = value.strip()
             if not text:
                 return False, None
+            if _is_number(self.spec):
+                return True, _number(self.name, self.spec, text)
             return True, text if str in _types(self.spec) else _decode(text)
         return self.spec.default is not None or self.touched, value
+
+
+def _is_number(spec: Param) -> bool:
+    types = _types(spec)
+    return bool(types) and all(t in (int, float) for t in types) and bool not in types
+
+
+def _number(name: str, spec: Param, text: str) -> int | float:
+    """The number typed in a numeric field (range checks are `validate`'s, at submit)."""
+    if _INT.fullmatch(text):
+        return int(text)
+    if float in _types(spec):
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    whole = "a whole number" if float not in _types(spec) else "a number"
+    raise InvalidParams(f"{name} must be {whole}, got {text!r}")
+
+
+def _placeholder(name: str, spec: Param) -> str:
+    """What an empty field means: the provider's default, within which range."""
+    low = "" if spec.minimum is None else f"{spec.minimum:g}"
+    high = "" if spec.maximum is None else f"{spec.maximum:g}"
+    span = f" {low}–{high}" if low or high else ""
+    return f"{spec.help or name}{span} (blank: default)"[:60]
 
 
 def field_for(name: str, spec: Param) -> _Field:
@@ -146,10 +196,12 @@ def field_for(name: str, spec: Param) -> _Field:
         widget = widgets.Dropdown(options=options, value=value, **common)
     elif types == (bool,):
         widget = widgets.Checkbox(value=bool(spec.default), indent=False, **common)
-    elif types == (int,):
-        widget = widgets.IntText(value=int(spec.default or 0), **common)
-    elif float in types and all(t in (int, float) for t in types):
-        widget = widgets.FloatText(value=float(spec.default or 0), **common)
+    elif _is_number(spec):
+        # Text, not IntText/FloatText: those cannot be empty and would show (and send) 0 for a
+        # parameter the user never set. Empty means "the provider's default".
+        text = "" if spec.default is None else f"{spec.default:g}"
+        number = {**common, **css("genwidgets-param", "genwidgets-number")}
+        widget = widgets.Text(value=text, placeholder=_placeholder(name, spec), **number)
     else:
         default = spec.default
         if default is None:
@@ -224,9 +276,10 @@ class SubmitForm(StaticDisplay, widgets.VBox):
             **css("genwidgets-extra"),
         )
         self._seed = widgets.Text(
-            placeholder="provider's choice",
+            placeholder=_SEED_PLACEHOLDER,
             description="Seed",
-            tooltip="first seed; tasks get seed, seed+1, ...",
+            tooltip="blank: a fresh random seed at each Generate, shown on the card (type it "
+            "here to repeat a result); tasks get seed, seed+1, ...",
             style=wide,
             **css("genwidgets-seed"),
         )
@@ -325,8 +378,11 @@ class SubmitForm(StaticDisplay, widgets.VBox):
         self._layout_children()
 
     # ------------------------------------------------------------------ submitting
-    def requests(self) -> tuple[str, list[dict[str, Any]]]:
-        """The model and the parameter dicts a click would submit (raises `InvalidParams`)."""
+    def requests(self, *, draw: bool = False) -> tuple[str, list[dict[str, Any]]]:
+        """The model and the parameter dicts a click submits (raises `InvalidParams`).
+
+        A blank Seed sends no seed, unless `draw` (what Generate does): then the tasks get a
+        fresh random seed, see `draw_seed`."""
         model = self._model.value
         if not model:
             raise InvalidParams("Pick a model first")
@@ -346,19 +402,26 @@ class SubmitForm(StaticDisplay, widgets.VBox):
                     )
                 params[key] = value
         seed = parse_seed(self._seed.value)
-        return model, expand_requests(params, seed, int(self._count.value))
+        count = int(self._count.value)
+        if seed is None and draw:
+            info = self._info_for(model)
+            seed = draw_seed(info.params.get("seed") if info is not None else None, count)
+        return model, expand_requests(params, seed, count)
 
     def submit(self) -> list[StatusCard]:
         """Validate everything, then submit: one card per task. Nothing is sent if any request
         is invalid; the error is shown on the form."""
         try:
-            model, requests = self.requests()
+            model, requests = self.requests(draw=True)
             for params in requests:
                 self.client.validate(model, **params)
         except Exception as exc:  # shown on the form: printing would land in another cell
             self._show_error(exc)
             return []
         self._show_error(None)
+        if not self._seed.value.strip() and "seed" in requests[0]:
+            last = requests[0]["seed"]
+            assign(self._seed, placeholder=f"{_SEED_PLACEHOLDER} (last: {last})")
         cards = [StatusCard.submit(self.client, model, **params) for params in requests]
         for card in cards:
             card.add_listener(self._on_card)

@@ -12,7 +12,13 @@ from test_card import HOSTILE_ERROR, FakeClient
 from genwidgets import InvalidParams
 from genwidgets._media import render_image
 from genwidgets.widgets import StatusCard, SubmitForm
-from genwidgets.widgets._form import UNSET, expand_requests, parse_extra, parse_seed
+from genwidgets.widgets._form import (
+    UNSET,
+    draw_seed,
+    expand_requests,
+    parse_extra,
+    parse_seed,
+)
 
 
 def shown(form: SubmitForm) -> set[str]:
@@ -22,8 +28,10 @@ def shown(form: SubmitForm) -> set[str]:
 def test_fields_follow_the_param_types() -> None:
     form = SubmitForm(FakeClient(), model="fake:image")
     fields = form.fields
-    assert isinstance(fields["steps"], widgets.IntText)
-    assert isinstance(fields["guidance"], widgets.FloatText) and fields["guidance"].value == 2.5
+    # numbers are text fields: empty when unset (an IntText would show, and send, 0)
+    assert isinstance(fields["steps"], widgets.Text) and fields["steps"].value == ""
+    assert "genwidgets-number" in fields["steps"]._dom_classes
+    assert isinstance(fields["guidance"], widgets.Text) and fields["guidance"].value == "2.5"
     assert isinstance(fields["style"], widgets.Dropdown)
     assert fields["style"].value is UNSET and [v for _, v in fields["style"].options[1:]] == [
         "photo",
@@ -32,7 +40,7 @@ def test_fields_follow_the_param_types() -> None:
     assert isinstance(fields["safety"], widgets.Checkbox)
     assert isinstance(fields["negative"], widgets.Text)
     assert isinstance(fields["tools"], widgets.Text)
-    assert isinstance(fields["length"], widgets.FloatText)
+    assert isinstance(fields["length"], widgets.Text) and fields["length"].value == ""
     assert "prompt" not in fields and "seed" not in fields  # they have their own inputs
     assert fields["steps"].tooltip.startswith("denoising steps")
     assert "genwidgets-extra" not in shown(form)  # a closed schema takes no free parameters
@@ -44,7 +52,7 @@ def test_untouched_fields_send_only_defaults() -> None:
     model, requests = form.requests()
     assert model == "fake:image"
     assert requests == [{"prompt": "a rose", "guidance": 2.5}]
-    form.fields["steps"].value = 30
+    form.fields["steps"].value = "30"
     form.fields["style"].value = "sketch"
     form.fields["safety"].value = True
     form.fields["tools"].value = '[{"type": "web_search"}]'
@@ -155,4 +163,83 @@ async def test_valid_input_adds_a_card_per_task_below_the_form(tmp_path: Path) -
     assert all(card.state == "succeeded" for card in cards)
     form.clear()
     assert form.cards == () and all(card.comm is None for card in cards)
+    form.close()
+
+
+def test_numbers_are_empty_until_typed_and_checked_when_typed() -> None:
+    form = SubmitForm(FakeClient(), model="fake:image", prompt="a rose")
+    assert form.fields["steps"].value == "" and "1" in form.fields["steps"].placeholder
+    form.fields["steps"].value = " 12 "
+    form.fields["length"].value = "2.5"
+    _, requests = form.requests()
+    assert requests[0]["steps"] == 12 and requests[0]["length"] == 2.5
+    for bad, message in (("twelve", "whole number"), ("1.5", "whole number")):
+        form.fields["steps"].value = bad
+        with pytest.raises(InvalidParams, match=message):
+            form.requests()
+    form.fields["steps"].value = ""
+    form.fields["length"].value = "x"
+    with pytest.raises(InvalidParams, match="length must be a number"):
+        form.requests()
+    form.close()
+
+
+async def test_local_models_show_empty_numbers_and_speech_on() -> None:
+    from genwidgets import AsyncClient
+
+    client = AsyncClient(journal=False)
+    image = SubmitForm(client, model="local:image")
+    assert {name: image.fields[name].value for name in ("width", "height", "duration")} == {
+        "width": "",
+        "height": "",
+        "duration": "",
+    }
+    assert "16" in image.fields["width"].placeholder  # the minimum, not a 0 that fails
+    image.close()
+    audio = SubmitForm(client, model="local:audio")
+    assert audio.fields["speech"].value is True  # speech is the local audio's default
+    assert audio.fields["seconds"].value == ""
+    audio.close()
+    video = SubmitForm(client, model="local:video")
+    assert all(video.fields[n].value == "" for n in ("width", "height", "seconds", "fps"))
+    video.close()
+    await client.aclose()
+
+
+def test_draw_seed_stays_in_range() -> None:
+    import random
+
+    from genwidgets import Param
+
+    rng = random.Random(1)
+    seeds = {draw_seed(rng=rng) for _ in range(50)}
+    assert len(seeds) == 50 and all(0 <= s < 1_000_000_000 for s in seeds)
+    small = Param(int, minimum=5, maximum=9)
+    assert all(5 <= draw_seed(small, 3, rng) <= 7 for _ in range(50))  # seed+2 <= 9
+
+
+async def test_a_blank_seed_gets_a_fresh_seed_at_each_generate(tmp_path: Path) -> None:
+    image = tmp_path / "i.png"
+    image.write_bytes(render_image("rose", 1, 32, 32))
+    client = FakeClient((("image", image),))
+    form = SubmitForm(client, model="fake:free", prompt="a rose")
+    assert form.requests()[1] == [{"prompt": "a rose"}]  # code asking gets no seed
+    form._count.value = 2
+    first = form.submit()
+    second = form.submit()
+    await asyncio.gather(*(card.wait() for card in first + second))
+    seeds = [call[2]["seed"] for call in client.names("submit")]
+    assert len(seeds) == 4 and seeds[1] == seeds[0] + 1 and seeds[3] == seeds[2] + 1
+    assert seeds[0] != seeds[2]  # the second click explores, it does not repeat
+    assert [card.task.params["seed"] for card in second + first] == [
+        seeds[2],
+        seeds[3],
+        seeds[0],
+        seeds[1],
+    ]  # recorded in each request, so the card shows it
+    assert f"last: {seeds[2]}" in form._seed.placeholder
+    form._seed.value = "7"  # a typed seed repeats
+    form._count.value = 1
+    await asyncio.gather(*(card.wait() for card in form.submit() + form.submit()))
+    assert [call[2]["seed"] for call in client.names("submit")][4:] == [7, 7]
     form.close()
