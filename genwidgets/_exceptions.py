@@ -88,6 +88,13 @@ class GenError(Exception):
             context.append(f"task {self.task_id}")
         return f"{self.message} [{', '.join(context)}]" if context else self.message
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython's hook: in a notebook, the message and the fix, not screens of asyncio frames
+        (the full traceback is one `%tb` away; see `genwidgets._ipython_errors`)."""
+        from ._ipython_errors import render_traceback
+
+        return render_traceback(self)
+
 
 class ConfigError(GenError):
     """The set-up is wrong (key, provider or model name); nothing was sent."""
