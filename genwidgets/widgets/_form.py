@@ -22,6 +22,7 @@ from ..providers import ModelInfo, Param
 from ..providers._base import SEED
 from . import _render as render
 from ._card import StaticDisplay, StatusCard, TaskClient, assign, close_tree, css
+from ._static_grid import static_grid_html
 
 __all__ = ["SubmitForm", "draw_seed", "expand_requests", "parse_extra"]
 
@@ -459,7 +460,7 @@ class SubmitForm(StaticDisplay, widgets.VBox):
         note = (
             '<div style="color:#999;font-size:0.85em">genwidgets form: needs a running kernel</div>'
         )
-        return render.grid_html(cells, 1, header=note)
+        return static_grid_html(cells, header=note, min_px=None)
 
     def _static_text(self) -> str:
         return f"<SubmitForm {self._model.value or ''}: {len(self._cards_list)} cards>"

@@ -28,6 +28,7 @@ from .._exceptions import ConfirmationRequired
 from .._models import Task
 from . import _render as render
 from ._card import StaticDisplay, StatusCard, TaskClient, assign, close_tree, css
+from ._static_grid import static_grid_html
 
 __all__ = ["Gallery", "explore"]
 
@@ -252,7 +253,13 @@ class Gallery(StaticDisplay, widgets.VBox):
     # ------------------------------------------------------------------ static fallback
     def _static_html(self) -> str:
         cells = [card._static_html() for card in self._cards]
-        return render.grid_html(cells, self.columns, header=self._summary_html())
+        live = self.awaiting_confirmation or not all(card.settled for card in self._cards)
+        footer = (
+            "genwidgets gallery: live updates and Cancel all need a running kernel"
+            if live
+            else "static snapshot of a genwidgets gallery"
+        )
+        return static_grid_html(cells, header=self._summary_html(), footer=footer)
 
     def _static_text(self) -> str:
         counts = self.counts()
