@@ -29,9 +29,9 @@ from httpx_sse import aconnect_sse
 
 from ._budget import Budget, BudgetSetting, Limits, budget_for, resolve_limits
 from ._cache import DEFAULT_MAX_BYTES, Cache
+from ._config import replay_mode
 from ._cost import CostGuard, CostPlan, shared_guard
 from ._exceptions import (
-    ConfigError,
     DeadlineExceeded,
     DownloadError,
     GenError,
@@ -52,8 +52,9 @@ from ._policy import (
     retry_decision,
     snapshot_changed,
 )
+from ._replay import Replay
 from ._runner import LoopRunner
-from .journal import Journal, fingerprint
+from .journal import Journal
 from .providers import (
     ModelInfo,
     Provider,
@@ -133,13 +134,7 @@ class AsyncClient:
         self._local: Any = None  # LocalEngine, created on first local task
         self._observers: list[TaskObserver] = []
         self._closed = False
-        self._journal_setting = journal
-        self._journal: Journal | None = None
-        self.replay = (replay or os.environ.get("GENWIDGETS_REPLAY") or "auto").lower()
-        if self.replay not in ("auto", "off", "require"):
-            raise ConfigError(
-                f"GENWIDGETS_REPLAY must be auto, off or require; got {self.replay!r}"
-            )
+        self._replay = Replay(self.cache, journal, replay_mode(replay))
         # Tasks this client follows (submitted, re-attached or resumed), by (provider, id): the
         # newest snapshot, so `cancel_all` can reach them; and their deadlines (loop time).
         self._live: dict[tuple[str, str], Task] = {}
@@ -213,18 +208,12 @@ class AsyncClient:
     @property
     def journal(self) -> Journal | None:
         """The task journal (opened on first use); None when disabled."""
-        if self._journal is None:
-            setting = self._journal_setting
-            if setting is False or (
-                setting is None and os.environ.get("GENWIDGETS_JOURNAL", "").lower() == "off"
-            ):
-                return None
-            if isinstance(setting, Journal):
-                self._journal = setting
-            else:
-                path = None if setting in (None, True) else setting
-                self._journal = Journal(path)  # type: ignore[arg-type]
-        return self._journal
+        return self._replay.journal
+
+    @property
+    def replay(self) -> str:
+        """The replay mode: auto, off or require (see `submit`)."""
+        return self._replay.mode
 
     def _seen(self, task: Task) -> Task:
         key = (task.provider, task.id)
@@ -235,9 +224,7 @@ class AsyncClient:
                 del self._live[key]
         if task.done:
             self._task_ended(task)
-        journal = self.journal
-        if journal is not None:
-            journal.record(task)
+        self._replay.record(task)
         for callback in self._observers:
             try:
                 callback(task)
@@ -272,44 +259,39 @@ class AsyncClient:
         """
         provider_name, name = parse_model_id(model)
         clean = self._catalogue(provider_name).validate(name, params)
-        recorded = self._replayed(provider_name, name, clean, fresh)
+        recorded = self._replay.recorded(
+            provider_name, name, clean, fresh=fresh, following=self._live
+        )
         if recorded is not None:
             if not recorded.done:
                 self._follow(recorded, deadline)
             return recorded  # replay needs no key: nothing is sent
         adapter = self.provider(provider_name)
-        self._refuse_orphaned(provider_name, name, clean, fresh)
+        self._replay.refuse_orphaned(provider_name, name, clean, fresh)
         guard = self.cost_guard
         paid = guard.is_paid(f"{provider_name}:{name}")
         estimate = guard.reserve(f"{provider_name}:{name}") if paid else 0.0  # may refuse: caps
         budget = self.budget(provider_name)
-        notes: builtins.list[str] = []
-
-        def sending() -> None:  # right before the bytes go: the window a crash leaves unknown
-            if not notes:
-                note = self._begin_submit(provider_name, name, clean)
-                if note is not None:
-                    notes.append(note)
-
         try:
-            if budget is not None:
-                await budget.reserve(on_wait)
-            try:
-                task = await self._submit(adapter, name, clean, on_wait, sending)
-            except BaseException:
+            # The note is kept only on SubmitUncertain: a later run must not resend it blindly.
+            with self._replay.submit_note(provider_name, name, clean) as note:
                 if budget is not None:
-                    budget.unreserve()
-                raise
+                    await budget.reserve(on_wait)
+                try:
+                    task = await self._submit(adapter, name, clean, on_wait, note.sending)
+                except BaseException:
+                    if budget is not None:
+                        budget.unreserve()
+                    raise
         except SubmitUncertain:
             if paid:  # it may have been accepted, and billed: count it as spent
                 guard.absorb(estimate)
-            raise  # the journal's note stays: a later run must not resend it blindly either
+            raise
         except BaseException:
             if paid:
                 guard.release(estimate)
-            self._end_submit(notes)
             raise
-        self._end_submit(notes)  # `_submit` recorded the task first: a crash between loses nothing
+        # `_submit` recorded the task before the note went: a crash between loses nothing
         if paid:
             guard.bind(task.provider, task.id, estimate)
         if budget is not None:
@@ -320,100 +302,10 @@ class AsyncClient:
         self._follow(task, deadline)
         return task
 
-    def _refuse_orphaned(
-        self, provider: str, model: str, params: dict[str, Any], fresh: bool
-    ) -> None:
-        """Refuse to resend a request an earlier process died while sending (see `journal`):
-        its answer was never recorded, so it may have been accepted and billed. `fresh=True`
-        sends it anyway."""
-        journal = self.journal
-        if journal is None or provider == "local":  # local work dies with its process
-            return
-        fp = fingerprint(provider, model, params)
-        if fresh:
-            journal.forget_submits(fp)
-            return
-        orphans = journal.orphaned_submits(fp)
-        if orphans:
-            first = orphans[0]
-            raise SubmitUncertain(
-                f"An earlier process (pid {first['pid']}, {first['started_at']}) was sending this "
-                "exact request when it stopped, before the provider's answer was recorded: it "
-                "may have been accepted and billed. It is not sent again; pass fresh=True "
-                "(%gen --fresh) to submit it anyway",
-                provider=provider,
-                model=model,
-            )
-
-    def _begin_submit(self, provider: str, model: str, params: dict[str, Any]) -> str | None:
-        """Note in the journal that this submit is about to be sent."""
-        journal = self.journal
-        if journal is None or provider == "local":
-            return None
-        return journal.begin_submit(provider, model, params)
-
-    def _end_submit(self, notes: builtins.list[str]) -> None:
-        journal = self.journal
-        if journal is not None:
-            for note in notes:
-                journal.end_submit(note)
-
-    def _replayed(
-        self, provider: str, model: str, params: dict[str, Any], fresh: bool
-    ) -> Task | None:
-        """The recorded answer to this request, if replay applies (see `submit`)."""
-        journal = self.journal
-        if fresh or self.replay == "off":
-            return None
-        if journal is None:
-            if self.replay == "require":
-                raise ReplayMissing("GENWIDGETS_REPLAY=require but the journal is off")
-            return None
-        fp = fingerprint(provider, model, params)
-        done = journal.latest(fp, Status.SUCCEEDED)
-        outputs = self._cached_outputs(done) if done is not None else None
-        if done is not None and outputs is not None:
-            return done.evolve(replayed=True, outputs=outputs)
-        if self.replay == "require":
-            raise ReplayMissing(
-                "GENWIDGETS_REPLAY=require but this request has no recorded success with its "
-                "files in the cache; run it once with replay on (auto) to record it",
-                provider=provider,
-                model=model,
-            )
-        pending = journal.latest(fp)
-        if (
-            pending is not None
-            and not pending.done
-            and (provider, pending.id) not in self._live
-            and provider != "local"  # local work dies with its process: run it again
-        ):
-            return pending  # submitted by an earlier kernel and still running: follow it
-        return None
-
-    def _cached_outputs(self, task: Task) -> tuple[Output, ...] | None:
-        """The task's outputs with paths into this client's cache, or None if one is missing.
-
-        Files are found by sha256 when the recorded path is gone, so a journal and cache folder
-        committed beside a notebook replay on any machine, wherever the checkout lives."""
-        found = []
-        for output in task.outputs:
-            if output.path is not None and Path(output.path).is_file():
-                found.append(output)
-                continue
-            path = self.cache.find(output.sha256) if output.sha256 else None
-            if path is None:
-                return None
-            found.append(output.model_copy(update={"path": path}))
-        return tuple(found) if found else None
-
     def resume(self) -> builtins.list[Task]:
         """Tasks the journal holds as unfinished (running, or succeeded but not downloaded),
         e.g. after a kernel restart. Follow them with `wait`/`updates` and `download`."""
-        journal = self.journal
-        if journal is None:
-            return []
-        tasks = [t for t in journal.unfinished() if (t.provider, t.id) not in self._live]
+        tasks = [t for t in self._replay.unfinished() if (t.provider, t.id) not in self._live]
         for task in tasks:
             self._follow(task, None)
         return tasks
@@ -494,7 +386,9 @@ class AsyncClient:
             provider_name, name = parse_model_id(model)
             clean = self._catalogue(provider_name).validate(name, dict(params))
             try:
-                recorded = self._replayed(provider_name, name, clean, fresh=False)
+                recorded = self._replay.recorded(
+                    provider_name, name, clean, fresh=False, following=self._live
+                )
             except ReplayMissing:
                 recorded = None
             if recorded is not None:
@@ -510,10 +404,8 @@ class AsyncClient:
         estimate = self._durations.get(key)
         if estimate is None:
             estimate = self._durations[key] = DurationEstimate()
-            journal = self.journal
-            if journal is not None:
-                for seconds in journal.durations(task.provider, task.model, estimate.window):
-                    estimate.observe(seconds)
+            for seconds in self._replay.durations(task.provider, task.model, estimate.window):
+                estimate.observe(seconds)
         return estimate
 
     def budget(self, provider: str) -> Budget | None:
