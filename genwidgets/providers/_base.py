@@ -113,7 +113,11 @@ class Event:
 
 @dataclass(frozen=True)
 class Param:
-    """One known parameter of a model: checked locally before anything is sent."""
+    """One known parameter of a model: checked locally before anything is sent.
+
+    `default` is filled into every request by `validate` (so it is part of the request's
+    fingerprint); `implied` is what the model does when the parameter is not sent: forms show it,
+    nothing sends it, and fingerprints stay as they are."""
 
     type: type | tuple[type, ...] = str
     help: str = ""
@@ -123,6 +127,7 @@ class Param:
     maximum: float | None = None
     pattern: str | None = None
     required: bool = False
+    implied: Any = None
 
 
 @dataclass(frozen=True)

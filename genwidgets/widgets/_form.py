@@ -124,6 +124,8 @@ def _tooltip(name: str, spec: Param) -> str:
         bits.append(f"range {low}..{high}")
     if spec.default is not None:
         bits.append(f"default {spec.default!r}")
+    elif spec.implied is not None:
+        bits.append(f"when not sent: {spec.implied!r}")
     if spec.required:
         bits.append("required")
     return " · ".join(bits)
@@ -176,7 +178,8 @@ def _placeholder(name: str, spec: Param) -> str:
     low = "" if spec.minimum is None else f"{spec.minimum:g}"
     high = "" if spec.maximum is None else f"{spec.maximum:g}"
     span = f" {low}–{high}" if low or high else ""
-    return f"{spec.help or name}{span} (blank: default)"[:60]
+    blank = "default" if spec.implied is None else f"{spec.implied:g}"
+    return f"{spec.help or name}{span} (blank: {blank})"[:60]
 
 
 def field_for(name: str, spec: Param) -> _Field:
@@ -196,7 +199,9 @@ def field_for(name: str, spec: Param) -> _Field:
             options.insert(0, ("(provider default)", UNSET))
         widget = widgets.Dropdown(options=options, value=value, **common)
     elif types == (bool,):
-        widget = widgets.Checkbox(value=bool(spec.default), indent=False, **common)
+        # shows what the model does when nothing is sent; untouched, it sends nothing
+        shown = spec.default if spec.default is not None else spec.implied
+        widget = widgets.Checkbox(value=bool(shown), indent=False, **common)
     elif _is_number(spec):
         # Text, not IntText/FloatText: those cannot be empty and would show (and send) 0 for a
         # parameter the user never set. Empty means "the provider's default".

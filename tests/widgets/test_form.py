@@ -195,10 +195,14 @@ async def test_local_models_show_empty_numbers_and_speech_on() -> None:
         "duration": "",
     }
     assert "16" in image.fields["width"].placeholder  # the minimum, not a 0 that fails
+    assert image.fields["width"].placeholder.endswith("(blank: 512)")
     image.close()
-    audio = SubmitForm(client, model="local:audio")
-    assert audio.fields["speech"].value is True  # speech is the local audio's default
+    audio = SubmitForm(client, model="local:audio", prompt="hello")
+    assert audio.fields["speech"].value is True  # what local:audio does when it is not sent
     assert audio.fields["seconds"].value == ""
+    # shown, not sent: the request (so its journal fingerprint) is what it always was
+    assert audio.requests()[1] == [{"prompt": "hello"}]
+    assert "speech" not in client.validate("local:audio", prompt="hello")
     audio.close()
     video = SubmitForm(client, model="local:video")
     assert all(video.fields[n].value == "" for n in ("width", "height", "seconds", "fps"))
