@@ -9,6 +9,7 @@ one (`%tb`) is IPython's full traceback. `%xmode` and `%debug` are unaffected.
 from __future__ import annotations
 
 import linecache
+import textwrap
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,8 @@ __all__ = ["fix_for", "render_traceback", "short_traceback"]
 
 _PACKAGE = str(Path(__file__).resolve().parent)
 _RED, _GREEN, _DIM, _RESET = "\x1b[1;31m", "\x1b[32m", "\x1b[2m", "\x1b[0m"
+#: Lab wraps error text anywhere, mid-word: wrap at words first
+_WIDTH = 88
 
 
 def _key_fix(exc: errors.GenError) -> str | None:
@@ -122,14 +125,24 @@ def _cell_name(filename: str) -> str:
 
 def short_traceback(exc: errors.GenError) -> list[str]:
     """The error as IPython should print it: name and message, the fix, where, and `%tb`."""
-    lines = [f"{_RED}{type(exc).__name__}{_RESET}: {exc}"]
+    name = type(exc).__name__
+    lines = _wrapped(f"{name}: {exc}", len(name) + 1, f"{_RED}{name}{_RESET}:")
     fix = fix_for(exc)
     if fix:
-        lines.append(f"{_GREEN}To fix:{_RESET} {fix}")
+        lines += _wrapped(f"To fix: {fix}", len("To fix:"), f"{_GREEN}To fix:{_RESET}")
     where = _where(exc)
     if where:
         lines.append(f"{_DIM}In {where}{_RESET}")
     lines.append(f"{_DIM}(genwidgets error; the full traceback: %tb){_RESET}")
+    return lines
+
+
+def _wrapped(text: str, head: int, coloured: str) -> list[str]:
+    """`text` wrapped at words, its first `head` characters replaced by `coloured`."""
+    lines = textwrap.wrap(
+        text, _WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False
+    ) or [text]
+    lines[0] = coloured + lines[0][head:]
     return lines
 
 

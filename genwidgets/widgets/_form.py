@@ -224,6 +224,13 @@ def field_for(name: str, spec: Param) -> _Field:
     return field
 
 
+def _full_width() -> widgets.Layout:
+    """The form's width, margins included: `width: 100%` plus the 2 px widget margins overflowed
+    the form by 2 px and gave it a horizontal scrollbar; an auto width stretched by the flex
+    column fits exactly."""
+    return widgets.Layout(width="auto", align_self="stretch")
+
+
 class SubmitForm(StaticDisplay, widgets.VBox):
     """A form that submits generation tasks and shows a live card for each, below itself."""
 
@@ -269,7 +276,7 @@ class SubmitForm(StaticDisplay, widgets.VBox):
             description="Prompt",
             rows=3,
             style=wide,
-            layout=widgets.Layout(width="100%"),
+            layout=_full_width(),
             **css("genwidgets-prompt-input"),
         )
         self._params = widgets.VBox(**css("genwidgets-params"))
@@ -278,7 +285,7 @@ class SubmitForm(StaticDisplay, widgets.VBox):
             description="Other parameters",
             rows=2,
             style=wide,
-            layout=widgets.Layout(width="100%"),
+            layout=_full_width(),
             **css("genwidgets-extra"),
         )
         self._seed = widgets.Text(
