@@ -121,13 +121,22 @@ class UnknownProvider(ConfigError):
 
 
 class UnknownModel(ConfigError):
+    """`detail` is what the provider said, when the refusal came from it."""
+
     def __init__(
-        self, provider: str, model: str, known: list[str], suggestion: str | None = None
+        self,
+        provider: str,
+        model: str,
+        known: list[str],
+        suggestion: str | None = None,
+        *,
+        detail: str | None = None,
     ) -> None:
         hint = f" Did you mean {suggestion!r}?" if suggestion else ""
         listing = ", ".join(f"{provider}:{m}" for m in known) or "(none)"
+        said = f" ({detail})" if detail else ""
         super().__init__(
-            f"Unknown model {model!r}.{hint} Known models: {listing}",
+            f"Unknown model {model!r}.{hint} Known models: {listing}{said}",
             provider=provider,
             model=model,
         )

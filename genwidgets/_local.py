@@ -23,7 +23,7 @@ from typing import Any
 
 from ._cache import Cache
 from ._models import Output, OutputKind, Status, Task, utcnow
-from .providers._base import ModelInfo, Param
+from .providers._catalogue import ModelInfo, Param
 
 __all__ = [
     "LocalEngine",

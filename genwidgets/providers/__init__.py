@@ -10,7 +10,9 @@ import importlib
 import os
 
 from .._exceptions import UnknownProvider
-from ._base import Event, ModelInfo, Param, Provider, Request, Response
+from ._base import Provider
+from ._catalogue import ModelInfo, Param
+from ._wire import Event, Request, Response
 
 __all__ = [
     "Event",

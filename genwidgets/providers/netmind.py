@@ -20,24 +20,18 @@ Protocol (seed 003, FINDINGS.md section 4):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, cast
+from datetime import datetime
+from typing import Any, ClassVar
 from urllib.parse import quote
 
-from .._exceptions import ProviderError, UnknownModel
-from .._models import Output, OutputKind, Status, Task, utcnow
-from ._base import (
-    MAX_SERVER_TEXT,
-    ModelInfo,
-    Param,
-    Provider,
-    Request,
-    Response,
-    guess_kind,
-    is_http_url,
-    parse_time,
-)
+from .._exceptions import UnknownModel
+from .._models import Output, OutputKind, Status, Task
+from ._base import Provider
+from ._catalogue import ModelInfo, Param, catalogue
+from ._errors import DEFAULT_RULES, SERVER, ErrorRule
+from ._fields import dig, guess_kind, is_http_url, kind_word, parse_time, text
+from ._wire import Request, Response
 
 __all__ = ["NetMindProvider"]
 
@@ -53,14 +47,16 @@ STATUSES: Mapping[str, Status] = {
     "cancelled": Status.CANCELLED,
     "canceled": Status.CANCELLED,
 }
-
-_KINDS: frozenset[str] = frozenset({"image", "video", "audio", "text"})
-_UNKNOWN_MODEL = re.compile(
+_NO_MODEL = (
     r"\bmodel\b[^\n]{0,160}?\b(not exists?|not found|does not exist|doesn't exist|"
-    r"is not supported)\b|\b(unknown|invalid|unsupported|no such) model\b",
-    re.IGNORECASE,
+    r"is not supported)\b|\b(unknown|invalid|unsupported|no such) model\b"
 )
-_MAX_TEXT = MAX_SERVER_TEXT
+_PREMIUM = " (NetMind also answers this for premium models the account has not unlocked)"
+ERRORS: tuple[ErrorRule, ...] = (
+    ErrorRule(UnknownModel, "{provider} said: {message}", {400, 404}, text=_NO_MODEL, submit=True),
+    SERVER.where(codes={500}, text="unavailable", submit=True, message=SERVER.message + _PREMIUM),
+    *DEFAULT_RULES,
+)
 _MAX_LOGS = 200
 
 QWEN_IMAGE = ModelInfo(
@@ -109,240 +105,115 @@ class NetMindProvider(Provider):
     name: ClassVar[str] = "netmind"
     env_var: ClassVar[str | None] = "NETMIND_API_KEY"
     default_base_url: ClassVar[str] = "https://api.netmind.ai"
-    models: ClassVar[Mapping[str, ModelInfo]] = {m.name: m for m in (QWEN_IMAGE, MMAUDIO)}
-    open_catalogue: ClassVar[bool] = True
-    can_cancel: ClassVar[bool] = False
+    models: ClassVar[Mapping[str, ModelInfo]] = catalogue(QWEN_IMAGE, MMAUDIO)
     can_list: ClassVar[bool] = True
     can_delete: ClassVar[bool] = True
     # A generation takes seconds to minutes (the docs' example: 13 min); nothing pushes.
     poll_interval: ClassVar[tuple[float, float]] = (2.0, 10.0)
+    statuses: ClassVar[Mapping[str, Status]] = STATUSES
+    errors: ClassVar[tuple[ErrorRule, ...]] = ERRORS
+    id_keys: ClassVar[tuple[str, ...]] = ("id", "job_id", "generation_id")
+    time_fields: ClassVar[tuple[str | None, ...]] = ("created_at", None, None)
+    stamp_start: ClassVar[bool] = True  # at the record's `updated_at`, else when first seen
+    # All generations of the account; pagination is undocumented, so filters pass through.
+    list_path: ClassVar[str] = "/v1/generation"
+    list_key: ClassVar[str] = "generation_list"
+    # A generation we created: deleted, or past a retention NetMind does not document.
+    expired_text: ClassVar[str | None] = (
+        "{name} no longer knows this generation (deleted or expired)"
+    )
 
-    # ------------------------------------------------------------------------------- protocol
     def build_submit(self, model: str, params: Mapping[str, Any]) -> Request:
-        return Request(
-            "POST",
-            self.url("/v1/generation"),
-            headers={**self.auth_headers(), "Content-Type": "application/json"},
-            json={"model": model, "config": dict(params)},
-        )
+        body = {"model": model, "config": dict(params)}
+        json_type = {"Content-Type": "application/json"}
+        return self.request("POST", "/v1/generation", headers=json_type, json=body)
 
     def parse_submit(self, model: str, params: Mapping[str, Any], response: Response) -> Task:
-        body = response.json_or_none()
         if not response.ok:
-            message = self._clean(self.error_message(body))
-            if response.status_code in (400, 404) and message and _UNKNOWN_MODEL.search(message):
-                raise self._unknown_model(model, message)
             raise self.error_for(response, model=model)
-        record = self._record(body, response, model=model)
-        task = Task(
-            id=_record_id(record) or "",
-            provider=self.name,
-            model=model,
-            status=Status.QUEUED,
-            created_at=utcnow(),
-            params=dict(params),
-        )
-        if not task.id:
-            raise self._malformed("the answer has no generation id", response, model=model)
-        return self._snapshot(task, record)
+        return self.new_task(model, params, response, _record(response.json_or_none()))
 
     def build_poll(self, task: Task) -> Request:
-        return Request("GET", self._generation_url(task.id), headers=self.auth_headers())
+        return self.request("GET", self._generation_url(task.id))
 
-    def parse_poll(self, task: Task, response: Response) -> Task:
-        if response.status_code == 404:
-            # A generation we created: deleted, or past a retention NetMind does not document.
-            said = self._clean(self.error_message(response.json_or_none()))
-            error = f"{self.name} no longer knows this generation (deleted or expired)"
-            return self.expired(task).evolve(error=f"{error}: {said}" if said else error)
-        if not response.ok:
-            raise self.error_for(response, task=task)
-        record = self._record(response.json_or_none(), response, task=task)
-        if not _text(record.get("status")):
-            raise self._malformed("the generation has no status", response, task=task)
-        return self._snapshot(task, record)
+    def state_in(self, response: Response, task: Task | None = None) -> Mapping[str, Any] | None:
+        record = _record(response.json_or_none()) if response.ok else None
+        return record if record is not None and text(record.get("status")) else None
 
-    def build_list(self, **filters: str) -> Request:
-        """All generations of the account. Pagination is undocumented: filters pass through as
-        query parameters."""
-        return Request(
-            "GET",
-            self.url("/v1/generation"),
-            headers=self.auth_headers(),
-            params=dict(filters) or None,
-        )
-
-    def parse_list(self, response: Response) -> list[Task]:
-        if not response.ok:
-            raise self.error_for(response)
-        body = self.json_body(response)
-        items = body.get("generation_list") if isinstance(body, Mapping) else body
-        if not isinstance(items, list):
-            raise self._malformed("the answer has no generation_list", response)
-        tasks = []
-        for record in items:
-            task_id = _record_id(record) if isinstance(record, Mapping) else None
-            if not task_id:
-                continue  # nothing to poll or delete without an id
-            model = _text(record.get("model")) or _text(record.get("model_id")) or "unknown"
-            config = record.get("config")
-            base = Task(
-                id=task_id,
-                provider=self.name,
-                model=model,
-                status=Status.QUEUED,
-                params=dict(config) if isinstance(config, Mapping) else {},
-            )
-            tasks.append(self._snapshot(base, record))
-        return tasks
+    def listed(self, record: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        model = text(record.get("model")) or text(record.get("model_id")) or "unknown"
+        config = record.get("config")
+        return model, dict(config) if isinstance(config, Mapping) else {}
 
     def build_delete(self, task: Task) -> Request:
-        return Request("DELETE", self._generation_url(task.id), headers=self.auth_headers())
+        return self.request("DELETE", self._generation_url(task.id))
 
     def parse_delete(self, task: Task, response: Response) -> None:
         """Done on 2xx, and on 404 too: a generation that is already gone is what was asked."""
-        if response.ok or response.status_code == 404:
-            return
-        raise self.error_for(response, task=task)
+        if not response.ok and response.status_code != 404:
+            raise self.error_for(response, task=task)
 
-    # ------------------------------------------------------------------------------- errors
-    def error_for(
-        self, response: Response, *, task: Task | None = None, model: str | None = None
-    ) -> ProviderError:
-        """The base mapping, with the key scrubbed from echoed text and the premium-model hint."""
-        error = super().error_for(response, task=task, model=model)
-        message = self._scrub(error.message[: _MAX_TEXT + 100])
-        said = self.error_message(response.json_or_none()) or ""
-        if response.status_code == 500 and "unavailable" in said.lower() and task is None:
-            message += (
-                " (NetMind also answers this for premium models the account has not unlocked)"
-            )
-        error.message = message
-        error.args = (message,)
-        return error
-
-    def error_message(self, body: Any) -> str | None:
-        """``error``/``message``/``detail`` text; FastAPI-style ``detail`` lists are joined."""
-        message = super().error_message(body)
-        if message is None and isinstance(body, Mapping) and isinstance(body.get("detail"), list):
-            parts = [d.get("msg") for d in body["detail"] if isinstance(d, Mapping)]
-            message = "; ".join(p for p in parts if isinstance(p, str)) or None
-        return message
-
-    # ------------------------------------------------------------------------------- helpers
-    def _snapshot(self, task: Task, record: Mapping[str, Any]) -> Task:
-        raw = _text(record.get("status"))
-        status = STATUSES.get(raw.lower(), Status.RUNNING) if raw else task.status
-        updated = parse_time(record.get("updated_at"))
+    def snapshot(self, task: Task, record: Mapping[str, Any], now: datetime) -> Task:
+        """Dated by the record's ``updated_at`` where NetMind gives no start or finish time."""
+        raw = text(record.get("status"))
+        status = self.status_of(raw) if raw else task.status
+        seen = parse_time(record.get("updated_at")) or now
         logs = _logs(record.get("logs")) or task.logs
+        same = {"provider_status": raw or task.provider_status, "logs": logs}
         if record.get("is_deleted") is True:
             # Deleted at NetMind (by us or elsewhere): its files can no longer be fetched.
-            return task.evolve(
-                status=Status.EXPIRED,
-                provider_status=raw or task.provider_status,
-                error=f"{self.name} reports this generation deleted",
-                created_at=parse_time(record.get("created_at")) or task.created_at,
-                finished_at=parse_time(record.get("deleted_at")) or updated or utcnow(),
-                logs=logs,
-                outputs=(),
-            )
-        started = task.started_at
-        if status is Status.RUNNING and started is None:
-            started = updated or utcnow()  # the record changed to running at `updated_at`
-        finished = task.finished_at
-        if status.is_terminal and finished is None:
-            finished = updated or utcnow()
-        error = None
-        if status is Status.FAILED:
-            reason = self.error_message(record) or (logs[-1] if logs else None)
-            error = self._clean(reason) or f"{self.name} reported {raw!r} with no reason"
-        outputs = tuple(self._outputs(record, task.model)) if status is Status.SUCCEEDED else ()
+            error = f"{self.name} reports this generation deleted"
+            deleted = record.get("deleted_at")
+            times = self.times(task, Status.EXPIRED, record, seen, finished=deleted)
+            return task.evolve(status=Status.EXPIRED, error=error, outputs=(), **times, **same)
+        reason = self.error_message(record) or (logs[-1] if logs else None)
         return task.evolve(
             status=status,
-            provider_status=raw or task.provider_status,
-            error=error,
-            created_at=parse_time(record.get("created_at")) or task.created_at,
-            started_at=started,
-            finished_at=finished,
-            outputs=outputs,
-            logs=logs,
+            error=self.failure(raw, reason) if status is Status.FAILED else None,
+            **self.times(task, status, record, seen),
+            outputs=tuple(self._outputs(record, task.model)) if status is Status.SUCCEEDED else (),
+            **same,
         )
 
     def _outputs(self, record: Mapping[str, Any], model: str) -> list[Output]:
-        """``result.data[]`` (current API), else ``meta_info.result_download_url`` (older one)."""
+        """``result.data[]`` (current API), else ``meta_info.result_download_url`` (older one).
+        ``file_name`` is never read: the cache names files by their hash."""
         outputs: list[Output] = []
-        result = record.get("result")
-        data = result.get("data") if isinstance(result, Mapping) else None
+        data = dig(record, "result.data")
         for item in data if isinstance(data, list) else []:
             url = item.get("url") if isinstance(item, Mapping) else None
-            if not is_http_url(url):
-                continue  # server text: only http(s) links become outputs
-            # `file_name` is never read: the cache names files by their hash.
-            kind, ctype = _file_type(item.get("file_type"))
-            outputs.append(self.output(url, kind=kind, content_type=ctype, model=model))
-        if outputs:
-            return outputs
-        meta = record.get("meta_info")
-        urls = meta.get("result_download_url") if isinstance(meta, Mapping) else None
-        for url in urls if isinstance(urls, list) else [urls]:
-            if is_http_url(url):
-                outputs.append(self.output(url, model=model))
-        return outputs
-
-    def _record(
-        self, body: Any, response: Response, *, task: Task | None = None, model: str | None = None
-    ) -> Mapping[str, Any]:
-        if body is None:
-            self.json_body(response, task)  # raises MalformedResponse naming what came instead
-        if isinstance(body, Mapping):
-            data = body.get("data")
-            if "id" not in body and "status" not in body and isinstance(data, Mapping):
-                return data  # tolerated: a gateway's {"data": {...}} wrapper
-            return body
-        raise self._malformed("the answer is not a generation", response, task=task, model=model)
-
-    def _unknown_model(self, model: str, said: str) -> UnknownModel:
-        error = self.unknown_model(model)
-        error.message = f"{error.message} ({self.name} said: {said})"
-        error.args = (error.message,)
-        return error
+            if is_http_url(url):  # server text: only http(s) links become outputs
+                kind, ctype = _file_type(item.get("file_type"))
+                outputs.append(self.output(url, kind=kind, content_type=ctype, model=model))
+        return outputs or self.outputs(dig(record, "meta_info.result_download_url"), model)
 
     def _generation_url(self, task_id: str) -> str:
-        return self.url(f"/v1/generation/{quote(task_id, safe='')}")
+        return f"/v1/generation/{quote(task_id, safe='')}"
 
 
-def _record_id(record: Mapping[str, Any]) -> str | None:
-    """``id`` (current), or ``job_id``/``generation_id`` (older or variant shapes)."""
-    for key in ("id", "job_id", "generation_id"):
-        value = record.get(key)
-        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
-            return str(value).strip()
-    return None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
+def _record(body: Any) -> Mapping[str, Any] | None:
+    """The generation record: the body, or a gateway's ``{"data": {...}}`` wrapper's content."""
+    if not isinstance(body, Mapping):
+        return None
+    data = body.get("data")
+    return data if "id" not in body and "status" not in body and isinstance(data, Mapping) else body
 
 
 def _logs(value: Any) -> tuple[str, ...]:
     """``logs: [{text}]`` (or plain strings) as clipped lines; the last `_MAX_LOGS` are kept."""
-    lines = []
-    for entry in value if isinstance(value, list) else []:
-        text = entry.get("text") if isinstance(entry, Mapping) else entry
-        if isinstance(text, str) and text.strip():
-            lines.append(text.strip()[:2000])
-    return tuple(lines[-_MAX_LOGS:])
+    entries = value if isinstance(value, list) else []
+    lines = (text(dig(e, "text") if isinstance(e, Mapping) else e) for e in entries)
+    return tuple(line[:2000] for line in lines if line)[-_MAX_LOGS:]
 
 
 def _file_type(value: Any) -> tuple[OutputKind | None, str | None]:
     """NetMind states each file's kind in ``file_type`` ("image" in the docs); a MIME type or an
     extension there is understood too. Returns (kind, content type)."""
-    if not isinstance(value, str) or not value.strip():
-        return None, None
-    text = value.strip().lower()
-    if text in _KINDS:
-        return cast("OutputKind", text), None
-    if "/" in text:
-        kind = guess_kind(None, text)
-        return kind, text if kind else None
-    return guess_kind(f"file.{text.lstrip('.')}"), None
+    word = text(value)
+    if word is None or kind_word(word):
+        return kind_word(word), None
+    word = word.lower()
+    if "/" in word:
+        kind = guess_kind(None, word)
+        return kind, word if kind else None
+    return guess_kind(f"file.{word.lstrip('.')}"), None

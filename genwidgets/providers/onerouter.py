@@ -16,35 +16,21 @@ Protocol (seed 000, FINDINGS.md section 1):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from http import HTTPStatus
-from typing import Any, ClassVar, cast
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, ClassVar
 from urllib.parse import quote
 
-from .._exceptions import (
-    AuthError,
-    InvalidParams,
-    ProviderError,
-    QuotaError,
-    RateLimited,
-    ServerError,
-)
-from .._models import OutputKind, Status, Task, utcnow
-from ._base import (
-    MAX_SERVER_TEXT,
-    ModelInfo,
-    Param,
-    Provider,
-    Request,
-    Response,
-    guess_kind,
-    parse_time,
-    retry_after,
-    same_site,
-)
+from .._exceptions import GenError, InvalidParams, ProviderError, ServerError, UnknownModel
+from .._models import Status, Task
+from ._base import Provider
+from ._catalogue import ModelInfo, Param, catalogue
+from ._errors import DEFAULT_RULES, MODEL_NOT_FOUND, ErrorRule
+from ._fields import as_float, as_int, dig, kind_word, parse_time, same_site
+from ._wire import Request, Response
 
-__all__ = ["OneRouterProvider"]
+__all__ = ["OneRouterProvider", "same_site"]
 
 DEFAULT_BASE_URL = "https://image.onerouter.pro"
 #: Where the docs poll when the submit answer names no usable URL (default base only).
@@ -60,15 +46,26 @@ STATUSES: Mapping[str, Status] = {
     "failed": Status.FAILED,
     "error": Status.FAILED,
 }
-
-_KINDS: frozenset[str] = frozenset({"image", "video", "audio", "text"})
-_MODERATION = re.compile(r"moderat|content[ _-]?policy|safety|sensitive", re.IGNORECASE)
-_UNKNOWN_MODEL = re.compile(
-    r"\bmodel\b[^.\n]{0,80}?\b(not found|not exist|does not exist|doesn't exist|"
-    r"is not supported)\b|\b(unknown|invalid|unsupported|no such) model\b|no available channel",
-    re.IGNORECASE,
+_MODERATION = r"moderat|content[ _-]?policy|safety|sensitive"
+_MODERATED = ErrorRule(
+    ProviderError,
+    "{provider} refused the request by moderation ({status}): {message}",
+    codes={400, 403, 422},
 )
-_MAX_TEXT = MAX_SERVER_TEXT
+ERRORS: tuple[ErrorRule, ...] = (
+    ErrorRule(
+        UnknownModel,
+        "{provider} said: {message}",
+        codes={400, 404, 422},
+        text=MODEL_NOT_FOUND,
+        submit=True,
+    ),
+    # OneRouter's 403 means moderation (type content_policy_violation), not a refused key.
+    _MODERATED.where(kind=_MODERATION),
+    _MODERATED.where(text=_MODERATION),
+    ErrorRule(ServerError, "{provider} timed out ({status}): {message}", {408}),
+    *DEFAULT_RULES,
+)
 
 SEEDANCE = ModelInfo(
     "bytedance/seedance",
@@ -91,20 +88,17 @@ class OneRouterProvider(Provider):
     name: ClassVar[str] = "onerouter"
     env_var: ClassVar[str | None] = "ONEROUTER_API_KEY"
     default_base_url: ClassVar[str] = DEFAULT_BASE_URL
-    models: ClassVar[Mapping[str, ModelInfo]] = {SEEDANCE.name: SEEDANCE}
-    open_catalogue: ClassVar[bool] = True
+    models: ClassVar[Mapping[str, ModelInfo]] = catalogue(SEEDANCE)
     poll_interval: ClassVar[tuple[float, float]] = (2.0, 10.0)
+    statuses: ClassVar[Mapping[str, Status]] = STATUSES
+    errors: ClassVar[tuple[ErrorRule, ...]] = ERRORS
+    id_keys: ClassVar[tuple[str, ...]] = ("task_id", "id")
+    model_in_body: ClassVar[bool] = True
+    time_fields: ClassVar[tuple[str | None, ...]] = ("submit_time", "start_time", "finish_time")
 
-    # ------------------------------------------------------------------------------- validation
     def validate(self, model: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The base checks, plus the two names the body reserves for itself."""
+        """The base checks, plus: ``content`` holds objects (the prompt becomes its text item)."""
         clean = super().validate(model, params)
-        if "model" in clean:
-            raise InvalidParams(
-                "'model' is not a parameter: name the model as onerouter:<model>",
-                provider=self.name,
-                model=model,
-            )
         content = clean.get("content")
         if content is not None and not (
             isinstance(content, list) and all(isinstance(item, Mapping) for item in content)
@@ -117,7 +111,6 @@ class OneRouterProvider(Provider):
             )
         return clean
 
-    # ------------------------------------------------------------------------------- protocol
     def auth_headers(self) -> dict[str, str]:
         # The docs show the raw key, not "Bearer <key>" (Bearer is also accepted, per FINDINGS).
         return {"Authorization": self._api_key} if self._api_key else {}
@@ -126,48 +119,17 @@ class OneRouterProvider(Provider):
         rest = {k: v for k, v in params.items() if k not in ("prompt", "content", "model")}
         content: list[Any] = [{"type": "text", "text": params["prompt"]}]
         content.extend(params.get("content") or [])
-        return Request(
-            "POST",
-            self.url("/v1/images/generations"),
-            headers=self.auth_headers(),
-            json={"model": model, "content": content, **rest},
-        )
+        body = {"model": model, "content": content, **rest}
+        return self.request("POST", "/v1/images/generations", json=body)
 
     def parse_submit(self, model: str, params: Mapping[str, Any], response: Response) -> Task:
-        code, body = self._unwrap(response)
-        if code != 200:
-            message = self.error_message(body) or ""
-            if code in (400, 404, 422) and _UNKNOWN_MODEL.search(message):
-                error = self.unknown_model(model)
-                error.message = f"{error.message} ({self.name} said: {self._clean(message)})"
-                error.args = (error.message,)
-                raise error
-            raise self._error(code, body, response, model=model)
-        data = self._data(body, response, model=model)
-        task_id = data.get("task_id") or data.get("id")
-        if not isinstance(task_id, (str, int)) or isinstance(task_id, bool) or not str(task_id):
-            raise self._malformed("the submit answer has no data.task_id", response, model=model)
-        provider_data: dict[str, Any] = {}
-        poll_url = _poll_url(data)
-        if poll_url and same_site(poll_url, self.base_url, same_port=False):
-            provider_data["poll_url"] = poll_url
-        hint = data.get("object")
-        if isinstance(hint, str) and hint in _KINDS:
-            provider_data["object"] = hint
-        raw = data.get("status")
-        status = STATUSES.get(raw.lower(), Status.RUNNING) if isinstance(raw, str) else None
-        return Task(
-            id=str(task_id),
-            provider=self.name,
-            model=model,
-            status=status or Status.QUEUED,
-            provider_status=raw if isinstance(raw, str) else None,
-            created_at=parse_time(data.get("submit_time"))
-            or parse_time(data.get("created_at"))
-            or utcnow(),
-            params=dict(params),
-            provider_data=provider_data,
-        )
+        response = self._effective(response)
+        if not response.ok:
+            raise self.error_for(response, model=model)
+        data = _data(response.json_or_none())
+        created = parse_time(dig(data, "created_at")) or response.received_at
+        keep = self._keep(data or {}, {})
+        return self.new_task(model, params, response, data, created_at=created, provider_data=keep)
 
     def build_poll(self, task: Task) -> Request:
         poll_url = task.provider_data.get("poll_url")
@@ -175,169 +137,70 @@ class OneRouterProvider(Provider):
         if not (isinstance(poll_url, str) and same_site(poll_url, self.base_url, same_port=False)):
             origin = DEFAULT_POLL_BASE if self.base_url == DEFAULT_BASE_URL else self.base_url
             poll_url = f"{origin}/v1/videos/tasks/{quote(task.id, safe='')}"
-        return Request("GET", poll_url, headers=self.auth_headers())
+        return self.request("GET", poll_url)
 
     def parse_poll(self, task: Task, response: Response) -> Task:
-        code, body = self._unwrap(response)
-        if code == 404:
-            return self.expired(task, response)
-        if code != 200:
-            raise self._error(code, body, response, task=task)
-        data = self._data(body, response, task=task)
-        raw = data.get("status")
-        if not isinstance(raw, str):
-            raise self._malformed("the task has no data.status", response, task=task)
-        status = STATUSES.get(raw.lower(), Status.RUNNING)  # undocumented: still running
+        return super().parse_poll(task, self._effective(response))
 
-        provider_data = dict(task.provider_data)
-        poll_url = _poll_url(data)
-        if poll_url and same_site(poll_url, self.base_url, same_port=False):
-            provider_data["poll_url"] = poll_url
-        hint = data.get("object")
-        if not (isinstance(hint, str) and hint in _KINDS):
-            hint = provider_data.get("object")
-        kind = cast("OutputKind", hint) if hint in _KINDS else None
+    def state_in(self, response: Response, task: Task | None = None) -> Mapping[str, Any] | None:
+        data = _data(response.json_or_none()) if response.ok else None
+        return data if data is not None and isinstance(data.get("status"), str) else None
 
-        finished = parse_time(data.get("finish_time"))
-        if status.is_terminal and finished is None:
-            finished = task.finished_at or utcnow()  # when we first saw it done
-        error = None
-        if status is Status.FAILED:
-            reason = data.get("fail_reason") or data.get("error")
-            error = self._clean(reason) or f"{self.name} reported status {raw!r} with no reason"
+    def snapshot(self, task: Task, record: Mapping[str, Any], now: datetime) -> Task:
+        raw = str(record["status"])
+        status = self.status_of(raw)
+        provider_data = self._keep(record, task.provider_data)
+        reason = record.get("fail_reason") or record.get("error")
+        # Output kinds: URL extension, then our catalogue, then OneRouter's `object` hint.
+        hint = kind_word(provider_data.get("object"))
         return task.evolve(
             status=status,
             provider_status=raw,
-            error=error,
-            created_at=parse_time(data.get("submit_time")) or task.created_at,
-            started_at=parse_time(data.get("start_time")) or task.started_at,
-            finished_at=finished,
-            outputs=tuple(self._outputs(data.get("outputs"), task.model, kind)),
-            cost=_cost(data.get("cost"), task.cost),
+            error=self.failure(raw, reason) if status is Status.FAILED else None,
+            **self.times(task, status, record, now),
+            outputs=tuple(self.outputs(record.get("outputs") or [], task.model, hint)),
+            cost=_cost(record.get("cost"), task.cost),
             provider_data=provider_data,
         )
 
-    # ------------------------------------------------------------------------------- errors
     def error_for(
         self, response: Response, *, task: Task | None = None, model: str | None = None
-    ) -> ProviderError:
-        """Map an error answer, including a ``code`` other than 200 inside an HTTP 200."""
-        code, body = self._unwrap(response)
-        if code == 200:  # not an error after all; keep the contract of returning one
-            code = response.status_code
-        return self._error(code, body, response, task=task, model=model)
+    ) -> GenError:
+        """From the error table, with a ``code`` other than 200 inside an HTTP 200 as the code."""
+        return super().error_for(self._effective(response), task=task, model=model)
 
-    def _error(
-        self,
-        code: int,
-        body: Any,
-        response: Response,
-        *,
-        task: Task | None = None,
-        model: str | None = None,
-    ) -> ProviderError:
-        message = self._clean(self.error_message(body)) or _reason(code)
-        kw: dict[str, Any] = {
-            "status_code": code,
-            "provider": self.name,
-            "model": task.model if task else model,
-            "task_id": task.id if task else None,
-        }
-        err = body.get("error") if isinstance(body, Mapping) else None
-        kind = str(err.get("type") or "") if isinstance(err, Mapping) else ""
-        if code in (400, 403, 422) and _MODERATION.search(f"{kind} {message}"):
-            # OneRouter's 403 means moderation, not a refused key.
-            return ProviderError(
-                f"{self.name} refused the request by moderation (HTTP {code}): {message}", **kw
-            )
-        if code == 408:
-            return ServerError(f"{self.name} timed out (HTTP 408): {message}", **kw)
-        if code in (401, 403):
-            return AuthError(f"{self.name} refused the key (HTTP {code}): {message}", **kw)
-        if code == 402:
-            return QuotaError(f"{self.name} refused for credits (HTTP 402): {message}", **kw)
-        if code == 429:  # no Retry-After is documented; honour one if it comes
-            return RateLimited(
-                f"Rate limited by {self.name}: {message}", retry_after=retry_after(response), **kw
-            )
-        if 500 <= code <= 599:
-            return ServerError(f"{self.name} server error (HTTP {code}): {message}", **kw)
-        if 400 <= code <= 499:
-            return ProviderError(f"{self.name} error (HTTP {code}): {message}", **kw)
-        return ProviderError(f"{self.name} error (code {code}): {message}", **kw)
-
-    def error_message(self, body: Any) -> str | None:
-        """``error.message``, else the wrapper's ``message`` unless it is the word "success"."""
-        message = super().error_message(body)
-        return None if message is not None and message.lower() == "success" else message
-
-    # ------------------------------------------------------------------------------- helpers
-    def _unwrap(self, response: Response) -> tuple[int, Any]:
-        """The effective status code (the body's ``code`` wins inside an HTTP 200) and body."""
+    def _effective(self, response: Response) -> Response:
+        """The answer with the status its body states: the wrapper's ``code`` wins inside an
+        HTTP 200, and an ``error`` object without ``data`` is an error (its code, else 400)."""
         body = response.json_or_none()
-        code = response.status_code
-        if response.ok and isinstance(body, Mapping):
-            inner = _as_int(body.get("code"))
-            err = body.get("error")
-            if inner is not None:
-                code = inner
-            elif err and body.get("data") is None:
-                code = (_as_int(err.get("code")) if isinstance(err, Mapping) else None) or 400
-        return code, body
+        if not response.ok or not isinstance(body, Mapping):
+            return response
+        code = as_int(body.get("code"))
+        if code is None and body.get("error") and body.get("data") is None:
+            code = as_int(dig(body, "error.code")) or 400
+        return response if code is None else replace(response, status_code=code)
 
-    def _data(
-        self, body: Any, response: Response, *, task: Task | None = None, model: str | None = None
-    ) -> Mapping[str, Any]:
-        if body is None:
-            self.json_body(response, task)  # raises MalformedResponse naming what came instead
-        if isinstance(body, Mapping):
-            data = body.get("data", body if "task_id" in body else None)
-            if isinstance(data, Mapping):
-                return data
-        raise self._malformed("the body has no data object", response, task=task, model=model)
-
-    def _outputs(self, urls: Any, model: str, kind: OutputKind | None) -> list[Any]:
-        outputs = []
-        for item in urls if isinstance(urls, list) else []:
-            url = item.get("url") if isinstance(item, Mapping) else item
-            if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
-                continue  # server text: only http(s) links become outputs
-            # Order: URL extension, then our catalogue, then OneRouter's `object` hint.
-            guessed = guess_kind(url) or self.kind_of(model) or kind
-            outputs.append(self.output(url, kind=guessed, model=model))
-        return outputs
+    def _keep(self, record: Mapping[str, Any], known: Mapping[str, Any]) -> dict[str, Any]:
+        """What later polls need: the poll URL (on OneRouter's own site only: it gets the key)
+        and the `object` kind hint."""
+        kept = dict(known)
+        url = dig(record, "urls.get")
+        if isinstance(url, str) and same_site(url, self.base_url, same_port=False):
+            kept["poll_url"] = url
+        if kind_word(record.get("object")):
+            kept["object"] = record["object"]
+        return kept
 
 
-def _poll_url(data: Mapping[str, Any]) -> str | None:
-    urls = data.get("urls")
-    url = urls.get("get") if isinstance(urls, Mapping) else None
-    return url if isinstance(url, str) else None
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
+def _data(body: Any) -> Mapping[str, Any] | None:
+    """The ``data`` object of the ``{code, message, data}`` wrapper (or an unwrapped task)."""
+    if not isinstance(body, Mapping):
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
+    data = body.get("data", body if "task_id" in body else None)
+    return data if isinstance(data, Mapping) else None
 
 
 def _cost(value: Any, previous: float | None) -> float | None:
     """``data.cost.total_cost`` (seen in a third-party mock), or a bare number."""
-    if isinstance(value, Mapping):
-        value = value.get("total_cost")
-    if isinstance(value, bool):
-        return previous
-    try:
-        return float(value) if value is not None and value != "" else previous
-    except (TypeError, ValueError):
-        return previous
-
-
-def _reason(code: int) -> str:
-    try:
-        return HTTPStatus(code).phrase
-    except ValueError:
-        return f"code {code}"
+    cost = as_float(value.get("total_cost") if isinstance(value, Mapping) else value)
+    return previous if cost is None else cost

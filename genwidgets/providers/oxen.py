@@ -28,34 +28,18 @@ event's ``url`` are presigned downloads, fetched by the client without the key.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, cast
+from datetime import datetime
+from typing import Any, ClassVar
 from urllib.parse import quote
 
-from .._exceptions import (
-    AuthError,
-    InvalidParams,
-    ProviderError,
-    QuotaError,
-    RateLimited,
-    ServerError,
-)
-from .._models import OutputKind, Status, Task, utcnow
-from ._base import (
-    MAX_SERVER_TEXT,
-    Event,
-    ModelInfo,
-    Param,
-    Provider,
-    Request,
-    Response,
-    is_http_url,
-    is_id,
-    parse_time,
-    retry_after,
-)
+from .._exceptions import InvalidParams, ProviderError
+from .._models import Status, Task
+from ._catalogue import ModelInfo, Param, catalogue
+from ._errors import AUTH, ERROR_TEXTS, OTHER, QUOTA, RATE, SERVER, ErrorRule, model_refused
+from ._fields import dig, first_id, is_http_url, is_id, kind_word, text
+from ._oxen_events import OxenEvents
+from ._wire import Request, Response
 
 __all__ = ["OxenProvider"]
 
@@ -67,37 +51,36 @@ STATUSES: Mapping[str, Status] = {
     "failed": Status.FAILED,
     "cancelled": Status.CANCELLED,
 }
-#: The normalized names a user may pass as the list's ``status`` filter, in Oxen's words.
-_STATUS_FILTER: Mapping[str, str] = {
-    "queued": "queued",
-    "running": "processing",
-    "processing": "processing",
-    "succeeded": "succeeded",
-    "failed": "failed",
-    "cancelled": "cancelled",
-}
+#: The words a user may pass as the list's ``status`` filter, in Oxen's: ours or Oxen's own.
+LIST_STATUSES: Mapping[str, str] = {"running": "processing", **{w: w for w in STATUSES}}
 LIST_FILTERS: tuple[str, ...] = ("namespace", "model", "status", "media_type", "repo", "folder")
-COMPLETED_EVENT = "media_generation_completed"
-
-_KINDS: frozenset[str] = frozenset({"image", "video", "audio", "text"})
 #: Fields of a generation record that are not submitted parameters.
 _RECORD_FIELDS = frozenset(
-    {
-        "generation_id",
-        "model_name",
-        "model",
-        "media_type",
-        "status",
-        "result_url",
-        "error_message",
-        "enqueued_at",
-        "started_at",
-        "completed_at",
-    }
+    {"generation_id", "model_name", "model", "media_type", "status", "result_url"}
+    | {"error_message", "enqueued_at", "started_at", "completed_at"}
 )
-_MODEL_NOT_FOUND = re.compile(r"model\s+not\s+found", re.IGNORECASE)
-_QUOTA_TEXT = re.compile(r"insufficient\s+credit|out\s+of\s+credit|\bbalance\b", re.IGNORECASE)
-_MAX_TEXT = MAX_SERVER_TEXT
+_IMAGE_AND_VIDEO = "{provider} cannot queue {model!r}: the queue takes image and video models only"
+_IMAGE_AND_VIDEO += " ({message})"
+_ONE = (
+    "one Task is one generation. For several results, submit one task per generation "
+    "(with different seeds if you want them to differ)."
+)
+_MONEY = r"insufficient\s+credit|out\s+of\s+credit|\bbalance\b"
+ERRORS: tuple[ErrorRule, ...] = (
+    model_refused(kind="^resource_not_found$"),
+    model_refused(text=r"model\s+not\s+found"),
+    ErrorRule(ProviderError, _IMAGE_AND_VIDEO, text="unsupported_media_type", submit=True),
+    RATE,  # documented only for chat; a Retry-After is honoured if one comes
+    AUTH.where(codes=None, kind="^unauthenticated$"),
+    AUTH,
+    QUOTA,
+    QUOTA.where(codes=None, text=_MONEY),
+    OTHER.where(message="{provider} refused the parameters ({status}): {message}").where(
+        kind="^invalid_params$"
+    ),
+    SERVER,
+    OTHER,
+)
 
 KLING_26_PRO = ModelInfo(
     "kling-video-v2-6-pro-text-to-video",
@@ -126,7 +109,7 @@ FLUX2_KLEIN_4B = ModelInfo(
 )
 
 
-class OxenProvider(Provider):
+class OxenProvider(OxenEvents):
     """Sans-IO adapter for Oxen.ai's async queue (``hub.oxen.ai/api/ai/queue``) and its events.
 
     Completion is pushed over SSE at ``GET /api/events`` (``Accept: text/event-stream``, Bearer
@@ -146,106 +129,77 @@ class OxenProvider(Provider):
     name: ClassVar[str] = "oxen"
     env_var: ClassVar[str | None] = "OXEN_API_KEY"
     default_base_url: ClassVar[str] = "https://hub.oxen.ai"
-    models: ClassVar[Mapping[str, ModelInfo]] = {
-        info.name: info for info in (KLING_26_PRO, FLUX2_KLEIN_4B)
-    }
-    open_catalogue: ClassVar[bool] = True
+    models: ClassVar[Mapping[str, ModelInfo]] = catalogue(KLING_26_PRO, FLUX2_KLEIN_4B)
     can_cancel: ClassVar[bool] = True
     can_list: ClassVar[bool] = True
     has_events: ClassVar[bool] = True
     # With SSE the poll is only a fallback (missed event, dropped stream); the docs advise 2-5 s
     # for images and 10-30 s for video when polling alone.
     poll_interval: ClassVar[tuple[float, float]] = (2.0, 15.0)
-    # Generations persist since May 2026 (the April docs said 24 h); a 404 still means expired.
-    retention: ClassVar[float | None] = None
+    statuses: ClassVar[Mapping[str, Status]] = STATUSES
+    errors: ClassVar[tuple[ErrorRule, ...]] = ERRORS
+    error_texts: ClassVar[tuple[str, ...]] = ("error.detail", *ERROR_TEXTS)
+    id_keys: ClassVar[tuple[str, ...]] = ("generation_id",)
+    model_in_body: ClassVar[bool] = True
+    time_fields: ClassVar[tuple[str | None, ...]] = ("enqueued_at", "started_at", "completed_at")
+    list_path: ClassVar[str] = "/api/ai/queue"  # active generations only, unless a status is given
+    list_filters: ClassVar[tuple[str, ...] | None] = LIST_FILTERS
+    list_statuses: ClassVar[Mapping[str, str]] = LIST_STATUSES
+    list_key: ClassVar[str] = "generations"
+    expired_text: ClassVar[str | None] = (
+        "{name} no longer knows generation {id} (HTTP 404; expired or removed)"
+    )
 
-    # ------------------------------------------------------------------------------- validation
     def validate(self, model: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The base checks, plus: one generation per task, and ``model`` is not a parameter."""
+        """The base checks, plus: one generation per task."""
         count = params.get("num_generations")
-        if count is not None and not _is_one(count):
-            raise InvalidParams(
-                f"Parameter 'num_generations' must be 1 here, got {str(count)[:20]!r}: one Task is "
-                "one generation. For several results, submit one task per generation "
-                "(with different seeds if you want them to differ).",
-                provider=self.name,
-                model=model,
-            )
+        if count is not None and (isinstance(count, bool) or str(count).strip() != "1"):
+            why = f"Parameter 'num_generations' must be 1 here, got {str(count)[:20]!r}: " + _ONE
+            raise InvalidParams(why, provider=self.name, model=model)
         # 1 is Oxen's default: leave it out so the request (and its journal key) stays the same.
-        rest = {k: v for k, v in params.items() if k != "num_generations"}
-        clean = super().validate(model, rest)
-        if "model" in clean:
-            raise InvalidParams(
-                "'model' is not a parameter: name the model as oxen:<model>",
-                provider=self.name,
-                model=model,
-            )
-        return clean
+        return super().validate(model, {k: v for k, v in params.items() if k != "num_generations"})
 
-    # ------------------------------------------------------------------------------- protocol
     def build_submit(self, model: str, params: Mapping[str, Any]) -> Request:
         body = {"model": model, **{k: v for k, v in params.items() if k != "model"}}
-        return Request("POST", self.url("/api/ai/queue"), headers=self.auth_headers(), json=body)
+        return self.request("POST", "/api/ai/queue", json=body)
 
     def parse_submit(self, model: str, params: Mapping[str, Any], response: Response) -> Task:
+        """The first generation (the April docs answered "processing" here: whatever state is
+        reported is kept); ids beyond it are kept too, never to lose a billed generation."""
         body = response.json_or_none()
         if not response.ok or _error_object(body) is not None:
-            raise self._submit_error(response, body, model)
-        if body is None:
-            self.json_body(response)  # raises MalformedResponse naming what came instead
-        generations = body.get("generations") if isinstance(body, Mapping) else None
-        first = generations[0] if isinstance(generations, list) and generations else None
-        if not isinstance(first, Mapping) or not is_id(first.get("generation_id")):
-            raise self._malformed("the answer names no generation_id", response, model=model)
-        provider_data: dict[str, Any] = {}
-        others = [
-            str(g["generation_id"])
-            for g in cast("list[Any]", generations)[1:]
-            if isinstance(g, Mapping) and is_id(g.get("generation_id"))
-        ]
-        if others:  # not asked for (num_generations is 1), but never lose a billed generation
-            provider_data["other_generation_ids"] = others
-        task = Task(
-            id=str(first["generation_id"]),
-            provider=self.name,
-            model=model,
-            status=Status.QUEUED,
-            created_at=utcnow(),
-            params=dict(params),
-            provider_data=provider_data,
-        )
-        # The April docs answered "processing" here; keep whatever state was reported.
-        return self._snapshot(task, first) if isinstance(first.get("status"), str) else task
+            raise self.error_for(response, model=model)
+        entries = dig(body, "generations")
+        entries = entries if isinstance(entries, list) and entries else [None]
+        others = [first_id(e, "generation_id") for e in entries[1:] if isinstance(e, Mapping)]
+        extra = {"other_generation_ids": [o for o in others if o]} if any(others) else {}
+        first = entries[0] if isinstance(entries[0], Mapping) else None
+        return self.new_task(model, params, response, first, provider_data=extra)
 
     def build_poll(self, task: Task) -> Request:
-        return Request("GET", self._generation_url(task.id), headers=self.auth_headers())
-
-    def parse_poll(self, task: Task, response: Response) -> Task:
-        body = response.json_or_none()
-        if _is_generation(body, strict=not response.ok):
-            record = cast("Mapping[str, Any]", body)
-            said_id = record.get("generation_id")
-            if said_id is not None and str(said_id) != task.id:
-                raise self._malformed("the answer is about another generation", response, task=task)
-            return self._snapshot(task, record)
-        if response.status_code == 404:
-            return self.expired(task, response)
-        if not response.ok:
-            raise self.error_for(response, task=task)
-        if body is None:
-            self.json_body(response, task)  # raises MalformedResponse naming what came instead
-        raise self._malformed("the generation has no status", response, task=task)
+        return self.request("GET", self._generation_url(task.id))
 
     def build_result(self, task: Task) -> Request | None:
         """Poll once more when a success came without ``result_url`` (a race, or a new shape)."""
         return self.build_poll(task)
 
-    def parse_result(self, task: Task, response: Response) -> Task:
-        return self.parse_poll(task, response)
+    def state_in(self, response: Response, task: Task | None = None) -> Mapping[str, Any] | None:
+        """A generation record, not the error envelope (whose ``"status": "error"`` is no task
+        state); on an error code only a documented status counts."""
+        body = response.json_or_none()
+        if not isinstance(body, Mapping) or _error_object(body) is not None:
+            return None
+        status, said = body.get("status"), body.get("generation_id")
+        if not response.ok:
+            state = is_id(said) and isinstance(status, str) and status in STATUSES
+        else:
+            state = status.lower() != "error" if isinstance(status, str) else is_id(said)
+        if state and task is not None and said is not None and str(said) != task.id:
+            raise self.malformed("the answer is about another generation", response, task=task)
+        return body if state else None
 
-    # ------------------------------------------------------------------------------- cancel
     def build_cancel(self, task: Task) -> Request:
-        return Request("DELETE", self._generation_url(task.id), headers=self.auth_headers())
+        return self.request("DELETE", self._generation_url(task.id))
 
     def parse_cancel(self, task: Task, response: Response) -> Task:
         """Cancelled, unless the task was already terminal (Oxen then ignores the DELETE).
@@ -259,277 +213,40 @@ class OxenProvider(Provider):
             raise self.error_for(response, task=task)
         if task.done:
             return task
-        return task.evolve(
-            status=Status.CANCELLED,
-            provider_status="cancelled",
-            error=None,
-            finished_at=utcnow(),
-        )
+        cancelled = {"status": Status.CANCELLED, "provider_status": "cancelled", "error": None}
+        return task.evolve(**cancelled, finished_at=response.received_at)
 
-    # ------------------------------------------------------------------------------- list
-    def build_list(self, **filters: str) -> Request:
-        """``GET /api/ai/queue`` with the documented filters; only active generations unless a
-        ``status`` is given (Oxen's name or ours: ``running`` means ``processing``)."""
-        unknown = sorted(set(filters) - set(LIST_FILTERS))
-        if unknown:
-            raise InvalidParams(
-                f"Unknown list filter {', '.join(map(repr, unknown))}. "
-                f"Oxen filters by: {', '.join(LIST_FILTERS)}",
-                provider=self.name,
-            )
-        query = {k: str(v) for k, v in filters.items() if v is not None and str(v) != ""}
-        if "status" in query:
-            wanted = _STATUS_FILTER.get(query["status"].lower())
-            if wanted is None:
-                raise InvalidParams(
-                    f"Oxen cannot list by status {query['status'][:20]!r}; use one of "
-                    "queued, processing (running), succeeded, failed, cancelled",
-                    provider=self.name,
-                )
-            query["status"] = wanted
-        return Request(
-            "GET", self.url("/api/ai/queue"), headers=self.auth_headers(), params=query or None
-        )
+    def listed(self, record: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        model = text(record.get("model_name")) or text(record.get("model")) or "unknown"
+        return model, {k: v for k, v in record.items() if k not in _RECORD_FIELDS}
 
-    def parse_list(self, response: Response) -> list[Task]:
-        if not response.ok:
-            raise self.error_for(response)
-        body = self.json_body(response)
-        items = body.get("generations") if isinstance(body, Mapping) else None
-        if not isinstance(items, list):
-            raise self._malformed("the answer has no generations list", response)
-        tasks = []
-        for record in items:
-            if not isinstance(record, Mapping) or not is_id(record.get("generation_id")):
-                continue  # nothing to poll or cancel without an id
-            model = _text(record.get("model_name")) or _text(record.get("model")) or "unknown"
-            params = {k: v for k, v in record.items() if k not in _RECORD_FIELDS}
-            base = Task(
-                id=str(record["generation_id"]),
-                provider=self.name,
-                model=model,
-                status=Status.QUEUED,
-                params=params,
-            )
-            tasks.append(self._snapshot(base, record))
-        return tasks
-
-    # ------------------------------------------------------------------------------- events
-    def build_events(self) -> Request:
-        headers = {**self.auth_headers(), "Accept": "text/event-stream"}
-        return Request("GET", self.url("/api/events"), headers=headers)
-
-    def parse_event(self, event: str, data: str) -> Event | None:
-        """A completion for one generation, or None for anything that cannot complete a task:
-        other event types, malformed JSON, an unknown status, a success with no usable URL."""
-        if event != COMPLETED_EVENT:
-            return None
-        try:
-            payload = json.loads(data)
-        except (TypeError, ValueError):
-            return None
-        if not isinstance(payload, Mapping) or not is_id(payload.get("generation_id")):
-            return None
-        status = payload.get("status")
-        if status == "succeeded" and not is_http_url(payload.get("url")):
-            return None  # nothing to show; the fallback poll reads result_url
-        if status not in ("succeeded", "failed"):
-            return None  # the docs say only these two appear
-        return Event(task_id=str(payload["generation_id"]), payload=dict(payload))
-
-    def apply_event(self, task: Task, event: Event) -> Task:
-        """The pushed outcome; the task unchanged when it is already terminal, the event is for
-        another generation, or it says nothing we can use."""
-        if task.done or event.task_id != task.id:
-            return task
-        payload = event.payload
-        status = payload.get("status")
+    def snapshot(self, task: Task, record: Mapping[str, Any], now: datetime) -> Task:
+        raw = record.get("status") if isinstance(record.get("status"), str) else None
+        # An undocumented status, or none (the April docs' in-progress records): still running.
+        status = self.status_of(raw) if raw else Status.RUNNING
         provider_data = dict(task.provider_data)
-        kind = _kind(payload.get("media_type"))
-        if kind is not None:
-            provider_data["media_type"] = kind
-        finished = task.finished_at or utcnow()
-        if status == "succeeded":
-            url = payload.get("url")
-            if not is_http_url(url):
-                return task
-            kind = _kind(provider_data.get("media_type"))  # this event's, else an earlier poll's
-            output = self.output(url, kind=kind, model=task.model)
-            return task.evolve(
-                status=Status.SUCCEEDED,
-                provider_status="succeeded",
-                outputs=(output,),
-                error=None,
-                finished_at=finished,
-                provider_data=provider_data,
-            )
-        if status == "failed":
-            return task.evolve(
-                status=Status.FAILED,
-                provider_status="failed",
-                outputs=(),
-                error=self._clean(payload.get("error"))
-                or f"{self.name} reported the generation failed with no reason",
-                finished_at=finished,
-                provider_data=provider_data,
-            )
-        return task
-
-    # ------------------------------------------------------------------------------- errors
-    def error_for(
-        self, response: Response, *, task: Task | None = None, model: str | None = None
-    ) -> ProviderError:
-        """Map Oxen's error envelope: by ``error.type`` first, then by the HTTP code."""
-        code = response.status_code
-        body = response.json_or_none()
-        err = _error_object(body) or {}
-        kind = str(err.get("type") or "").lower()
-        message = self._clean(self.error_message(body)) or _reason(code)
-        kw: dict[str, Any] = {
-            "status_code": code,
-            "provider": self.name,
-            "model": task.model if task else model,
-            "task_id": task.id if task else None,
-        }
-        if code == 429:  # documented only for chat; honour a Retry-After if one comes
-            return RateLimited(
-                f"Rate limited by {self.name}: {message}", retry_after=retry_after(response), **kw
-            )
-        if kind == "unauthenticated" or code in (401, 403):
-            return AuthError(f"{self.name} refused the key (HTTP {code}): {message}", **kw)
-        if code == 402 or _QUOTA_TEXT.search(message):
-            return QuotaError(f"{self.name} refused for credits (HTTP {code}): {message}", **kw)
-        if kind == "invalid_params":
-            return ProviderError(
-                f"{self.name} refused the parameters (HTTP {code}): {message}", **kw
-            )
-        if code >= 500:
-            return ServerError(f"{self.name} server error (HTTP {code}): {message}", **kw)
-        return ProviderError(f"{self.name} error (HTTP {code}): {message}", **kw)
-
-    def error_message(self, body: Any) -> str | None:
-        """``error.detail``, else ``error.message``, ``error.title``, then the top level."""
-        err = _error_object(body)
-        if err is not None:
-            for key in ("detail", "message", "title"):
-                text = err.get(key)
-                if isinstance(text, str) and text.strip():
-                    return text
-        return super().error_message(body)
-
-    def expired(self, task: Task, response: Response | None = None) -> Task:
-        """A 404 for a generation we submitted: gone (the April docs' 24 h TTL), not unknown."""
-        gone = self._clean(self.error_message(response.json_or_none())) if response else None
-        error = f"{self.name} no longer knows generation {task.id} (HTTP 404; expired or removed)"
-        return task.evolve(
-            status=Status.EXPIRED,
-            error=f"{error}: {gone}" if gone else error,
-            finished_at=task.finished_at or utcnow(),
-        )
-
-    def _submit_error(self, response: Response, body: Any, model: str) -> ProviderError:
-        err = _error_object(body) or {}
-        said = self._clean(self.error_message(body))
-        if str(err.get("type") or "").lower() == "resource_not_found" or (
-            said and _MODEL_NOT_FOUND.search(said)
-        ):
-            error = self.unknown_model(model)
-            if said:
-                error.message = f"{error.message} ({self.name} said: {said})"
-                error.args = (error.message,)
-            return error
-        if said and "unsupported_media_type" in said:
-            return ProviderError(
-                f"{self.name} cannot queue {model!r}: the queue takes image and video models "
-                f"only ({said})",
-                status_code=response.status_code,
-                provider=self.name,
-                model=model,
-            )
-        return self.error_for(response, model=model)
-
-    # ------------------------------------------------------------------------------- helpers
-    def _snapshot(self, task: Task, record: Mapping[str, Any]) -> Task:
-        raw = record.get("status")
-        if isinstance(raw, str):
-            status = STATUSES.get(raw.lower(), Status.RUNNING)  # undocumented: still running
-        else:
-            status = Status.RUNNING  # the April docs: a record without status is in progress
-        provider_data = dict(task.provider_data)
-        kind = _kind(record.get("media_type"))
-        if kind is not None:
-            provider_data["media_type"] = kind
-        finished = None
-        if status.is_terminal:  # Oxen's time, else when we first saw it done
-            finished = parse_time(record.get("completed_at")) or task.finished_at or utcnow()
-        error = None
-        if status is Status.FAILED:
-            error = self._clean(record.get("error_message")) or (
-                f"{self.name} reported the generation failed with no reason"
-            )
-        elif status is Status.CANCELLED:
-            error = self._clean(record.get("error_message"))
+        if kind_word(record.get("media_type")):  # this record's, else an earlier one's
+            provider_data["media_type"] = kind_word(record.get("media_type"))
         outputs = task.outputs if status is Status.SUCCEEDED else ()
-        url = record.get("result_url")
+        url, kind = record.get("result_url"), kind_word(provider_data.get("media_type"))
         if status is Status.SUCCEEDED and is_http_url(url):
-            outputs = (
-                self.output(url, kind=_kind(provider_data.get("media_type")), model=task.model),
-            )
+            outputs = (self.output(url, kind=kind, model=task.model),)
+        error = self._clean(record.get("error_message")) if status is Status.CANCELLED else None
+        if status is Status.FAILED:
+            error = self.failure(raw, record.get("error_message"))
         return task.evolve(
             status=status,
-            provider_status=raw if isinstance(raw, str) else None,
+            provider_status=raw,
             error=error,
-            created_at=parse_time(record.get("enqueued_at")) or task.created_at,
-            started_at=parse_time(record.get("started_at")) or task.started_at,
-            finished_at=finished,
+            **self.times(task, status, record, now),
             outputs=outputs,
             provider_data=provider_data,
         )
 
     def _generation_url(self, generation_id: str) -> str:
-        return self.url(f"/api/ai/queue/{quote(generation_id, safe='')}")
-
-
-def _is_generation(body: Any, *, strict: bool) -> bool:
-    """Does `body` carry a generation's state? On an error code only a documented status counts
-    (the error envelope's own ``"status": "error"`` must not pass as a task state)."""
-    if not isinstance(body, Mapping) or _error_object(body) is not None:
-        return False
-    status = body.get("status")
-    if strict:
-        return is_id(body.get("generation_id")) and isinstance(status, str) and status in STATUSES
-    if isinstance(status, str):
-        return status.lower() != "error"
-    return is_id(body.get("generation_id"))
+        return f"/api/ai/queue/{quote(generation_id, safe='')}"
 
 
 def _error_object(body: Any) -> Mapping[str, Any] | None:
-    err = body.get("error") if isinstance(body, Mapping) else None
+    err = dig(body, "error")
     return err if isinstance(err, Mapping) else None
-
-
-def _is_one(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return value == 1
-    return isinstance(value, str) and value.strip() == "1"
-
-
-def _kind(value: Any) -> OutputKind | None:
-    if isinstance(value, str) and value.strip().lower() in _KINDS:
-        return cast("OutputKind", value.strip().lower())
-    return None
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def _reason(code: int) -> str:
-    from http import HTTPStatus
-
-    try:
-        return HTTPStatus(code).phrase
-    except ValueError:
-        return f"HTTP {code}"

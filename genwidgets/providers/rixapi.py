@@ -14,23 +14,18 @@ Protocol (seed 001, FINDINGS.md section 2):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from .._exceptions import InvalidParams, ProviderError, QuotaError
-from .._models import Status, Task, utcnow
-from ._base import (
-    MAX_SERVER_TEXT,
-    ModelInfo,
-    Param,
-    Provider,
-    Request,
-    Response,
-    is_http_url,
-    parse_time,
-)
+from .._exceptions import InvalidParams, QuotaError, UnknownModel
+from .._models import Status, Task
+from ._base import Provider
+from ._catalogue import ModelInfo, Param, catalogue
+from ._errors import DEFAULT_RULES, MODEL_NOT_FOUND, ErrorRule
+from ._fields import as_float, dig, is_http_url
+from ._wire import Request, Response
 
 __all__ = ["RixAPIProvider"]
 
@@ -40,15 +35,14 @@ STATUSES: Mapping[str, Status] = {
     "completed": Status.SUCCEEDED,
     "failed": Status.FAILED,
 }
-
-_QUOTA_CODES = frozenset({"insufficient_user_quota", "insufficient_quota", "quota_exceeded"})
-_MODEL_CODES = frozenset({"model_not_found", "model_not_exist", "invalid_model"})
-_UNKNOWN_MODEL = re.compile(
-    r"\bmodel\b[^.\n]{0,80}?\b(not found|not exist|does not exist|doesn't exist|"
-    r"is not supported)\b|\b(unknown|invalid|unsupported|no such) model\b|no available channel",
-    re.IGNORECASE,
+_REFUSED_MODEL = ErrorRule(UnknownModel, "{provider} said: {message}", codes={400, 404, 422, 503})
+ERRORS: tuple[ErrorRule, ...] = (
+    _REFUSED_MODEL.where(kind=r"^(model_not_found|model_not_exist|invalid_model)$", submit=True),
+    _REFUSED_MODEL.where(text=MODEL_NOT_FOUND, submit=True),
+    # An empty account gets HTTP 403 with code insufficient_user_quota: billing, not the key.
+    ErrorRule(QuotaError, "{provider} refused for credits ({kind}): {message}", kind="quota"),
+    *DEFAULT_RULES,
 )
-_MAX_TEXT = MAX_SERVER_TEXT
 
 
 def _video(name: str, description: str, **params: Param) -> ModelInfo:
@@ -86,11 +80,14 @@ class RixAPIProvider(Provider):
     name: ClassVar[str] = "rixapi"
     env_var: ClassVar[str | None] = "RIXAPI_API_KEY"
     default_base_url: ClassVar[str] = "https://api.ephone.ai"
-    models: ClassVar[Mapping[str, ModelInfo]] = {info.name: info for info in CATALOGUE}
-    open_catalogue: ClassVar[bool] = True
+    models: ClassVar[Mapping[str, ModelInfo]] = catalogue(*CATALOGUE)
     poll_interval: ClassVar[tuple[float, float]] = (3.0, 10.0)  # the docs advise 3-10 s
+    statuses: ClassVar[Mapping[str, Status]] = STATUSES
+    errors: ClassVar[tuple[ErrorRule, ...]] = ERRORS
+    error_kind: ClassVar[str] = "error.code"
+    id_keys: ClassVar[tuple[str, ...]] = ("id", "task_id")
+    time_fields: ClassVar[tuple[str | None, ...]] = ("created_at", "started_at", "completed_at")
 
-    # ------------------------------------------------------------------------------- validation
     def validate(self, model: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """The base checks, plus: a callback URL must be a plain http(s) URL."""
         clean = super().validate(model, params)
@@ -103,7 +100,6 @@ class RixAPIProvider(Provider):
             )
         return clean
 
-    # ------------------------------------------------------------------------------- protocol
     def build_submit(self, model: str, params: Mapping[str, Any]) -> Request:
         body: dict[str, Any] = {
             "model": model,
@@ -111,122 +107,41 @@ class RixAPIProvider(Provider):
         }
         if params.get("callback_url"):
             body["callback_url"] = params["callback_url"]
-        return Request("POST", self.url("/v1/task/submit"), headers=self.auth_headers(), json=body)
+        return self.request("POST", "/v1/task/submit", json=body)
 
     def parse_submit(self, model: str, params: Mapping[str, Any], response: Response) -> Task:
-        body = response.json_or_none()
         if not response.ok:
-            if response.status_code in (400, 404, 422, 503) and self._unknown_model(body):
-                error = self.unknown_model(model)
-                said = self._clean(self.error_message(body))
-                if said:
-                    error.message = f"{error.message} ({self.name} said: {said})"
-                    error.args = (error.message,)
-                raise error
             raise self.error_for(response, model=model)
-        data = self._task_body(body, response, model=model)
-        task_id = data.get("id") or data.get("task_id")
-        if not isinstance(task_id, (str, int)) or isinstance(task_id, bool) or not str(task_id):
-            raise self._malformed("the submit answer has no task id", response, model=model)
-        raw = data.get("status")
-        task = Task(
-            id=str(task_id),
-            provider=self.name,
-            model=model,
-            status=Status.QUEUED,
-            params=dict(params),
-            created_at=parse_time(data.get("created_at")) or utcnow(),
-        )
         # A fast provider may answer the submit with the task already done: keep what it said.
-        return self._snapshot(task, data) if isinstance(raw, str) else task
+        return self.new_task(model, params, response, _unwrap(response.json_or_none()))
 
     def build_poll(self, task: Task) -> Request:
-        return Request(
-            "GET", self.url(f"/v1/task/{quote(task.id, safe='')}"), headers=self.auth_headers()
-        )
+        return self.request("GET", f"/v1/task/{quote(task.id, safe='')}")
 
-    def parse_poll(self, task: Task, response: Response) -> Task:
+    def state_in(self, response: Response, task: Task | None = None) -> Mapping[str, Any] | None:
+        """The task object, whatever the HTTP code says, unless the body is an error envelope."""
         body = response.json_or_none()
         data = _unwrap(body)
-        if data is not None and isinstance(data.get("status"), str) and not _err(body):
-            return self._snapshot(task, data)  # a task state, whatever the HTTP code says
-        if response.status_code == 404:
-            return self.expired(task, response)
-        if not response.ok:
-            raise self.error_for(response, task=task)
-        if body is None:
-            self.json_body(response, task)  # raises MalformedResponse naming what came instead
-        raise self._malformed("the task has no status", response, task=task)
+        if data is None or not isinstance(data.get("status"), str):
+            return None
+        return None if isinstance(dig(body, "error"), Mapping) else data
 
-    # ------------------------------------------------------------------------------- errors
-    def error_for(
-        self, response: Response, *, task: Task | None = None, model: str | None = None
-    ) -> ProviderError:
-        """The base mapping, except that a quota code means out of credits (HTTP 403 or 429)."""
-        body = response.json_or_none()
-        message = self._clean(self.error_message(body))
-        code = str(_err(body).get("code") or "").lower()
-        if code in _QUOTA_CODES or "quota" in code:
-            return QuotaError(
-                f"{self.name} refused for credits ({code}): {message or 'no message'}",
-                status_code=response.status_code,
-                provider=self.name,
-                model=task.model if task else model,
-                task_id=task.id if task else None,
-            )
-        error = super().error_for(response, task=task, model=model)
-        error.message = self._scrub(error.message)
-        error.args = (error.message,)
-        return error
-
-    # ------------------------------------------------------------------------------- helpers
-    def _snapshot(self, task: Task, data: Mapping[str, Any]) -> Task:
-        raw = str(data["status"])
-        status = STATUSES.get(raw.lower(), Status.RUNNING)  # undocumented: still running
-        finished = parse_time(data.get("completed_at"))
-        if status.is_terminal and finished is None:
-            finished = task.finished_at or utcnow()  # when we first saw it done
-        error = None
-        if status is Status.FAILED:
-            reason = data.get("error")
-            if isinstance(reason, Mapping):
-                reason = reason.get("message")
-            error = self._clean(reason) or f"{self.name} reported the task failed with no reason"
-        usage = data.get("usage")
-        cost = _cost(data, usage)
+    def snapshot(self, task: Task, record: Mapping[str, Any], now: datetime) -> Task:
+        raw = str(record["status"])
+        status = self.status_of(raw)
+        reason = record.get("error")  # a plain string, or an OpenAI-style object
+        reason = dig(reason, "message") if isinstance(reason, Mapping) else reason
+        usage = record.get("usage")
+        cost = _cost(record, usage)
         return task.evolve(
             status=status,
             provider_status=raw,
-            error=error,
-            created_at=parse_time(data.get("created_at")) or task.created_at,
-            started_at=parse_time(data.get("started_at")) or task.started_at,
-            finished_at=finished,
-            outputs=tuple(self._outputs(data.get("outputs"), task.model)),
+            error=self.failure(raw, reason) if status is Status.FAILED else None,
+            **self.times(task, status, record, now),
+            outputs=tuple(self.outputs(record.get("outputs") or [], task.model)),
             usage=dict(usage) if isinstance(usage, Mapping) else task.usage,
             cost=cost if cost is not None else task.cost,
         )
-
-    def _outputs(self, urls: Any, model: str) -> list[Any]:
-        outputs = []
-        for item in urls if isinstance(urls, list) else []:
-            url = item.get("url") if isinstance(item, Mapping) else item
-            if isinstance(url, str) and is_http_url(url):  # server text: http(s) links only
-                outputs.append(self.output(url, model=model))
-        return outputs
-
-    def _task_body(
-        self, body: Any, response: Response, *, model: str | None = None
-    ) -> Mapping[str, Any]:
-        if body is None:
-            self.json_body(response)  # raises MalformedResponse naming what came instead
-        data = _unwrap(body)
-        if data is None:
-            raise self._malformed("the body is not a task object", response, model=model)
-        return data
-
-    def _unknown_model(self, body: Any) -> bool:
-        code = str(_err(body).get("code") or "").lower()
-        return code in _MODEL_CODES or bool(_UNKNOWN_MODEL.search(self.error_message(body) or ""))
 
 
 def _unwrap(body: Any) -> Mapping[str, Any] | None:
@@ -239,22 +154,10 @@ def _unwrap(body: Any) -> Mapping[str, Any] | None:
     return body
 
 
-def _err(body: Any) -> Mapping[str, Any]:
-    """The OpenAI-style ``error`` object, else {} (a failed task's ``error`` is text)."""
-    err = body.get("error") if isinstance(body, Mapping) else None
-    return err if isinstance(err, Mapping) else {}
-
-
-def _cost(data: Mapping[str, Any], usage: Any) -> float | None:
+def _cost(record: Mapping[str, Any], usage: Any) -> float | None:
     """A numeric cost at the top level or inside ``usage`` (per-call billing), if any."""
-    for source in (data, usage if isinstance(usage, Mapping) else {}):
+    for source in (record, usage if isinstance(usage, Mapping) else {}):
         for key in ("cost", "total_cost"):
-            value = source.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-            if isinstance(value, str):
-                try:
-                    return float(value)
-                except ValueError:
-                    continue
+            if as_float(source.get(key)) is not None:
+                return as_float(source.get(key))
     return None

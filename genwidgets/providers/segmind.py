@@ -23,24 +23,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from .._exceptions import ProviderError, QuotaError, UnknownModel
-from .._models import Output, Status, Task, utcnow
-from ._base import (
-    MAX_SERVER_TEXT,
-    ModelInfo,
-    Param,
-    Provider,
-    Request,
-    Response,
-    is_http_url,
-    is_id,
-    same_site,
-)
+from .._exceptions import ProviderError, UnknownModel
+from .._models import Output, Status, Task
+from ._base import Provider
+from ._catalogue import ModelInfo, Param, catalogue
+from ._errors import DEFAULT_RULES, QUOTA, ErrorRule
+from ._fields import first_id, is_http_url, is_id, same_site
+from ._wire import Request, Response
 
-__all__ = ["SegmindProvider"]
+__all__ = ["SegmindProvider", "same_site"]
 
 STATUSES: Mapping[str, Status] = {
     "QUEUED": Status.QUEUED,
@@ -48,15 +43,23 @@ STATUSES: Mapping[str, Status] = {
     "COMPLETED": Status.SUCCEEDED,
     "FAILED": Status.FAILED,
 }
-
+#: A 406 is a billing refusal only when its text says so (it also means "wrong content type").
+_MONEY = r"credit|balance|spend|limit|recharge|billing|payment|insufficient"
+_NO_MODEL = ErrorRule(
+    UnknownModel, "{provider}: model not found ({status}): {message}", {404}, submit=True
+)
+ERRORS: tuple[ErrorRule, ...] = (
+    # 410 is a retired model: the fix is the same as for 404 (name another model), so a submit
+    # gets UnknownModel (a ConfigError, never retried), which lists the models we know.
+    _NO_MODEL,
+    _NO_MODEL.where(codes={410}, message="{provider}: model retired ({status}): {message}"),
+    QUOTA.where(codes={406}, text=_MONEY),
+    ErrorRule(ProviderError, "{provider} retired this model ({status}): {message}", {410}),
+    *DEFAULT_RULES,
+)
 #: Segmind model slugs (seedream-4.5, sdxl1.0-txt2img): the name becomes a URL path segment.
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-#: A 406 is a billing refusal only when its text says so (it also means "wrong content type").
-_QUOTA_TEXT = re.compile(
-    r"credit|balance|spend|limit|recharge|billing|payment|insufficient", re.IGNORECASE
-)
 _MEDIA_KEYS = ("images", "video", "audio")
-_MAX_TEXT = MAX_SERVER_TEXT
 
 SEEDREAM = ModelInfo(
     "seedream-4.5",
@@ -74,200 +77,103 @@ class SegmindProvider(Provider):
     name: ClassVar[str] = "segmind"
     env_var: ClassVar[str | None] = "SEGMIND_API_KEY"
     default_base_url: ClassVar[str] = "https://api.segmind.com"
-    models: ClassVar[Mapping[str, ModelInfo]] = {SEEDREAM.name: SEEDREAM}
-    open_catalogue: ClassVar[bool] = True
+    models: ClassVar[Mapping[str, ModelInfo]] = catalogue(SEEDREAM)
     # The docs' example polls every 2 s. The free tier allows 5 requests a minute and it is not
     # documented whether polls count, so back off to 8 s rather than keep hammering.
     poll_interval: ClassVar[tuple[float, float]] = (2.0, 8.0)
     retention: ClassVar[float | None] = 3600.0  # "stored for 1 hour after submission"
+    statuses: ClassVar[Mapping[str, Status]] = STATUSES
+    errors: ClassVar[tuple[ErrorRule, ...]] = ERRORS
+    id_keys: ClassVar[tuple[str, ...]] = ("request_id",)
+    stamp_start: ClassVar[bool] = True  # Segmind reports no times
+    expired_text: ClassVar[str | None] = (
+        "{name} no longer knows this request (results are kept 1 h)"
+    )
 
-    # ------------------------------------------------------------------------------- validation
     def check_model(self, model: str) -> None:
         """The model name is a path segment of the submit URL: only slug characters pass."""
         super().check_model(model)
         if not _SLUG.fullmatch(model) or ".." in model:
             raise self.unknown_model(model)
 
-    # ------------------------------------------------------------------------------- protocol
     def auth_headers(self) -> dict[str, str]:
         return {"x-api-key": self._api_key} if self._api_key else {}
 
     def build_submit(self, model: str, params: Mapping[str, Any]) -> Request:
-        return Request(
-            "POST",
-            self.url(f"/v2/{quote(model, safe='')}"),
-            # Segmind answers 406 to a body without a JSON (or multipart) content type.
-            headers={**self.auth_headers(), "Content-Type": "application/json"},
-            json=dict(params),
-        )
+        # Segmind answers 406 to a body without a JSON (or multipart) content type.
+        path, json_type = f"/v2/{quote(model, safe='')}", {"Content-Type": "application/json"}
+        return self.request("POST", path, headers=json_type, json=dict(params))
 
     def parse_submit(self, model: str, params: Mapping[str, Any], response: Response) -> Task:
+        """Always "QUEUED" per the docs; a 422 FAILED with an id is kept as a failed task."""
         body = response.json_or_none()
-        request_id = body.get("request_id") if isinstance(body, Mapping) else None
-        if not response.ok and not (is_id(request_id) and response.status_code == 422):
-            if response.status_code in (404, 410):
-                raise self._unknown_model(model, response)
+        record = body if isinstance(body, Mapping) else None
+        failed = record is not None and first_id(record, *self.id_keys) is not None
+        if not response.ok and not (failed and response.status_code == 422):
             raise self.error_for(response, model=model)
-        if body is None:
-            self.json_body(response)  # raises MalformedResponse naming what came instead
-        if not isinstance(body, Mapping) or not is_id(request_id):
-            raise self._malformed("the submit answer has no request_id", response, model=model)
-        task = Task(
-            id=str(request_id),
-            provider=self.name,
-            model=model,
-            status=Status.QUEUED,
-            provider_status="QUEUED",
-            created_at=utcnow(),  # Segmind reports no times; this is when it accepted the job
-            params=dict(params),
-        )
-        # Always "QUEUED" per the docs; a 422 FAILED here is kept as a failed task, not lost.
-        return self._snapshot(task, body) if isinstance(body.get("status"), str) else task
+        return self.new_task(model, params, response, record, provider_status="QUEUED")
 
     def build_poll(self, task: Task) -> Request:
-        return Request("GET", self._url_for(task, "status_url"), headers=self.auth_headers())
-
-    def parse_poll(self, task: Task, response: Response) -> Task:
-        body = self._task_body(task, response)
-        return self._expired(task, response) if body is None else self._snapshot(task, body)
+        return self.request("GET", self._url_for(task, "status_url"))
 
     def build_result(self, task: Task) -> Request | None:
         """The light status poll carries no outputs: fetch them from ``response_url``."""
-        return Request("GET", self._url_for(task, "response_url"), headers=self.auth_headers())
+        return self.request("GET", self._url_for(task, "response_url"))
 
     def parse_result(self, task: Task, response: Response) -> Task:
-        body = self._task_body(task, response)
-        if body is None:
-            return self._expired(task, response)
-        new = self._snapshot(task, body)
+        new = self.parse_poll(task, response)
         if new.status is Status.SUCCEEDED and not new.outputs:
             # The docs promise `output` "always"; a COMPLETED result without it is not a result.
-            raise self._malformed("the COMPLETED result has no output", response, task=task)
+            raise self.malformed("the COMPLETED result has no output", response, task=task)
         return new
 
-    # ------------------------------------------------------------------------------- errors
-    def error_for(
-        self, response: Response, *, task: Task | None = None, model: str | None = None
-    ) -> ProviderError:
-        """The base mapping, refined for Segmind's 406 (credits vs content type) and 410."""
-        code = response.status_code
-        message = self._clean(self.error_message(response.json_or_none()))
-        kw: dict[str, Any] = {
-            "status_code": code,
-            "provider": self.name,
-            "model": task.model if task else model,
-            "task_id": task.id if task else None,
-        }
-        if code == 406 and message and _QUOTA_TEXT.search(message):
-            return QuotaError(f"{self.name} refused for credits (HTTP 406): {message}", **kw)
-        if code == 410:
-            return ProviderError(
-                f"{self.name} retired this model (HTTP 410): {message or 'Gone'}", **kw
-            )
-        error = super().error_for(response, task=task, model=model)
-        error.message = self._scrub(error.message[: _MAX_TEXT + 100])
-        error.args = (error.message,)
-        return error
-
-    # ------------------------------------------------------------------------------- helpers
-    def _unknown_model(self, model: str, response: Response) -> UnknownModel:
-        """404 on submit: no such model. 410: the model was retired, so the fix is the same --
-        name another model -- and UnknownModel (a ConfigError, never retried) lists the ones we
-        know, where a bare ProviderError would not."""
-        error = self.unknown_model(model)
-        said = self._clean(self.error_message(response.json_or_none()))
-        why = "retired (HTTP 410)" if response.status_code == 410 else "not found (HTTP 404)"
-        error.message = f"{error.message} ({self.name}: model {why}{': ' + said if said else ''})"
-        error.args = (error.message,)
-        return error
-
-    def _task_body(self, task: Task, response: Response) -> Mapping[str, Any] | None:
-        """The task state in a poll or result answer; None for a 404 (expired); else raises.
-
-        The body comes first: a FAILED job is HTTP 422 with its status in the body.
-        """
+    def state_in(self, response: Response, task: Task | None = None) -> Mapping[str, Any] | None:
+        """The body first: a FAILED job is HTTP 422 with its status in the body."""
         body = response.json_or_none()
-        if (
-            isinstance(body, Mapping)
-            and isinstance(body.get("status"), str)
-            and (response.ok or response.status_code == 422)
-        ):
-            return body
-        if response.status_code == 404:
+        if not isinstance(body, Mapping) or not isinstance(body.get("status"), str):
             return None
-        if not response.ok:
-            raise self.error_for(response, task=task)
-        if body is None:
-            self.json_body(response, task)  # raises MalformedResponse naming what came instead
-        raise self._malformed("the answer has no status", response, task=task)
+        return body if response.ok or response.status_code == 422 else None
 
-    def _expired(self, task: Task, response: Response) -> Task:
-        """A 404 for a task we submitted: Segmind keeps requests for one hour only."""
-        said = self._clean(self.error_message(response.json_or_none()))
-        hours = f"{(self.retention or 3600) / 3600:g}"
-        error = f"{self.name} no longer knows this request (results are kept {hours} h)"
-        return self.expired(task).evolve(error=f"{error}: {said}" if said else error)
-
-    def _snapshot(self, task: Task, body: Mapping[str, Any]) -> Task:
-        raw = str(body["status"])
-        status = STATUSES.get(raw.upper(), Status.RUNNING)  # undocumented: still running
+    def snapshot(self, task: Task, record: Mapping[str, Any], now: datetime) -> Task:
+        raw = str(record["status"])
+        status = self.status_of(raw)
         provider_data = dict(task.provider_data)
         for key in ("status_url", "response_url"):
-            url = body.get(key)
+            url = record.get(key)
             if isinstance(url, str) and same_site(url, self.base_url):
                 provider_data[key] = url
-        error = None
-        if status is Status.FAILED:
-            error = self._clean(self.error_message(body)) or (
-                f"{self.name} reported {raw} with no reason"
-            )
-        started = task.started_at
-        if status is Status.RUNNING and started is None:
-            started = utcnow()  # when we first saw a worker on it
-        finished = task.finished_at
-        if status.is_terminal and finished is None:
-            finished = utcnow()  # Segmind reports no times: when we first saw it done
-        outputs = tuple(self._outputs(body, task.model)) or task.outputs
+        failed = status is Status.FAILED
+        outputs = tuple(self._outputs(record, task.model)) or task.outputs
         return task.evolve(
             status=status,
             provider_status=raw,
-            error=error,
-            started_at=started,
-            finished_at=finished,
+            error=self.failure(raw, self.error_message(record)) if failed else None,
+            **self.times(task, status, record, now),
             outputs=outputs if status is Status.SUCCEEDED else (),
-            usage=_usage(body, task.usage),
+            usage=_usage(record, task.usage),
             provider_data=provider_data,
         )
 
-    def _outputs(self, body: Mapping[str, Any], model: str) -> list[Output]:
+    def _outputs(self, record: Mapping[str, Any], model: str) -> list[Output]:
         """Media from ``images``/``video``/``audio``; else ``output`` (a URL, or the text)."""
         outputs: list[Output] = []
         for key in _MEDIA_KEYS:
-            items = body.get(key)
+            items = record.get(key)
             for item in items if isinstance(items, list) else [items]:
                 entry = item if isinstance(item, Mapping) else {"url": item}
-                url = entry.get("url")
-                if not is_http_url(url):
-                    continue  # server text: only http(s) links become outputs
                 ctype = entry.get("content_type")
-                # `file_name` is server text and is never used (the cache names files by hash).
-                outputs.append(
-                    self.output(
-                        url,
-                        content_type=ctype if isinstance(ctype, str) else None,
-                        size=entry.get("file_size"),
-                        model=model,
+                if is_http_url(entry.get("url")):  # `file_name` is server text: never used
+                    ctype = ctype if isinstance(ctype, str) else None
+                    size = entry.get("file_size")
+                    outputs.append(
+                        self.output(entry["url"], content_type=ctype, size=size, model=model)
                     )
-                )
         if outputs:
             return outputs  # `output` repeats the first media URL
-        value = body.get("output")
+        value = record.get("output")
         if isinstance(value, str) and (self.kind_of(model) == "text" or not is_http_url(value)):
             return [Output(kind="text", text=value)]  # an LLM's answer (kept only on success)
-        for url in value if isinstance(value, list) else [value]:
-            if is_http_url(url):
-                outputs.append(self.output(url, model=model))
-        return outputs
+        return self.outputs(value, model)
 
     def _url_for(self, task: Task, key: str) -> str:
         url = task.provider_data.get(key)
@@ -278,17 +184,14 @@ class SegmindProvider(Provider):
         return self.url(path + "/status" if key == "status_url" else path)
 
 
-def _usage(body: Mapping[str, Any], previous: dict[str, Any] | None) -> dict[str, Any] | None:
+def _usage(record: Mapping[str, Any], previous: dict[str, Any] | None) -> dict[str, Any] | None:
     """Segmind's ``metrics`` (inference/queue/total time), ``timings`` and reported ``seed``,
     kept under their own names; earlier snapshots' values are kept unless replaced."""
     found: dict[str, Any] = {}
     for key in ("metrics", "timings"):
-        value = body.get(key)
+        value = record.get(key)
         if isinstance(value, Mapping) and value:
             found[key] = dict(value)
-    seed = body.get("seed")
-    if isinstance(seed, (str, int)) and not isinstance(seed, bool) and str(seed):
-        found["seed"] = seed  # the seed the provider used (as text in the docs' example)
-    if not found:
-        return previous
-    return {**(previous or {}), **found}
+    if is_id(record.get("seed")):
+        found["seed"] = record["seed"]  # the seed the provider used (as text in the docs' example)
+    return {**(previous or {}), **found} if found else previous

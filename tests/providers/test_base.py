@@ -17,7 +17,7 @@ from genwidgets import (
     UnknownProvider,
 )
 from genwidgets.providers import ModelInfo, Param, Provider, Response, parse_model_id
-from genwidgets.providers._base import guess_kind, parse_time, retry_after
+from genwidgets.providers._fields import guess_kind, parse_time, retry_after
 
 
 class Demo(Provider):

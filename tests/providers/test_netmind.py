@@ -93,7 +93,7 @@ def test_submit_request_matches_the_documented_body(provider: NetMindProvider, n
     doc = fixture(name)
     clean = provider.validate(doc["model"], doc["config"])
     request = provider.build_submit(doc["model"], clean)
-    assert request.method == "POST" and not request.idempotent
+    assert request.method == "POST"
     assert request.url == "https://api.netmind.ai/v1/generation"
     assert dict(request.headers) == {
         "Authorization": "Bearer test-key",
@@ -379,7 +379,7 @@ def test_delete(provider: NetMindProvider) -> None:
         "DELETE",
         f"https://api.netmind.ai/v1/generation/{GID}",
     )
-    assert request.idempotent and dict(request.headers) == {"Authorization": "Bearer test-key"}
+    assert dict(request.headers) == {"Authorization": "Bearer test-key"}
     provider.parse_delete(task, Response.from_json(200, fixture("delete.json")))  # no raise
     provider.parse_delete(task, Response.from_json(404, {"detail": "gone"}))  # already gone
     with pytest.raises(ServerError):

@@ -84,7 +84,7 @@ def test_submit_request_matches_the_documented_body(provider: OneRouterProvider)
     params["prompt"] = doc["content"][0]["text"]
     clean = provider.validate(doc["model"], params)
     request = provider.build_submit(doc["model"], clean)
-    assert request.method == "POST" and not request.idempotent
+    assert request.method == "POST"
     assert request.url == "https://image.onerouter.pro/v1/images/generations"
     assert request.headers == {"Authorization": "test-key"}  # raw key, as the docs show
     assert request.json == doc
@@ -137,7 +137,7 @@ def test_parse_submit_without_a_created_time_uses_now(provider: OneRouterProvide
 # ----------------------------------------------------------------------------------- poll URL
 def test_poll_follows_urls_get(provider: OneRouterProvider) -> None:
     request = provider.build_poll(submitted(provider))
-    assert request.method == "GET" and request.idempotent
+    assert request.method == "GET"
     assert request.url == f"https://video.onerouter.pro/v1/videos/tasks/{TASK_ID}"
     assert request.headers == {"Authorization": "test-key"}
 

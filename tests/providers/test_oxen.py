@@ -116,7 +116,7 @@ def test_submit_request_matches_the_documented_body(provider: OxenProvider) -> N
     doc = fixture("submit_request.json")
     params = {"prompt": doc["prompt"], "duration": "5"}  # the magic hands over text
     request = provider.build_submit(KLING, provider.validate(KLING, params))
-    assert request.method == "POST" and not request.idempotent
+    assert request.method == "POST"
     assert request.url == "https://hub.oxen.ai/api/ai/queue"
     assert request.headers == {"Authorization": "Bearer test-key"}
     assert request.json == doc
@@ -319,7 +319,7 @@ def test_an_echoed_key_is_scrubbed(provider: OxenProvider) -> None:
 # ----------------------------------------------------------------------------------- poll
 def test_poll_request(provider: OxenProvider) -> None:
     request = provider.build_poll(submitted(provider))
-    assert request.method == "GET" and request.idempotent
+    assert request.method == "GET"
     assert request.url == f"https://hub.oxen.ai/api/ai/queue/{GEN_ID}"
     assert request.headers == {"Authorization": "Bearer test-key"}
     odd = Task(id="../x?y", provider="oxen", model=KLING, status=Status.QUEUED)
@@ -477,7 +477,7 @@ def test_poll_malformed(provider: OxenProvider, response: Response) -> None:
 # ----------------------------------------------------------------------------------- cancel
 def test_cancel_request(provider: OxenProvider) -> None:
     request = provider.build_cancel(submitted(provider))
-    assert request.method == "DELETE" and request.idempotent
+    assert request.method == "DELETE"
     assert request.url == f"https://hub.oxen.ai/api/ai/queue/{GEN_ID}"
     assert request.headers == {"Authorization": "Bearer test-key"}
 

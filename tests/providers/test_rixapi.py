@@ -78,7 +78,7 @@ def test_submit_request_matches_the_documented_body(provider: RixAPIProvider) ->
     # The magic hands over duration=5 as a number; Kling wants the string "5".
     params = {**doc["input"], "duration": 5, "callback_url": doc["callback_url"]}
     request = provider.build_submit(KLING, provider.validate(KLING, params))
-    assert request.method == "POST" and not request.idempotent
+    assert request.method == "POST"
     assert request.url == "https://api.ephone.ai/v1/task/submit"
     assert request.headers == {"Authorization": "Bearer test-key"}
     assert request.json == doc
@@ -113,7 +113,7 @@ def test_parse_submit_tolerates_a_data_wrapper(provider: RixAPIProvider) -> None
 
 def test_poll_request(provider: RixAPIProvider) -> None:
     request = provider.build_poll(submitted(provider))
-    assert request.method == "GET" and request.idempotent
+    assert request.method == "GET"
     assert request.url == "https://api.ephone.ai/v1/task/task_abc123"
     assert request.headers == {"Authorization": "Bearer test-key"}
     odd = Task(id="../x?y", provider="rixapi", model=KLING, status=Status.QUEUED)

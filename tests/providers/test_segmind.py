@@ -81,7 +81,7 @@ def test_submit_request_matches_the_documented_curl(provider: SegmindProvider) -
     doc = fixture("submit_request.json")
     clean = provider.validate("seedream-4.5", doc)
     request = provider.build_submit("seedream-4.5", clean)
-    assert request.method == "POST" and not request.idempotent
+    assert request.method == "POST"
     assert request.url == "https://api.segmind.com/v2/seedream-4.5"
     assert dict(request.headers) == {"x-api-key": "test-key", "Content-Type": "application/json"}
     assert request.json == doc  # params at the top level, seed an int
@@ -181,7 +181,7 @@ def test_parse_submit_failed_with_422_and_an_id_is_a_failed_task(
 def test_poll_and_result_follow_the_given_urls(provider: SegmindProvider) -> None:
     task = submitted(provider)
     poll = provider.build_poll(task)
-    assert (poll.method, poll.url) == ("GET", STATUS_URL) and poll.idempotent
+    assert (poll.method, poll.url) == ("GET", STATUS_URL)
     assert dict(poll.headers) == {"x-api-key": "test-key"}
     result = provider.build_result(task)
     assert result is not None
