@@ -3,7 +3,8 @@ the same lifecycle a remote provider has (queued with a position, running with p
 succeeded, failed or cancelled).
 
 Built-in models are procedural demos (`genwidgets._media`). Users register their own callables
-(`register_local_model`), e.g. a diffusers pipeline on their GPU.
+(`register_local_model`), e.g. a diffusers pipeline on their GPU. The registry of models lives with
+the local provider (`providers.local`); its functions are importable from here too.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from typing import Any
 
 from ._cache import Cache
 from ._models import Output, OutputKind, Status, Task, utcnow
-from .providers._catalogue import ModelInfo, Param
+from .providers.local import (
+    LocalModel,
+    local_model,
+    local_models,
+    register_local_model,
+    unregister_local_model,
+)
 
 __all__ = [
     "LocalEngine",
@@ -35,13 +42,6 @@ __all__ = [
 
 class Cancelled(Exception):
     """Raised inside a worker (from `progress`) when its task was cancelled."""
-
-
-@dataclass
-class _Model:
-    info: ModelInfo
-    fn: Callable[..., Any]
-    builtin: bool = False
 
 
 def _duration(params: Mapping[str, Any], default: float) -> float:
@@ -104,100 +104,9 @@ def _video(prompt: str, progress: Callable[[float], None], seed: int = 0, **para
     )
 
 
-_DURATION = Param((int, float), "seconds the demo takes, so the UI can be seen working", minimum=0)
-_RATIO = Param(
-    str, "frame shape such as 16:9 (sets the height from the width)", pattern=r"\d{1,2}:\d{1,2}"
-)
-
-_REGISTRY: dict[str, _Model] = {
-    "image": _Model(
-        ModelInfo(
-            "image",
-            "image",
-            "procedural demo image from prompt and seed (Pillow; no neural network)",
-            params={
-                "width": Param(int, "pixels", minimum=16, maximum=2048, implied=512),
-                "height": Param(int, "pixels", minimum=16, maximum=2048, implied=512),
-                "aspect_ratio": _RATIO,
-                "duration": _DURATION,
-            },
-            closed=True,
-        ),
-        _image,
-        builtin=True,
-    ),
-    "audio": _Model(
-        ModelInfo(
-            "audio",
-            "audio",
-            "procedural demo audio: the prompt spoken by espeak-ng, else a melody",
-            params={
-                "seconds": Param((int, float), "melody length", minimum=0.1, maximum=60, implied=2),
-                "speech": Param(bool, "speak the prompt when espeak-ng is installed", implied=True),
-                "duration": _DURATION,
-            },
-            closed=True,
-        ),
-        _audio,
-        builtin=True,
-    ),
-    "video": _Model(
-        ModelInfo(
-            "video",
-            "video",
-            "procedural demo video: an animated H.264 MP4 (PyAV; no neural network)",
-            params={
-                "seconds": Param((int, float), "clip length", minimum=0.1, maximum=60, implied=2),
-                "fps": Param(int, "frames per second", minimum=1, maximum=60, implied=12),
-                "width": Param(int, "pixels", minimum=16, maximum=1920, implied=256),
-                "height": Param(int, "pixels", minimum=16, maximum=1920, implied=256),
-                "aspect_ratio": _RATIO,
-                "duration": _DURATION,
-            },
-            closed=True,
-        ),
-        _video,
-        builtin=True,
-    ),
-}
-_registry_lock = threading.Lock()
-
-
-def register_local_model(
-    name: str,
-    fn: Callable[..., Any],
-    *,
-    kind: OutputKind = "image",
-    params: Mapping[str, Param] | None = None,
-    description: str = "",
-    replace: bool = False,
-) -> None:
-    """Make `fn` available as `local:<name>`.
-
-    `fn` receives the parameters as keyword arguments (`prompt`, `seed`, ...), plus
-    `progress(fraction)` (which raises when the task is cancelled) and `cancelled` (a
-    `threading.Event`) if its signature accepts them. It may return bytes, a PIL image, a numpy
-    HxWx3 uint8 array, a path to a file, or a str for kind "text". Parameters not in `params` are
-    passed through unchecked.
-    """
-    if not name or ":" in name or any(c.isspace() for c in name):
-        raise ValueError(f"Invalid local model name {name!r}")
-    with _registry_lock:
-        existing = _REGISTRY.get(name)
-        if existing is not None and not replace:
-            raise ValueError(f"local:{name} exists; pass replace=True to replace it")
-        info = ModelInfo(name, kind, description or f"user model {fn!r}", dict(params or {}))
-        _REGISTRY[name] = _Model(info, fn)
-
-
-def unregister_local_model(name: str) -> None:
-    with _registry_lock:
-        _REGISTRY.pop(name, None)
-
-
-def local_models() -> dict[str, ModelInfo]:
-    with _registry_lock:
-        return {name: model.info for name, model in _REGISTRY.items()}
+#: The engine's own generators for the built-in demo models (their catalogue is in
+#: `providers.local`); a model a user registers under one of these names replaces it.
+_BUILTINS: dict[str, Callable[..., Any]] = {"image": _image, "audio": _audio, "video": _video}
 
 
 @dataclass
@@ -222,9 +131,11 @@ class LocalEngine:
 
     async def submit(self, model: str, params: dict[str, Any]) -> Task:
         self._loop = asyncio.get_running_loop()
-        entry = _REGISTRY.get(model)
+        entry = local_model(model)
         if entry is None:
             raise KeyError(model)
+        if entry.fn is None:
+            entry = LocalModel(entry.info, _BUILTINS[model])
         task = Task(
             id=f"local-{uuid.uuid4().hex}",
             provider="local",
@@ -324,7 +235,7 @@ class LocalEngine:
         )
         self._refresh_queue()
 
-    def _run(self, job: _Job, entry: _Model) -> None:
+    def _run(self, job: _Job, entry: LocalModel) -> None:
         """A job's thread: wait for a free slot (queued), work, then signal that it stopped."""
         try:
             with self._slots:
@@ -334,7 +245,7 @@ class LocalEngine:
             if loop is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(job.stopped.set)
 
-    def _work(self, job: _Job, entry: _Model) -> None:
+    def _work(self, job: _Job, entry: LocalModel) -> None:
         """Runs in the job's thread, holding a worker slot."""
         if job.cancelled.is_set():
             return
