@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from .._exceptions import GenError, InvalidParams, MalformedResponse, NotSupported
 from .._models import Output, OutputKind, Status, Task
 from ._catalogue import SEED as SEED  # re-exported: widgets/_form imports it from here
-from ._catalogue import ModelInfo, check_params
+from ._catalogue import ModelInfo, check_filters, check_params
 from ._errors import (
     DEFAULT_RULES,
     ERROR_TEXTS,
@@ -174,20 +174,7 @@ class Provider:
         """``GET list_path`` with the filters as query parameters, checked where documented."""
         if not self.can_list:
             raise self.not_supported("list")
-        known = self.list_filters
-        unknown = sorted(set(filters) - set(known)) if known is not None else []
-        if known is not None and unknown:
-            names = ", ".join(map(repr, unknown))
-            why = f"Unknown list filter {names}. {self.name} filters by: {', '.join(known)}"
-            raise InvalidParams(why, provider=self.name)
-        query = {k: str(v) for k, v in filters.items() if v is not None and str(v) != ""}
-        if self.list_statuses and "status" in query:
-            asked = query["status"]
-            if asked.lower() not in self.list_statuses:
-                words = ", ".join(self.list_statuses)
-                why = f"{self.name} cannot list by status {asked[:20]!r}; use one of {words}"
-                raise InvalidParams(why, provider=self.name)
-            query["status"] = self.list_statuses[asked.lower()]
+        query = check_filters(filters, self.list_filters, self.list_statuses, provider=self.name)
         return self.request("GET", self.list_path, params=query or None)
 
     def parse_list(self, response: Response) -> list[Task]:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._exceptions import InvalidParams
 from .._models import OutputKind
 
-__all__ = ["PROMPT", "SEED", "ModelInfo", "Param", "catalogue", "check_params"]
+__all__ = ["PROMPT", "SEED", "ModelInfo", "Param", "catalogue", "check_filters", "check_params"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,31 @@ def check_params(
     if specs["prompt"].required and (not isinstance(prompt, str) or not prompt.strip()):
         raise bad("A non-empty prompt is required")
     return clean
+
+
+def check_filters(
+    filters: Mapping[str, Any],
+    known: Sequence[str] | None,
+    statuses: Mapping[str, str],
+    *,
+    provider: str,
+) -> dict[str, str]:
+    """A list endpoint's query: only the `known` filters (any, when None), blanks dropped, and a
+    ``status`` filter in the provider's words (`statuses` maps ours and theirs to theirs)."""
+    unknown = sorted(set(filters) - set(known)) if known is not None else []
+    if known is not None and unknown:
+        names = ", ".join(map(repr, unknown))
+        why = f"Unknown list filter {names}. {provider} filters by: {', '.join(known)}"
+        raise InvalidParams(why, provider=provider)
+    query = {k: str(v) for k, v in filters.items() if v is not None and str(v) != ""}
+    if statuses and "status" in query:
+        asked = query["status"]
+        if asked.lower() not in statuses:
+            words = ", ".join(statuses)
+            why = f"{provider} cannot list by status {asked[:20]!r}; use one of {words}"
+            raise InvalidParams(why, provider=provider)
+        query["status"] = statuses[asked.lower()]
+    return query
 
 
 def _check(key: str, value: Any, spec: Param, bad: _Refusal) -> Any:

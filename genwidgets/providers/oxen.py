@@ -61,10 +61,7 @@ _RECORD_FIELDS = frozenset(
 )
 _IMAGE_AND_VIDEO = "{provider} cannot queue {model!r}: the queue takes image and video models only"
 _IMAGE_AND_VIDEO += " ({message})"
-_ONE = (
-    "one Task is one generation. For several results, submit one task per generation "
-    "(with different seeds if you want them to differ)."
-)
+_ONE = "one Task is one generation: submit one task per generation (with different seeds)."
 _MONEY = r"insufficient\s+credit|out\s+of\s+credit|\bbalance\b"
 ERRORS: tuple[ErrorRule, ...] = (
     model_refused(kind="^resource_not_found$"),
@@ -75,9 +72,7 @@ ERRORS: tuple[ErrorRule, ...] = (
     AUTH,
     QUOTA,
     QUOTA.where(codes=None, text=_MONEY),
-    OTHER.where(message="{provider} refused the parameters ({status}): {message}").where(
-        kind="^invalid_params$"
-    ),
+    OTHER.where(kind="^invalid_params$", message="{provider} refused the parameters: {message}"),
     SERVER,
     OTHER,
 )
@@ -202,11 +197,8 @@ class OxenProvider(OxenEvents):
         return self.request("DELETE", self._generation_url(task.id))
 
     def parse_cancel(self, task: Task, response: Response) -> Task:
-        """Cancelled, unless the task was already terminal (Oxen then ignores the DELETE).
-
-        Oxen answers ``success`` even when the job finished just before the DELETE arrived; the
-        snapshot says what was asked, and a later poll tells the final truth.
-        """
+        """Cancelled, unless already terminal (Oxen then ignores the DELETE). Oxen says
+        ``success`` even when the job finished just before; a later poll tells the final truth."""
         if response.status_code == 404:  # the April docs also answered 404 once terminal
             return task if task.done else self.expired(task, response)
         if not response.ok or _error_object(response.json_or_none()) is not None:

@@ -72,3 +72,19 @@ def test_submits_cancels_expiry_and_events_are_dated_by_what_came() -> None:
     assert oxen.apply_event(running("oxen"), event).finished_at == THEN
     pushed = Event("t1", {"status": "failed"}, received_at=THEN)
     assert oxen.apply_event(running("oxen"), pushed).finished_at == THEN
+
+
+def test_seed_adapters_stay_small() -> None:
+    """Issue 11: at most 150 lines of code per seed adapter, its protocol docstrings (module and
+    class) and its model catalogue aside; no module in providers/ over 400 lines."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "adapter_lines", PACKAGE.parents[1] / "scripts" / "adapter_lines.py"
+    )
+    assert spec is not None and spec.loader is not None
+    lines = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lines)
+    sizes = {name: lines.count(PACKAGE / f"{name}.py")[1] for name in lines.SEEDS}
+    assert max(sizes.values()) <= 150, sizes
+    assert all(len(p.read_text().splitlines()) <= 400 for p in PACKAGE.glob("*.py"))
