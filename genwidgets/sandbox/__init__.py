@@ -28,8 +28,8 @@ are told apart by a hash).
 from __future__ import annotations
 
 from ._faults import FaultConfig
-from ._limits import DOCUMENTED_LIMITS, Limits
-from ._render import MediaSizes
+from ._limits import DOCUMENTED_LIMITS, ServerLimits
+from ._result_files import MediaSizes
 from ._server import DEFAULT_PORTS, PROVIDERS, Sandbox
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
     "DOCUMENTED_LIMITS",
     "PROVIDERS",
     "FaultConfig",
-    "Limits",
     "MediaSizes",
     "Sandbox",
+    "ServerLimits",
 ]

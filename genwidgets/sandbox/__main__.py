@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from ._faults import FaultConfig
-from ._limits import DOCUMENTED_LIMITS, Limits, parse_limit_spec
+from ._limits import DOCUMENTED_LIMITS, ServerLimits, parse_limit_spec
 from ._server import DEFAULT_PORTS, PROVIDERS, Sandbox
 
 __all__ = ["limits_from_args", "main"]
@@ -106,7 +106,7 @@ def _jitter(text: str) -> float:
     return value
 
 
-def _limit_spec(text: str) -> tuple[str, Limits]:
+def _limit_spec(text: str) -> tuple[str, ServerLimits]:
     """`--limit`: parsed at argument time, so a typo is a usage error, not a late traceback."""
     try:
         provider, limits = parse_limit_spec(text)
@@ -119,9 +119,9 @@ def _limit_spec(text: str) -> tuple[str, Limits]:
     return provider, limits
 
 
-def limits_from_args(args: argparse.Namespace) -> dict[str, Limits]:
+def limits_from_args(args: argparse.Namespace) -> dict[str, ServerLimits]:
     """The limits the flags ask for: the documented ones if enforced, then each `--limit`."""
-    limits: dict[str, Limits] = dict(DOCUMENTED_LIMITS) if args.enforce_limits else {}
+    limits: dict[str, ServerLimits] = dict(DOCUMENTED_LIMITS) if args.enforce_limits else {}
     for provider, value in args.limit:
         limits[provider] = value
     return limits

@@ -32,7 +32,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from ._faults import decide_poll_fault
-from ._render import big_chunks
+from ._result_files import big_chunks
 from ._state import Refusal, State, account_of
 
 __all__ = ["ErrorKind", "ProviderApp", "big_size", "fmt_datetime", "read_json", "seed_of"]
@@ -309,7 +309,7 @@ class ProviderApp:
                 state.count("downloads")
             if entry.big:
                 return _stream_big(entry.size or 0)
-            data = await state.renderer.get(entry.kind, entry.prompt, entry.seed)
+            data = await state.renderer.get(entry.kind, entry.prompt, entry.seed, entry.seconds)
             entry.size = len(data)
             return Response(data, 200, media_type=entry.content_type)
 

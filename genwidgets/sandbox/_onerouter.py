@@ -32,7 +32,9 @@ _TYPES: dict[ErrorKind, str] = {
     "server": "server_error",
     "quota": "insufficient_credits",
 }
-_COST = {"image": 0.01, "video": 0.05, "audio": 0.02, "text": 0.001}
+#: What every task reports as `data.cost.total_cost`: the sandbox has no price list, so one flat
+#: price per task (whatever its kind) lets cost tests count tasks.
+_COST = 0.01
 _ALNUM = string.ascii_lowercase + string.digits
 
 
@@ -156,5 +158,5 @@ class OneRouterPoll(_OneRouter):
         if phase == "succeeded":
             files = self.state.files_for(task)
             data["outputs"] = [origin + entry.path() for entry in files]
-            data["cost"] = {"total_cost": _COST[task.kind]}
+            data["cost"] = {"total_cost": _COST}
         return data

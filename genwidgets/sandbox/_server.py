@@ -21,11 +21,11 @@ import uvicorn
 
 from ._faults import FaultConfig
 from ._http import ProviderApp
-from ._limits import LIMIT_WINDOW, Limits
+from ._limits import LIMIT_WINDOW, ServerLimits
 from ._netmind import NetMind
 from ._onerouter import OneRouterPoll, OneRouterSubmit
 from ._oxen import Oxen
-from ._render import MediaSizes, Renderer
+from ._result_files import MediaSizes, Renderer
 from ._rixapi import RixAPI
 from ._segmind import Segmind
 from ._state import PROVIDERS, Options, State
@@ -64,7 +64,7 @@ class Sandbox:
     the prompt), then succeed, or fail ("[fail]", `fail_rate`). `task_jitter=j` scales each run
     time by a seeded uniform(1 - j, 1 + j), so benchmarks see realistic spread (0: exact).
 
-    `limits` maps provider names to `Limits` or `(requests_per_minute, max_in_flight)` tuples,
+    `limits` maps provider names to `ServerLimits` or `(requests_per_minute, max_in_flight)`,
     enforced per API key like the real services (`DOCUMENTED_LIMITS` holds the published ones):
     over them, a request gets the provider's own 429 (`stats()["limited"]` counts these apart
     from injected 429s). `_limit_window` shortens the one-minute window, for tests only.
@@ -83,7 +83,7 @@ class Sandbox:
         big_bytes: int = 2**30,
         callbacks: bool = True,
         media: MediaSizes | None = None,
-        limits: Mapping[str, Limits | tuple[int | None, int | None]] | None = None,
+        limits: Mapping[str, ServerLimits | tuple[int | None, int | None]] | None = None,
         task_jitter: float = 0.0,
         _limit_window: float = LIMIT_WINDOW,
     ) -> None:
@@ -165,8 +165,8 @@ class Sandbox:
         self._state.reset()
 
     @property
-    def limits(self) -> dict[str, Limits]:
-        """A copy of the limits in force, provider -> `Limits` (unlimited providers absent)."""
+    def limits(self) -> dict[str, ServerLimits]:
+        """A copy of the limits in force, provider -> `ServerLimits` (unlimited ones absent)."""
         with self._state.lock:
             return dict(self._state.limits)
 
@@ -175,7 +175,7 @@ class Sandbox:
         provider: str | None = None,
         requests_per_minute: int | None = None,
         max_in_flight: int | None = None,
-    ) -> dict[str, Limits]:
+    ) -> dict[str, ServerLimits]:
         """Limit one provider per API key; without numbers, lift its limits; without a provider,
         lift them all. Returns the limits now in force.
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from ._faults import Dice, FaultConfig
-from ._limits import LIMIT_WINDOW, Limits, coerce_limits
-from ._render import Renderer
+from ._limits import LIMIT_WINDOW, ServerLimits, coerce_limits
+from ._result_files import Renderer, requested_seconds
 
 __all__ = [
     "PROVIDERS",
@@ -57,26 +57,34 @@ LimitReason = Literal["rate", "in_flight"]
 _AUDIO_WORDS = ("audio", "music", "tts", "speech", "mmaudio")
 _TEXT_WORDS = ("llm", "chat", "text")
 _IMAGE_WORDS = ("image", "img", "photo", "picture")
+#: Video model families whose names do not say "video" (the catalogues' seedance, veo-3,
+#: runway-gen4, luma-ray-2, vidu-2.0, kling-v3, ...).
+_VIDEO_FAMILIES = ("seedance", "veo", "runway", "luma", "vidu", "kling", "hailuo", "sora", "pika")
 
 
-def kind_for(provider: str, model: str) -> Kind:
-    """What a model produces, from its name: the sandbox has no catalogue, on purpose.
+def kind_for(provider: str, model: str, params: Mapping[str, Any] | None = None) -> Kind:
+    """What a model produces, from its name and request: the sandbox has no catalogue, on purpose.
 
-    'video' wins, then the audio words, then (Segmind only, the one provider with text models)
-    'llm'/'chat'/'text' unless the name also says image ('text-to-image' is an image model);
-    everything else makes images.
+    'video' in the name wins, then the audio words, then (Segmind only, the one provider with text
+    models) 'llm'/'chat'/'text' unless the name also says image ('text-to-image' is an image
+    model), then the image words; then a video family's name (seedance, veo, kling...) or a
+    request that asks for a length (`duration`, `seconds`) makes a video; everything else makes
+    images.
     """
     name = model.lower()
     if "video" in name:
         return "video"
     if any(word in name for word in _AUDIO_WORDS):
         return "audio"
-    if (
-        provider == "segmind"
-        and any(word in name for word in _TEXT_WORDS)
-        and not any(word in name for word in _IMAGE_WORDS)
-    ):
+    says_image = any(word in name for word in _IMAGE_WORDS)
+    if provider == "segmind" and any(word in name for word in _TEXT_WORDS) and not says_image:
         return "text"
+    if says_image:
+        return "image"
+    if any(family in name for family in _VIDEO_FAMILIES):
+        return "video"
+    if params and any(params.get(field) is not None for field in ("duration", "seconds")):
+        return "video"
     return "image"
 
 
@@ -110,6 +118,7 @@ class FileEntry:
     seed: int
     size: int | None = None  # known once rendered, or the requested size of a big file
     big: bool = False
+    seconds: float | None = None  # a video's or audio's requested length (None: the default)
     downloads: int = 0
 
     @property
@@ -260,7 +269,7 @@ class State:
         # Separate from the fault dice, so turning jitter on does not shift which requests fault.
         self.jitter = random.Random()
         self._reseed()
-        self.limits: dict[str, Limits] = {}
+        self.limits: dict[str, ServerLimits] = {}
         self._windows: dict[tuple[str, str], deque[float]] = {}
         self._active: dict[tuple[str, str], list[SimTask]] = {}
         # Submits admitted but whose task is not created yet (monotonic admit times): counted as
@@ -316,7 +325,7 @@ class State:
         provider: str | None = None,
         requests_per_minute: int | None = None,
         max_in_flight: int | None = None,
-    ) -> dict[str, Limits]:
+    ) -> dict[str, ServerLimits]:
         """One provider's limits (both None: unlimited); no provider at all clears every limit.
 
         Counters already running are kept, so tightening a limit mid-run takes effect at once
@@ -336,7 +345,7 @@ class State:
                 self.limits[name] = limits
             return dict(self.limits)
 
-    def replace_limits(self, limits: Mapping[str, Any] | None) -> dict[str, Limits]:
+    def replace_limits(self, limits: Mapping[str, Any] | None) -> dict[str, ServerLimits]:
         """All limits at once (the constructor's `limits=`); validated before anything changes."""
         parsed = {
             _known_provider(name): coerce_limits(value) for name, value in (limits or {}).items()
@@ -356,7 +365,7 @@ class State:
         window = self.options.limit_window
         key = (provider, account)
         with self.lock:
-            limits = self.limits.get(provider, Limits())
+            limits = self.limits.get(provider, ServerLimits())
             times = self._windows.get(key)
             if times is None:
                 times = self._windows[key] = deque()
@@ -502,7 +511,7 @@ class State:
                 provider=provider,
                 model=model,
                 account=account,
-                kind=kind_for(provider, model),
+                kind=kind_for(provider, model, params),
                 prompt=prompt,
                 seed=seed,
                 params=dict(params),
@@ -558,6 +567,7 @@ class State:
                     seed=task.seed,
                     size=task.big_bytes,
                     big=task.big_bytes is not None,
+                    seconds=requested_seconds(task.params),
                 )
                 if self.tasks.get(task.id) is task:
                     self.files[entry.token] = entry
@@ -569,7 +579,7 @@ class State:
         entries = self.files_for(task)
         for entry in entries:
             if entry.size is None:
-                data = await self.renderer.get(entry.kind, entry.prompt, entry.seed)
+                data = await self.renderer.get(entry.kind, entry.prompt, entry.seed, entry.seconds)
                 entry.size = len(data)
         return entries
 

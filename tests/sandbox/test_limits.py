@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from genwidgets.sandbox import DOCUMENTED_LIMITS, FaultConfig, Limits, Sandbox
+from genwidgets.sandbox import DOCUMENTED_LIMITS, FaultConfig, Sandbox, ServerLimits
 from genwidgets.sandbox.__main__ import _parser, _print_banner, limits_from_args
 
 KEY = "limits-key"
@@ -269,7 +269,7 @@ def test_reset_keeps_limits_and_clears_their_counters(sb: Sandbox, http: httpx.C
     sb.set_limits("segmind", requests_per_minute=2)
     assert [segmind_status(sb, http, "x").status_code for _ in range(3)] == [404, 404, 429]
     sb.reset()
-    assert sb.limits == {"segmind": Limits(2, None)}
+    assert sb.limits == {"segmind": ServerLimits(2, None)}
     assert sb.stats()["limited"] == {"segmind": {"rate": 0, "in_flight": 0}}
     assert sb.stats()["peak_requests_per_minute"] == {}
     assert [segmind_status(sb, http, "x").status_code for _ in range(3)] == [404, 404, 429]
@@ -278,10 +278,10 @@ def test_reset_keeps_limits_and_clears_their_counters(sb: Sandbox, http: httpx.C
 def test_set_limits_validates_and_clears(sb: Sandbox) -> None:
     assert sb.set_limits("onerouter", 600, 30) == {"onerouter": (600, 30)}
     assert sb.set_limits("segmind", requests_per_minute=5) == {
-        "onerouter": Limits(600, 30),
-        "segmind": Limits(5, None),
+        "onerouter": ServerLimits(600, 30),
+        "segmind": ServerLimits(5, None),
     }
-    assert sb.set_limits("onerouter") == {"segmind": Limits(5, None)}  # no numbers: lifted
+    assert sb.set_limits("onerouter") == {"segmind": ServerLimits(5, None)}  # no numbers: lifted
     for bad in (
         {"provider": "onerouter_poll", "requests_per_minute": 1},
         {"provider": "openai", "requests_per_minute": 1},
@@ -291,13 +291,13 @@ def test_set_limits_validates_and_clears(sb: Sandbox) -> None:
     ):
         with pytest.raises(ValueError):
             sb.set_limits(**bad)
-    assert sb.limits == {"segmind": Limits(5, None)}  # a refused change changes nothing
+    assert sb.limits == {"segmind": ServerLimits(5, None)}  # a refused change changes nothing
     assert sb.set_limits() == {} and sb.limits == {}
     with pytest.raises(ValueError):
         Sandbox(limits={"segmind": (1, 2, 3)})  # type: ignore[dict-item]
     with pytest.raises(ValueError):
         Sandbox(limits={"nope": (1, 2)})
-    assert Sandbox(limits=DOCUMENTED_LIMITS).limits == {"onerouter": Limits(600, 30)}
+    assert Sandbox(limits=DOCUMENTED_LIMITS).limits == {"onerouter": ServerLimits(600, 30)}
     assert DOCUMENTED_LIMITS == {"onerouter": (600, 30)}
 
 
@@ -312,10 +312,10 @@ def test_admin_limit_routes(sb: Sandbox, http: httpx.Client) -> None:
     assert http.post(base, json={"segmind": None}).json() == {
         "onerouter": {"requests_per_minute": 600, "max_in_flight": 30}
     }
-    assert sb.limits == {"onerouter": Limits(600, 30)}
+    assert sb.limits == {"onerouter": ServerLimits(600, 30)}
     for bad in ({"nope": [1, 1]}, {"segmind": [0, 1]}, {"segmind": "lots"}, [1, 2]):
         assert http.post(base, json=bad).status_code == 400
-    assert sb.limits == {"onerouter": Limits(600, 30)}
+    assert sb.limits == {"onerouter": ServerLimits(600, 30)}
     assert http.delete(base).json() == {} and sb.limits == {}
 
 
@@ -369,7 +369,7 @@ def test_cli_limit_and_jitter_flags() -> None:
     }
     assert args.task_jitter == 0.2
     overridden = parser.parse_args(["--enforce-limits", "--limit", "onerouter=10/-"])
-    assert limits_from_args(overridden) == {"onerouter": Limits(10, None)}
+    assert limits_from_args(overridden) == {"onerouter": ServerLimits(10, None)}
     plain = parser.parse_args([])
     assert limits_from_args(plain) == {} and plain.task_jitter == 0.0
     for bad in (

@@ -26,8 +26,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from genwidgets.sandbox import FaultConfig, Sandbox
+from genwidgets.sandbox import FaultConfig, MediaSizes, Sandbox
 from genwidgets.sandbox.__main__ import main as cli_main
+from genwidgets.sandbox._result_files import MAX_MEDIA_SECONDS, requested_seconds
+from genwidgets.sandbox._state import kind_for
 
 PROVIDERS = ["onerouter", "rixapi", "segmind", "netmind", "oxen"]
 KEY = "test-key"
@@ -220,6 +222,98 @@ def test_submit_poll_download(sb: Sandbox, http: httpx.Client, provider: str, ki
     download = http.get(urls[0])
     assert download.status_code == 200
     check_media(kind, download)
+
+
+def video_frames(data: bytes) -> int:
+    with av.open(io.BytesIO(data)) as container:
+        return sum(1 for _ in container.decode(container.streams.video[0]))
+
+
+#: Video models whose names do not say "video" (the catalogues' own; they used to come back as
+#: PNGs), and one unknown model that is a video because the request asks for a length.
+NAMELESS_VIDEOS = [
+    ("onerouter", "bytedance/seedance", 2),
+    ("rixapi", "veo-3", "2"),  # RixAPI's video durations are text
+    ("rixapi", "runway-gen4", 2),
+    ("segmind", "seedance-v1-lite", 2),
+    ("netmind", "acme/wan-2.1-t2v", 2),
+]
+
+
+@pytest.mark.parametrize(("provider", "model", "duration"), NAMELESS_VIDEOS)
+def test_video_models_answer_an_mp4_as_long_as_asked(
+    sb: Sandbox, http: httpx.Client, provider: str, model: str, duration: Any
+) -> None:
+    fps = MediaSizes().video_fps
+    ref = handle(sb, provider, submit(sb, http, provider, model, "a drone shot", duration=duration)
+                 .json())
+    done, _ = wait_done(sb, http, provider, ref)
+    (url,) = result_urls(sb, http, provider, ref, done.json())
+    assert url.endswith(".mp4")
+    download = http.get(url)
+    check_media("video", download)
+    assert video_frames(download.content) == int(duration) * fps
+
+
+def test_video_without_a_length_has_the_default_one(sb: Sandbox, http: httpx.Client) -> None:
+    sizes = MediaSizes()
+    ref = handle(sb, "oxen", submit(sb, http, "oxen", "kling-video-v2-6", "a drone shot").json())
+    done, _ = wait_done(sb, http, "oxen", ref)
+    (url,) = result_urls(sb, http, "oxen", ref, done.json())
+    download = http.get(url)
+    check_media("video", download)
+    assert video_frames(download.content) == round(sizes.video_seconds * sizes.video_fps)
+
+
+def test_audio_length_is_honoured(sb: Sandbox, http: httpx.Client) -> None:
+    ref = handle(
+        sb, "netmind", submit(sb, http, "netmind", "hkchengrex/MMAudio", "rain", duration=3).json()
+    )
+    done, _ = wait_done(sb, http, "netmind", ref)
+    (url,) = result_urls(sb, http, "netmind", ref, done.json())
+    download = http.get(url)
+    check_media("audio", download)
+    with wave.open(io.BytesIO(download.content)) as sound:
+        assert sound.getnframes() / sound.getframerate() == pytest.approx(3.0, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("params", "seconds"),
+    [
+        ({"duration": 5}, 5.0),
+        ({"duration": "10"}, 10.0),
+        ({"seconds": 1.5}, 1.5),
+        ({"duration": 3600}, MAX_MEDIA_SECONDS),  # capped: a typo cannot pin the sandbox
+        ({"duration": 0}, None),
+        ({"duration": -2}, None),
+        ({"duration": "five"}, None),
+        ({"duration": True}, None),
+        ({"duration": float("nan")}, None),
+        ({}, None),
+        (None, None),
+    ],
+)
+def test_requested_seconds(params: Any, seconds: float | None) -> None:
+    assert requested_seconds(params) == seconds
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "params", "kind"),
+    [
+        ("onerouter", "bytedance/seedance", {}, "video"),
+        ("rixapi", "luma-ray-2", {}, "video"),
+        ("rixapi", "vidu-2.0", {}, "video"),
+        ("rixapi", "kling-v2-image", {}, "image"),  # the image word wins over the family
+        ("rixapi", "luma-photon", {}, "image"),
+        ("segmind", "seedream-4.5", {}, "image"),
+        ("netmind", "acme/new-model", {"duration": 5}, "video"),
+        ("netmind", "hkchengrex/MMAudio", {"duration": 5}, "audio"),
+        ("segmind", "llm-chat", {}, "text"),
+        ("oxen", "flux-image", {"duration": 5}, "image"),
+    ],
+)
+def test_kind_for(provider: str, model: str, params: dict[str, Any], kind: str) -> None:
+    assert kind_for(provider, model, params) == kind
 
 
 def test_submit_shapes_match_the_docs(sb: Sandbox, http: httpx.Client) -> None:

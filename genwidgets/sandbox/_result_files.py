@@ -1,9 +1,12 @@
-"""Real media bytes for result files, from `genwidgets._media`, memoized so serving is cheap.
+"""The bytes behind result-file URLs: real media from `genwidgets._media`, memoized.
 
-Rendering happens off the event loop (a small thread pool) and at small sizes; the same
-(kind, prompt, seed) is rendered once while it stays in a bounded LRU, and concurrent requests
-for the same file share one render. Big files for download benchmarks are never rendered: they are
-streamed from one repeated block (`big_chunks`) without holding the whole body in memory.
+A video model's result is an H.264 MP4 (PyAV), an audio model's a WAV, an image model's a PNG,
+each as long as the task asked (`duration` or `seconds`, capped at `MAX_MEDIA_SECONDS` so a typo
+cannot pin the sandbox's CPU) or `MediaSizes`' default. Rendering happens off the event loop (a
+small thread pool) and at small sizes; the same (kind, prompt, seed, seconds) is rendered once
+while it stays in a bounded LRU, and concurrent requests for the same file share one render. Big
+files for download benchmarks are never rendered: they are streamed from one repeated block
+(`big_chunks`) without holding the whole body in memory.
 """
 
 from __future__ import annotations
@@ -15,8 +18,38 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["MediaSizes", "Renderer", "big_chunks"]
+__all__ = ["MAX_MEDIA_SECONDS", "MediaSizes", "Renderer", "big_chunks", "requested_seconds"]
+
+#: The longest video or audio the sandbox renders, whatever the request says (the catalogues'
+#: video models offer 5 or 10 s); longer requests get this length.
+MAX_MEDIA_SECONDS = 30.0
+#: The request fields that set a clip's length (`duration` at the providers, `seconds` locally).
+_LENGTH_FIELDS = ("duration", "seconds")
+#: What a rendered file is memoized by: (kind, prompt, seed, clip seconds or None).
+_Key = tuple[str, str, int, float | None]
+
+
+def requested_seconds(params: Any) -> float | None:
+    """The clip length a submit asked for, in seconds (None: not asked, or not a usable number).
+
+    Providers spell it as a number or, like RixAPI's Kling, as text ("5"); it is clamped to
+    `MAX_MEDIA_SECONDS`.
+    """
+    if not isinstance(params, dict):
+        return None
+    for name in _LENGTH_FIELDS:
+        value = params.get(name)
+        if isinstance(value, bool) or value is None:
+            continue
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            continue
+        if seconds > 0 and seconds == seconds:  # not NaN
+            return min(seconds, MAX_MEDIA_SECONDS)
+    return None
 
 
 @dataclass(frozen=True)
@@ -31,7 +64,7 @@ class MediaSizes:
 
 
 class Renderer:
-    """Bounded LRU of rendered media, keyed by (kind, prompt, seed)."""
+    """Bounded LRU of rendered media, keyed by (kind, prompt, seed, seconds)."""
 
     def __init__(
         self,
@@ -44,10 +77,10 @@ class Renderer:
         self.sizes = sizes or MediaSizes()
         self.max_items = max_items
         self.max_bytes = max_bytes
-        self._cache: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
+        self._cache: OrderedDict[_Key, bytes] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        self._inflight: dict[tuple[str, str, int], asyncio.Future[bytes]] = {}
+        self._inflight: dict[_Key, asyncio.Future[bytes]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._workers = workers
         self.renders = 0  # how many times something was actually rendered
@@ -57,8 +90,9 @@ class Renderer:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
-    async def get(self, kind: str, prompt: str, seed: int) -> bytes:
-        key = (kind, prompt, seed)
+    async def get(self, kind: str, prompt: str, seed: int, seconds: float | None = None) -> bytes:
+        """The file's bytes; `seconds` is the clip length asked for (None: the default)."""
+        key: _Key = (kind, prompt, seed, seconds)
         with self._lock:
             data = self._cache.get(key)
             if data is not None:
@@ -79,7 +113,7 @@ class Renderer:
         self._remember(key, data)
         return data
 
-    def _remember(self, key: tuple[str, str, int], data: bytes) -> None:
+    def _remember(self, key: _Key, data: bytes) -> None:
         with self._lock:
             if key in self._cache:
                 return
@@ -91,20 +125,22 @@ class Renderer:
                 _, old = self._cache.popitem(last=False)
                 self._bytes -= len(old)
 
-    def render(self, kind: str, prompt: str, seed: int) -> bytes:
+    def render(self, kind: str, prompt: str, seed: int, seconds: float | None = None) -> bytes:
         """Bytes of one file (blocking; runs in the pool)."""
-        from .. import _media  # written alongside; imported late so the sandbox imports fast
+        from .. import _media  # imported late so the sandbox imports fast
 
         with self._lock:
             self.renders += 1
         s = self.sizes
         if kind == "image":
             return _as_bytes(_media.render_image(prompt, seed, s.image, s.image))
-        if kind == "audio":
-            return _as_bytes(_media.render_audio(prompt, seed, s.audio_seconds))
+        if kind == "audio":  # a length asked for is honoured exactly: a melody, not speech
+            length = seconds or s.audio_seconds
+            return _as_bytes(_media.render_audio(prompt, seed, length, speech=seconds is None))
         if kind == "video":
+            length = seconds or s.video_seconds
             return _as_bytes(
-                _media.render_video(prompt, seed, s.video_seconds, s.video_fps, s.video, s.video)
+                _media.render_video(prompt, seed, length, s.video_fps, s.video, s.video)
             )
         return f"Sandbox reply (seed {seed}) to: {prompt}\n".encode()
 
