@@ -2,13 +2,17 @@
 
     .venv/bin/python benchmarks/bench_batch.py [--tasks 10000] [--max-in-flight 1000]
         [--task-seconds 10] [--task-jitter 0.2] [--peer-poll 3] [--peer-http-gate 16]
+    .venv/bin/python benchmarks/bench_batch.py --tiny    # 20 tasks of 0.5 s, a few seconds
 
 What is measured: the client itself. A sandbox (`python -m genwidgets.sandbox`, in its own
 process, so the client's RSS and CPU are its own) runs OneRouter tasks of 10 s +/- 20 % (plus its
 default 0.5 s queue). Its CLI has no flag for the media size, so the sandbox process is started
-through the same CLI `main()` with `Sandbox(media=MediaSizes(image=32, video=32))` patched in
-(1 KB PNGs, ~1 ms to render): the default 256 px PNG costs the sandbox ~17 ms of CPU each, which
-on this 2-core machine would measure the sandbox's renderer instead of the client.
+through the same CLI `main()` with `Sandbox(media=MediaSizes(image=32, video=32,
+video_seconds=0.125))` patched in: Seedance is a video model, so each output is a one-frame
+32 px MP4 (~2 KB, ~2 ms to encode); the default 128 px 1 s video costs the sandbox ~12 ms of
+CPU each (a 256 px PNG ~17 ms), which on this 2-core machine would measure the sandbox's
+renderer instead of the client. (Runs before 2026-12-01 got 32 px PNGs: the sandbox answered
+Seedance with an image then.)
 
 genwidgets: a fresh subprocess runs `genwidgets.abatch("onerouter:bytedance/seedance", rows,
 client=AsyncClient(budgets=False, journal=<temp sqlite>, cache_dir=<temp>), max_in_flight=1000,
@@ -57,16 +61,20 @@ from typing import Any
 
 import httpx
 
-MODEL = "bytedance/seedance"  # the docs' example; the sandbox renders it as an image
+MODEL = "bytedance/seedance"  # the docs' example (a video model)
 KEY = "bench-key"
 HERE = Path(__file__).resolve()
+#: Sizes of `--tiny`: every code path and every ratio, in a few seconds (tests run it).
+TINY = {"tasks": 20, "max_in_flight": 20, "task_seconds": 0.5}
 
 #: Runs the sandbox CLI unchanged except for smaller rendered media (the CLI has no flag for it).
 SMALL_MEDIA_LAUNCHER = """
 import functools, sys
 import genwidgets.sandbox.__main__ as cli
 from genwidgets.sandbox import MediaSizes
-cli.Sandbox = functools.partial(cli.Sandbox, media=MediaSizes(image=32, video=32))
+cli.Sandbox = functools.partial(
+    cli.Sandbox, media=MediaSizes(image=32, video=32, video_seconds=0.125)
+)
 sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -98,6 +106,18 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(extra)
     return env
+
+
+def own_environment() -> None:
+    """Drop every GENWIDGETS_* setting and provider key from this process's environment.
+
+    A benchmark states what it runs under (budgets, journal, cache) in its own code; a variable
+    left in the caller's shell (or set by the test suite, which turns budgets off) must not
+    change what is measured.
+    """
+    kept = clean_env()
+    os.environ.clear()
+    os.environ.update(kept)
 
 
 class SandboxProcess:
@@ -299,7 +319,7 @@ async def _peer_child(config: dict[str, Any]) -> dict[str, Any]:
                     return
                 r = await http.get(data["outputs"][0])
                 r.raise_for_status()
-                (out / f"{data['task_id']}.png").write_bytes(r.content)
+                (out / f"{data['task_id']}.mp4").write_bytes(r.content)
                 counts["succeeded"] += 1
             except (httpx.HTTPError, KeyError, ValueError) as exc:
                 counts["lost: " + type(exc).__name__] += 1
@@ -466,7 +486,11 @@ def main() -> int:
         default=16,
         help="the loop's cap on API requests at once (genwidgets': 16 per provider); 0: none",
     )
+    parser.add_argument("--tiny", action="store_true", help=f"a few seconds: {TINY}")
     args = parser.parse_args()
+    if args.tiny:
+        vars(args).update(TINY)
+    own_environment()
     result = main_batch(args)
     print("RESULT " + json.dumps(result))
     return 0

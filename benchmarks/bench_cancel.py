@@ -1,26 +1,31 @@
 """Time from a deadline or an interrupt to the provider seeing the cancel (target < 1 s), on Oxen.
 
     .venv/bin/python benchmarks/bench_cancel.py [--deadlines 20] [--interrupts 10] [--peers 3]
+        [--deadline 2] [--watch 10]
+    .venv/bin/python benchmarks/bench_cancel.py --tiny   # 2 + 2 deadlines, 1 + 1 interrupts
 
 What is measured: how long a job the user gave up on keeps running at the provider. The sandbox
 (`python -m genwidgets.sandbox --task-seconds 2`, its own process) records every accepted
 `DELETE /api/ai/queue/{id}` with its wall-clock time (`stats()["cancel_times"]`); prompts carry
 "[slow]", so each job would run 20 s.
 
-(a) deadline: in this process, with the default budgets (Oxen: 120 requests/min),
-    `AsyncClient(...).run("oxen:kling-video-v2-6-pro-text-to-video", prompt="... [slow]",
-    timeout=2.0)`, sequentially; `DeadlineExceeded` is expected. Latency =
-    server cancel time - (wall time the submit was answered + 2.0 s): the deadline counts from the
-    submit's answer (`submit(deadline=...)`); the time is taken by a client observer that sees
-    the first snapshot. Also shown: the same from the moment `run` was called, and (a') the
-    same runs with `budgets=False`: the cancel spends from the same rate budget as the polls.
+(a) deadline: in this process, with the default budgets (whatever `AsyncClient` defaults to for
+    Oxen: what a user gets; `journal=False`, a temporary cache), `AsyncClient(...).run(
+    "oxen:kling-video-v2-6-pro-text-to-video", prompt="... [slow]", timeout=2.0)`, sequentially;
+    `DeadlineExceeded` is expected. Latency = server cancel time - (wall time the submit was
+    answered + 2.0 s): the deadline counts from the submit's answer (`submit(deadline=...)`);
+    the time is taken by a client observer that sees the first snapshot. Also shown: the same
+    from the moment `run` was called, and (a') the same runs with `budgets=False`: the cancel
+    spends from the same rate budget as the polls.
 (b) interrupt: `python -m genwidgets run oxen:... --prompt "... [slow]"` as a subprocess
-    (GENWIDGETS_OXEN_URL, OXEN_API_KEY, GENWIDGETS_JOURNAL=off); once the sandbox has its submit
+    (GENWIDGETS_OXEN_URL, OXEN_API_KEY, GENWIDGETS_JOURNAL=off, GENWIDGETS_CACHE_DIR=<temp>, and
+    no other GENWIDGETS_* variable); once the sandbox has its submit
     (stats polled every 20 ms) and a further random 0.2-1.5 s (so the signal lands anywhere in the
     wait), SIGINT; latency = server cancel time - SIGINT wall time.
 Peer: Oxen's sample loop (submit, then `time.sleep(3)` + poll, httpx sync), interrupted the same
-    way: it has no cancel, so the server is watched for 10 s after the SIGINT; no cancel in that
-    window is reported as "never" (the job runs on, and bills, to its end).
+    way: it has no cancel, so the server is watched for 10 s (`--watch`) after the SIGINT; no
+    cancel in that window is reported as "never" (the job runs on, and bills, to its end). The
+    ratio is then a lower bound: the watch window over genwidgets' interrupt p50.
 
 Prints p50/p95/max per case and a last line `RESULT {json}`.
 """
@@ -42,12 +47,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_batch import KEY, SandboxProcess, clean_env
+from bench_batch import KEY, SandboxProcess, clean_env, own_environment
 
 from genwidgets import AsyncClient, DeadlineExceeded, Task
 
 MODEL = "kling-video-v2-6-pro-text-to-video"  # Oxen's catalogue video model (cancellable)
-DEADLINE = 2.0
+#: Sizes of `--tiny`: every code path and every ratio, in a few seconds (tests run it).
+TINY = {"deadlines": 2, "interrupts": 1, "peers": 1, "deadline": 0.5, "watch": 2.0}
 
 PEER_LOOP = """
 import sys, time, httpx
@@ -87,7 +93,7 @@ def cancel_times(sb: SandboxProcess) -> dict[str, float]:
 
 # ------------------------------------------------------------------------------ (a) deadlines
 async def deadlines(
-    sb: SandboxProcess, runs: int, folder: Path, *, budgets: bool = True
+    sb: SandboxProcess, runs: int, folder: Path, deadline: float, *, budgets: bool = True
 ) -> dict[str, Any]:
     answered: dict[str, float] = {}
     outcomes: list[dict[str, Any]] = []
@@ -108,7 +114,7 @@ async def deadlines(
             called = time.time()
             entry: dict[str, Any] = {"called": called}
             try:
-                await client.run(f"oxen:{MODEL}", prompt=f"deadline {i} [slow]", timeout=DEADLINE)
+                await client.run(f"oxen:{MODEL}", prompt=f"deadline {i} [slow]", timeout=deadline)
                 entry["outcome"] = "returned"
             except DeadlineExceeded as exc:
                 entry.update(outcome="DeadlineExceeded", task_id=exc.task_id)
@@ -123,9 +129,9 @@ async def deadlines(
         if tid is None or tid not in seen or tid not in answered:
             missing += 1
             continue
-        start = answered[tid] + DEADLINE
+        start = answered[tid] + deadline
         latencies.append(seen[tid] - start)
-        from_call.append(seen[tid] - (entry["called"] + DEADLINE))
+        from_call.append(seen[tid] - (entry["called"] + deadline))
         raise_lag.append(entry["raised"] - start)
     return {
         "runs": runs,
@@ -190,22 +196,26 @@ def interrupted(
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(7)
-    result: dict[str, Any] = {"deadline_s": DEADLINE, "model": f"oxen:{MODEL}"}
+    deadline, watch = args.deadline, args.watch
+    result: dict[str, Any] = {"deadline_s": deadline, "watch_s": watch, "model": f"oxen:{MODEL}"}
     with SandboxProcess(["--task-seconds", "2"]) as sb, tempfile.TemporaryDirectory() as tmp:
-        print(f"(a) {args.deadlines} x run(timeout={DEADLINE:g}) on 20 s Oxen jobs", flush=True)
-        result["deadline"] = asyncio.run(deadlines(sb, args.deadlines, Path(tmp)))
+        print(f"(a) {args.deadlines} x run(timeout={deadline:g}) on 20 s Oxen jobs", flush=True)
+        result["deadline"] = asyncio.run(deadlines(sb, args.deadlines, Path(tmp), deadline))
         print(f"(a') the same with budgets=False ({args.deadlines} runs)", flush=True)
         result["deadline_no_budget"] = asyncio.run(
-            deadlines(sb, args.deadlines, Path(tmp), budgets=False)
+            deadlines(sb, args.deadlines, Path(tmp), deadline, budgets=False)
         )
 
         env = clean_env(
-            GENWIDGETS_OXEN_URL=sb.urls["oxen"], OXEN_API_KEY=KEY, GENWIDGETS_JOURNAL="off"
+            GENWIDGETS_OXEN_URL=sb.urls["oxen"],
+            OXEN_API_KEY=KEY,
+            GENWIDGETS_JOURNAL="off",
+            GENWIDGETS_CACHE_DIR=str(Path(tmp) / "cli-cache"),
         )
         cli = [sys.executable, "-m", "genwidgets", "run", f"oxen:{MODEL}", "--prompt"]
         print(f"(b) {args.interrupts} x SIGINT to `genwidgets run`", flush=True)
         runs = [
-            interrupted(sb, [*cli, f"interrupt {i} [slow]"], env, rng, watch=10.0)
+            interrupted(sb, [*cli, f"interrupt {i} [slow]"], env, rng, watch=watch)
             for i in range(args.interrupts)
         ]
         lat = [r["latency"] for r in runs if r["latency"] is not None]
@@ -218,15 +228,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "stderr_examples": runs[0]["stderr_tail"] if runs else [],
         }
 
-        print(f"peer: {args.peers} x SIGINT to Oxen's sample loop, watched 10 s each", flush=True)
+        print(f"peer: {args.peers} x SIGINT to Oxen's sample loop, watched {watch:g} s each")
         peer_cmd = [sys.executable, "-c", PEER_LOOP, sb.urls["oxen"], KEY]
         peers = [
-            interrupted(sb, [*peer_cmd, f"peer {i} [slow]", MODEL], clean_env(), rng, watch=10.0)
+            interrupted(sb, [*peer_cmd, f"peer {i} [slow]", MODEL], clean_env(), rng, watch=watch)
             for i in range(args.peers)
         ]
         result["peer"] = {
             "runs": len(peers),
-            "cancels_seen_within_10s": sum(p["latency"] is not None for p in peers),
+            "cancels_seen_within_watch": sum(p["latency"] is not None for p in peers),
             "latency": "never"
             if all(p["latency"] is None for p in peers)
             else percentiles([p["latency"] for p in peers if p["latency"] is not None]),
@@ -251,7 +261,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     peer_text = "never" if p["latency"] == "never" else json.dumps(p["latency"])
     print(
         f"{'peer: SIGINT -> server cancel':<34}{p['runs']:>4}"
-        f"{p['runs'] - p['cancels_seen_within_10s']:>11}   {peer_text} (no cancel within 10 s)"
+        f"{p['runs'] - p['cancels_seen_within_watch']:>11}   {peer_text}"
+        f" (no cancel within {watch:g} s)"
     )
     print(f"deadline outcomes: {d['outcomes']}; CLI exit codes: {i['exit_codes']}")
     worst = max(
@@ -271,6 +282,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"(worst of both: {worst} ms)"
     )
     result["targets_met"] = met
+    ours_p50 = i["latency"]["p50_ms"]
+    if p["latency"] == "never":
+        bound = round(watch * 1000 / ours_p50, 1) if ours_p50 else None
+        result["ratios"] = {"interrupt_cancel_speedup_vs_sample_loop_at_least": bound}
+    else:
+        peer_p50 = p["latency"]["p50_ms"]
+        speedup = round(peer_p50 / ours_p50, 1) if ours_p50 and peer_p50 is not None else None
+        result["ratios"] = {"interrupt_cancel_speedup_vs_sample_loop": speedup}
+    print(f"ratio (peer / genwidgets, same run): {result['ratios']}")
     return result
 
 
@@ -279,7 +299,14 @@ def main() -> int:
     parser.add_argument("--deadlines", type=int, default=20)
     parser.add_argument("--interrupts", type=int, default=10)
     parser.add_argument("--peers", type=int, default=3)
-    result = run(parser.parse_args())
+    parser.add_argument("--deadline", type=float, default=2.0, help="run(timeout=...) seconds")
+    parser.add_argument("--watch", type=float, default=10.0, help="seconds to watch for a cancel")
+    parser.add_argument("--tiny", action="store_true", help=f"a few seconds: {TINY}")
+    args = parser.parse_args()
+    if args.tiny:
+        vars(args).update(TINY)
+    own_environment()
+    result = run(args)
     print("RESULT " + json.dumps(result))
     return 0
 

@@ -3,6 +3,12 @@
     .venv/bin/python benchmarks/bench_client.py throughput [--tasks 1000] [--peer-tasks 10]
     .venv/bin/python benchmarks/bench_client.py overhead [--calls 2000]
     .venv/bin/python benchmarks/bench_client.py rss [--megabytes 1024]
+    .venv/bin/python benchmarks/bench_client.py --tiny      # all three, a few seconds (tests)
+
+Each sets what it measures under, whatever the environment says (GENWIDGETS_* variables are
+dropped): budgets off (the client itself is measured, not Segmind's 5 requests/min; with the
+default budget 2,000 overhead calls would take hours), no journal unless the row says so, a
+temporary cache directory.
 
 throughput: N tasks with 0.5 s of server time each through genwidgets (all in flight at once) vs
   the providers' own sample code (Segmind's doc: submit, `time.sleep(2)` polling, fetch the
@@ -11,7 +17,7 @@ throughput: N tasks with 0.5 s of server time each through genwidgets (all in fl
 overhead: one status call through `AsyncClient.get` vs raw httpx on the same endpoint, same pool.
 rss: peak RSS growth of a fresh process while genwidgets downloads a large output, vs
   `httpx.get(url).content` in another fresh process.
-Each prints a table and a last line `RESULT {json}`.
+Each prints a table and a last line `RESULT {json}` whose "ratios" compare genwidgets with its peer.
 """
 
 from __future__ import annotations
@@ -29,11 +35,18 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_batch import clean_env, own_environment
+
 from genwidgets import AsyncClient
 from genwidgets.sandbox import Sandbox
 
 KEY = {"segmind": "bench-key"}
 HEADERS = {"x-api-key": "bench-key"}
+#: Sizes of `--tiny`: enough to run every code path and print every ratio, in a few seconds.
+TINY = {"tasks": 20, "peer_tasks": 1, "calls": 200, "megabytes": 16}
+
 
 
 def sample_code(base: str, prompt: str, folder: Path) -> None:
@@ -52,7 +65,7 @@ def sample_code(base: str, prompt: str, folder: Path) -> None:
 
 async def genwidgets_many(sb: Sandbox, n: int, folder: Path) -> float:
     async with AsyncClient(
-        api_keys=KEY, base_urls=sb.urls, cache_dir=folder, journal=False
+        api_keys=KEY, base_urls=sb.urls, cache_dir=folder, journal=False, budgets=False
     ) as client:
         started = time.perf_counter()
         tasks = await asyncio.gather(
@@ -89,6 +102,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
         "peer_extrapolated_s": round(peer_total, 1),
         "peer_tasks_per_s": round(1 / peer_per_task, 3),
         "speedup": round(peer_total / ours, 1),
+        "ratios": {"throughput_speedup_vs_sample_code": round(peer_total / ours, 2)},
     }
     print(f"{args.tasks} tasks, 0.5 s server time each (Segmind protocol on the sandbox)")
     print(
@@ -109,6 +123,7 @@ async def overhead_run(sb: Sandbox, calls: int, journal: bool, folder: Path) -> 
         base_urls=sb.urls,
         cache_dir=folder,
         journal=(folder / "j.sqlite") if journal else False,
+        budgets=False,
     ) as client:
         task = await client.submit("segmind:seedream-4.5", prompt="stay running [slow]")
         url = task.provider_data["status_url"]
@@ -136,6 +151,10 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
         "httpx_p50_ms": round(raw * 1000, 3),
         "ratio": round(ours / raw, 2),
         "ratio_with_journal": round(ours_j / raw_j, 2),
+        "ratios": {
+            "status_call_vs_raw_httpx": round(ours / raw, 3),
+            "status_call_with_journal_vs_raw_httpx": round(ours_j / raw_j, 3),
+        },
     }
     print(
         f"status call, median of {args.calls}: genwidgets {ours * 1000:.3f} ms, raw httpx "
@@ -156,7 +175,8 @@ if mode == "genwidgets":
     async def go():
         task = Task(id="big", provider="segmind", model="m", status=Status.SUCCEEDED,
                     outputs=(Output(kind="video", url=url),))
-        async with AsyncClient(cache_dir=folder, journal=False, max_download_bytes=2 * size) as c:
+        async with AsyncClient(cache_dir=folder, journal=False, budgets=False,
+                               max_download_bytes=2 * size) as c:
             done = await c.download(task)
         return done.outputs[0].size
     got = asyncio.run(go())
@@ -184,6 +204,7 @@ def rss(args: argparse.Namespace) -> dict[str, Any]:
                     text=True,
                     timeout=1200,
                     check=True,
+                    env=clean_env(),
                 )
             figures = json.loads(done.stdout.strip().splitlines()[-1])
             assert figures["bytes"] == size, figures
@@ -191,6 +212,10 @@ def rss(args: argparse.Namespace) -> dict[str, Any]:
             out[f"{mode}_peak_mb"] = round(figures["peak_after_mb"], 1)
             out[f"{mode}_baseline_mb"] = round(figures["peak_before_mb"], 1)
             out[f"{mode}_mb_per_s"] = round(args.megabytes / figures["seconds"], 1)
+    # Growth is measured in KB steps; a naive growth of 0 cannot happen for a download of size
+    # > 0 that is held in memory, but guard the division anyway.
+    growth = out["genwidgets_growth_mb"] / max(out["naive_growth_mb"], 0.1)
+    out["ratios"] = {"rss_growth_vs_httpx_content": round(growth, 4)}
     print(
         f"downloading {args.megabytes} MB: genwidgets peak RSS growth "
         f"{out['genwidgets_growth_mb']} MB ({out['genwidgets_mb_per_s']} MB/s; target < 64 MB); "
@@ -200,17 +225,25 @@ def rss(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="which", required=True)
-    t = sub.add_parser("throughput")
-    t.add_argument("--tasks", type=int, default=1000)
-    t.add_argument("--peer-tasks", type=int, default=10)
-    o = sub.add_parser("overhead")
-    o.add_argument("--calls", type=int, default=2000)
-    r = sub.add_parser("rss")
-    r.add_argument("--megabytes", type=int, default=1024)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "which", nargs="?", choices=("throughput", "overhead", "rss", "all"), default="all"
+    )
+    parser.add_argument("--tasks", type=int, default=1000, help="throughput: tasks")
+    parser.add_argument("--peer-tasks", type=int, default=10, help="throughput: sample-code tasks")
+    parser.add_argument("--calls", type=int, default=2000, help="overhead: status calls")
+    parser.add_argument("--megabytes", type=int, default=1024, help="rss: output size")
+    parser.add_argument("--tiny", action="store_true", help=f"a few seconds: {TINY}")
     args = parser.parse_args()
-    result = {"throughput": throughput, "overhead": overhead, "rss": rss}[args.which](args)
+    if args.tiny:
+        vars(args).update(TINY)
+    own_environment()
+    runs = {"throughput": throughput, "overhead": overhead, "rss": rss}
+    chosen = list(runs) if args.which == "all" else [args.which]
+    results = {name: runs[name](args) for name in chosen}
+    result = results[chosen[0]] if len(chosen) == 1 else dict(results)
+    if len(chosen) > 1:
+        result["ratios"] = {k: v for r in results.values() for k, v in r["ratios"].items()}
     print("RESULT " + json.dumps(result))
     return 0
 

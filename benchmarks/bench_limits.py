@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_limits.py [--tasks 2000] [--task-seconds 3]
         [--max-in-flight 200] [--peer-cap 150]
+    .venv/bin/python benchmarks/bench_limits.py --tiny   # 20 tasks of 0.5 s, a few seconds
 
 What is measured: whether genwidgets' default budgets keep a batch under a provider's published
 limits without giving throughput away. The sandbox (`python -m genwidgets.sandbox
@@ -40,10 +41,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_batch import SandboxProcess, endpoint_delta, limited_delta, run_child
+from bench_batch import (
+    SandboxProcess,
+    endpoint_delta,
+    limited_delta,
+    own_environment,
+    run_child,
+)
 
 RPM, IN_FLIGHT = 600, 30  # OneRouter's documented community limits (DOCUMENTED_LIMITS)
 QUEUE_SECONDS = 0.5  # the sandbox CLI's default
+#: Sizes of `--tiny`: every code path and every ratio, in a few seconds (tests run it).
+TINY = {"tasks": 20, "task_seconds": 0.5, "peer_cap": 10.0}
 
 
 def figures_for(
@@ -207,6 +216,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "genwidgets_share_of_ceiling": round(share, 3),
         "peer_note": peer_note,
         "targets_met": met,
+        "ratios": {
+            "throughput_vs_peer": round(ours["tasks_per_s"] / peer["tasks_per_s"], 3)
+            if peer["tasks_per_s"]
+            else float("inf"),
+            "share_of_ceiling": round(share, 3),
+        },
     }
 
 
@@ -217,7 +232,12 @@ def main() -> int:
     parser.add_argument("--task-jitter", type=float, default=0.2)
     parser.add_argument("--max-in-flight", type=int, default=200)
     parser.add_argument("--peer-cap", type=float, default=150.0, help="seconds the peer may run")
-    result = run(parser.parse_args())
+    parser.add_argument("--tiny", action="store_true", help=f"a few seconds: {TINY}")
+    args = parser.parse_args()
+    if args.tiny:
+        vars(args).update(TINY)
+    own_environment()
+    result = run(args)
     print("RESULT " + json.dumps(result))
     return 0
 
