@@ -108,6 +108,20 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def parse_args(parser: argparse.ArgumentParser, tiny: dict[str, Any]) -> argparse.Namespace:
+    """The benchmark's arguments, `--tiny` applied, in an environment of its own.
+
+    `--tiny` (the sizes in `tiny`) runs every code path and prints every ratio in a few seconds;
+    tests/test_benchmarks.py runs each script that way.
+    """
+    parser.add_argument("--tiny", action="store_true", help=f"a few seconds: {tiny}")
+    args = parser.parse_args()
+    if args.tiny:
+        vars(args).update(tiny)
+    own_environment()
+    return args
+
+
 def own_environment() -> None:
     """Drop every GENWIDGETS_* setting and provider key from this process's environment.
 
@@ -486,11 +500,7 @@ def main() -> int:
         default=16,
         help="the loop's cap on API requests at once (genwidgets': 16 per provider); 0: none",
     )
-    parser.add_argument("--tiny", action="store_true", help=f"a few seconds: {TINY}")
-    args = parser.parse_args()
-    if args.tiny:
-        vars(args).update(TINY)
-    own_environment()
+    args = parse_args(parser, TINY)
     result = main_batch(args)
     print("RESULT " + json.dumps(result))
     return 0

@@ -47,7 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_batch import KEY, SandboxProcess, clean_env, own_environment
+from bench_batch import KEY, SandboxProcess, clean_env, parse_args
 
 from genwidgets import AsyncClient, DeadlineExceeded, Task
 
@@ -301,11 +301,7 @@ def main() -> int:
     parser.add_argument("--peers", type=int, default=3)
     parser.add_argument("--deadline", type=float, default=2.0, help="run(timeout=...) seconds")
     parser.add_argument("--watch", type=float, default=10.0, help="seconds to watch for a cancel")
-    parser.add_argument("--tiny", action="store_true", help=f"a few seconds: {TINY}")
-    args = parser.parse_args()
-    if args.tiny:
-        vars(args).update(TINY)
-    own_environment()
+    args = parse_args(parser, TINY)
     result = run(args)
     print("RESULT " + json.dumps(result))
     return 0

@@ -37,7 +37,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_batch import clean_env, own_environment
+from bench_batch import clean_env, parse_args
 
 from genwidgets import AsyncClient
 from genwidgets.sandbox import Sandbox
@@ -233,11 +233,7 @@ def main() -> int:
     parser.add_argument("--peer-tasks", type=int, default=10, help="throughput: sample-code tasks")
     parser.add_argument("--calls", type=int, default=2000, help="overhead: status calls")
     parser.add_argument("--megabytes", type=int, default=1024, help="rss: output size")
-    parser.add_argument("--tiny", action="store_true", help=f"a few seconds: {TINY}")
-    args = parser.parse_args()
-    if args.tiny:
-        vars(args).update(TINY)
-    own_environment()
+    args = parse_args(parser, TINY)
     runs = {"throughput": throughput, "overhead": overhead, "rss": rss}
     chosen = list(runs) if args.which == "all" else [args.which]
     results = {name: runs[name](args) for name in chosen}

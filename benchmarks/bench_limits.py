@@ -45,7 +45,7 @@ from bench_batch import (
     SandboxProcess,
     endpoint_delta,
     limited_delta,
-    own_environment,
+    parse_args,
     run_child,
 )
 
@@ -232,11 +232,7 @@ def main() -> int:
     parser.add_argument("--task-jitter", type=float, default=0.2)
     parser.add_argument("--max-in-flight", type=int, default=200)
     parser.add_argument("--peer-cap", type=float, default=150.0, help="seconds the peer may run")
-    parser.add_argument("--tiny", action="store_true", help=f"a few seconds: {TINY}")
-    args = parser.parse_args()
-    if args.tiny:
-        vars(args).update(TINY)
-    own_environment()
+    args = parse_args(parser, TINY)
     result = run(args)
     print("RESULT " + json.dumps(result))
     return 0

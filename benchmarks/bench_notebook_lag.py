@@ -31,7 +31,7 @@ from jupyter_client.manager import start_new_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_batch import clean_env
+from bench_batch import clean_env, parse_args
 
 #: Sizes of `--tiny`: every code path and every ratio, in a few seconds (tests run it).
 TINY = {"cards": 5, "task_seconds": 0.5, "peer_tasks": 1}
@@ -129,12 +129,9 @@ def main() -> int:
     parser.add_argument("--task-seconds", type=float, default=5.0)
     parser.add_argument("--peer-tasks", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="100 cards, 1 peer task")
-    parser.add_argument("--tiny", action="store_true", help=f"a few seconds: {TINY}")
-    args = parser.parse_args()
-    if args.quick:
+    args = parse_args(parser, TINY)
+    if args.quick and not args.tiny:
         args.cards, args.peer_tasks = 100, 1
-    if args.tiny:
-        vars(args).update(TINY)
     with tempfile.TemporaryDirectory() as cache_dir:
         result = measure(args, cache_dir)
     print("RESULT " + json.dumps(result))
