@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="J",
         help="scale each task's run time by a seeded uniform(1-J, 1+J), 0..1 (default 0: exact)",
     )
+    _add_limit_flags(parser)
+    _add_fault_flags(parser)
+    return parser
+
+
+def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
     limits = parser.add_argument_group("limits per API key (none by default)")
     limits.add_argument(
         "--enforce-limits",
@@ -82,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
         help="limit a provider per key (repeatable; overrides --enforce-limits for it); either "
         "number may be left empty, e.g. segmind=50 or oxen=/4",
     )
+
+
+def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per `FaultConfig` field, so a new fault is a flag without touching the CLI."""
     faults = parser.add_argument_group("faults (all off by default)")
     for field in dataclasses.fields(FaultConfig):
         flag = "--" + field.name.replace("_", "-")
@@ -92,7 +102,6 @@ def _parser() -> argparse.ArgumentParser:
             faults.add_argument(flag, type=int, default=None, help=doc)
         else:
             faults.add_argument(flag, type=float, default=None, metavar="S_OR_P", help=doc)
-    return parser
 
 
 def _jitter(text: str) -> float:

@@ -1,7 +1,7 @@
-"""What the five protocol apps share: auth, fault injection, admin and file endpoints.
+"""What the five protocol apps share: auth, limits, fault injection and the result-file routes.
 
 Each provider module subclasses `ProviderApp`, states its error shape, its auth header and its
-routes; `ProviderApp.route` wraps every handler in the same pipeline:
+routes as a table (`ROUTES`); `ProviderApp.route` wraps every handler in the same pipeline:
 
     count -> latency -> auth (401 in the provider's shape) -> limits (429 when the account is
     over its requests per minute or, on a submit, its tasks in flight) -> pre-faults (429/5xx on
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal
@@ -27,13 +26,15 @@ from typing import Any, ClassVar, Literal
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from ._faults import decide_poll_fault
+from ._limits import Refusal
 from ._result_files import big_chunks
-from ._state import Refusal, State, account_of
+from ._state import State
+from ._tasks import SimTask, account_of
 
 __all__ = ["ErrorKind", "ProviderApp", "big_size", "fmt_datetime", "read_json", "seed_of"]
 
@@ -141,6 +142,14 @@ class ProviderApp:
     #: Whether a limit 429 says when to come back. Only Segmind documents a reset header for its
     #: rate limits; OneRouter documents none, and the others say nothing, so clients must cope.
     announces_limit_reset: ClassVar[bool] = False
+    #: The protocol as a table: (method, path, handler method). The handler's name is the
+    #: endpoint counted in `stats()["requests"]`; "submit" gets the submit faults and limits.
+    ROUTES: ClassVar[tuple[tuple[str, str, str], ...]] = ()
+    #: The handlers that read a task's status: they get the poll faults.
+    POLLS: ClassVar[frozenset[str]] = frozenset({"poll"})
+    #: The path parameter that names a task, and the provider's 404 message for an unknown one.
+    TASK_PARAM: ClassVar[str] = "task_id"
+    MISSING: ClassVar[str] = "Task {} not found"
 
     def __init__(self, state: State) -> None:
         self.state = state
@@ -157,7 +166,22 @@ class ProviderApp:
         return {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
 
     def routes(self) -> list[BaseRoute]:
-        raise NotImplementedError
+        """The protocol's routes, from `ROUTES`, each inside the fault pipeline."""
+        return [
+            self.route(
+                path,
+                getattr(self, handler),
+                methods=[method],
+                endpoint=handler,
+                kind=self._kind_of(handler),
+            )
+            for method, path, handler in self.ROUTES
+        ]
+
+    def _kind_of(self, handler: str) -> EndpointKind:
+        if handler == "submit":
+            return "submit"
+        return "poll" if handler in self.POLLS else "other"
 
     def quota_error(self) -> Response | None:
         """What a submit with the no-credits key gets, where the provider documents one."""
@@ -193,6 +217,13 @@ class ProviderApp:
     def not_found(self, message: str) -> Response:
         return self.error(404, "not_found", message)
 
+    def find(self, request: Request) -> SimTask | Response:
+        """The caller's task named in the path, or the provider's 404 (unknown, someone else's,
+        expired or deleted: the real services do not tell these apart either)."""
+        task_id = request.path_params[self.TASK_PARAM]
+        task = self.state.find(self.name, task_id, request.state.account)
+        return self.not_found(self.MISSING.format(task_id)) if task is None else task
+
     def route(
         self,
         path: str,
@@ -216,53 +247,72 @@ class ProviderApp:
             latency = state.faults.latency
             if latency > 0:
                 await asyncio.sleep(latency)
-            if auth:
-                key = self.key_from(request)
-                if not key or key == BAD_KEY:
-                    message = "Invalid API key" if key else "Missing API key"
-                    return self._sent(self.error(401, "auth", message))
-                request.state.account = account_of(key)
-                request.state.no_quota = key == NO_QUOTA_KEY
-                if limited:
-                    over = state.admit(self.name, request.state.account, submit=kind == "submit")
-                    if over is not None:
-                        return self._sent(self.limit_refused(over))
-            fault = None
-            if kind == "poll":
-                with state.lock:
-                    fault = decide_poll_fault(state.faults, state.dice)
-                if fault in ("burst_429", "429"):
-                    return self._sent(self.rate_limited())
-                if fault == "5xx":
-                    return self._sent(self.server_error())
-            elif kind == "submit":
-                with state.lock:
-                    injected = state.dice.hit(state.faults.submit_rate_limit_rate)
-                if injected:
-                    return self._sent(self.rate_limited())
-                if request.state.no_quota:
-                    refusal = self.quota_error()
-                    if refusal is not None:
-                        return self._sent(refusal)
+            refused = self._gate(request, kind, limited=limited) if auth else None
+            if refused is not None:
+                return self._sent(refused)
+            fault, injected = self._pre_fault(request, kind)
+            if injected is not None:
+                return self._sent(injected)
             response = await handler(request)
-            if kind == "submit" and 200 <= response.status_code < 300:
-                with state.lock:
-                    ambiguous = state.dice.hit(state.faults.submit_error_rate)
-                if ambiguous:  # the task exists now; the client cannot know it
-                    return self._sent(self.server_error())
-            if fault == "reset":
-                state.count("resets")
-                return ResetResponse(response)
-            body = getattr(response, "body", None)
-            if fault == "malformed" and isinstance(body, (bytes, bytearray)):
-                state.count("malformed")
-                body = bytes(body)
-                return self._sent(
-                    Response(body[: max(1, len(body) // 2)], 200, media_type="application/json")
-                )
-            return self._sent(response)
+            return self._post_fault(response, kind, fault)
 
         return Route(path, pipeline, methods=methods, name=f"{self.name}.{endpoint}")
+
+    def _gate(self, request: Request, kind: EndpointKind, *, limited: bool) -> Response | None:
+        """Auth, then the account's limits: the refusal to send, or None to go on."""
+        key = self.key_from(request)
+        if not key or key == BAD_KEY:
+            return self.error(401, "auth", "Invalid API key" if key else "Missing API key")
+        request.state.account = account_of(key)
+        request.state.no_quota = key == NO_QUOTA_KEY
+        if limited:
+            over = self.state.book.admit(self.name, request.state.account, submit=kind == "submit")
+            if over is not None:
+                return self.limit_refused(over)
+        return None
+
+    def _pre_fault(
+        self, request: Request, kind: EndpointKind
+    ) -> tuple[str | None, Response | None]:
+        """Roll the dice before the handler: the poll fault to apply after it (reset, malformed),
+        and a response that replaces the handler's (429, 5xx, no credits), if any."""
+        state = self.state
+        if kind == "poll":
+            with state.lock:
+                fault = decide_poll_fault(state.faults, state.dice)
+            if fault in ("burst_429", "429"):
+                return fault, self.rate_limited()
+            if fault == "5xx":
+                return fault, self.server_error()
+            return fault, None
+        if kind == "submit":
+            with state.lock:
+                injected = state.dice.hit(state.faults.submit_rate_limit_rate)
+            if injected:
+                return None, self.rate_limited()
+            if getattr(request.state, "no_quota", False):
+                return None, self.quota_error()
+        return None, None
+
+    def _post_fault(self, response: Response, kind: EndpointKind, fault: str | None) -> Response:
+        """Faults after the handler ran: a 5xx for a created submit, a reset or truncated poll."""
+        state = self.state
+        if kind == "submit" and 200 <= response.status_code < 300:
+            with state.lock:
+                ambiguous = state.dice.hit(state.faults.submit_error_rate)
+            if ambiguous:  # the task exists now; the client cannot know it
+                return self._sent(self.server_error())
+        if fault == "reset":
+            state.count("resets")
+            return ResetResponse(response)
+        body = getattr(response, "body", None)
+        if fault == "malformed" and isinstance(body, (bytes, bytearray)):
+            state.count("malformed")
+            body = bytes(body)
+            return self._sent(
+                Response(body[: max(1, len(body) // 2)], 200, media_type="application/json")
+            )
+        return self._sent(response)
 
     def _sent(self, response: Response) -> Response:
         self.state.count_status(self.name, response.status_code)
@@ -270,7 +320,8 @@ class ProviderApp:
 
     # ------------------------------------------------------------------- the app
     def build(self, extra_routes: list[BaseRoute] | None = None) -> Starlette:
-        """The Starlette app for one port: protocol routes, result files, admin endpoints."""
+        """The Starlette app for one port: `extra_routes` (the protocol's and the sandbox's admin
+        endpoints, from the server) and the result files."""
 
         async def http_error(request: Request, exc: Exception) -> Response:
             code = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -279,7 +330,7 @@ class ProviderApp:
             response = self.error(code, kind, message)
             return self._sent(response)
 
-        routes = [*(extra_routes or []), *self.file_routes(), *admin_routes(self.state)]
+        routes = [*(extra_routes or []), *self.file_routes()]
         return Starlette(routes=routes, exception_handlers={404: http_error, 405: http_error})
 
     def file_routes(self) -> list[BaseRoute]:
@@ -338,67 +389,3 @@ def _s3_error(status: int, code: str, message: str) -> Response:
         f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
     )
     return Response(body, status, media_type="application/xml")
-
-
-def admin_routes(state: State) -> list[BaseRoute]:
-    """`/_sandbox/*`: drive the sandbox from a notebook or another process (no auth: loopback)."""
-
-    async def get_faults(request: Request) -> Response:
-        with state.lock:
-            return JSONResponse(state.faults.as_dict())
-
-    async def post_faults(request: Request) -> Response:
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            return JSONResponse({"error": "expected a JSON object of fault fields"}, 400)
-        try:
-            faults = state.set_faults(**body)
-        except TypeError as exc:
-            return JSONResponse({"error": str(exc)}, 400)
-        return JSONResponse(faults.as_dict())
-
-    async def get_stats(request: Request) -> Response:
-        return JSONResponse(state.stats())
-
-    async def post_reset(request: Request) -> Response:
-        state.reset()
-        return JSONResponse({"status": "reset", "time": time.time()})
-
-    def limits_body() -> dict[str, Any]:
-        with state.lock:
-            return {name: limits.as_dict() for name, limits in state.limits.items()}
-
-    async def get_limits(request: Request) -> Response:
-        return JSONResponse(limits_body())
-
-    async def post_limits(request: Request) -> Response:
-        """Merge `{provider: {requests_per_minute, max_in_flight} | [rpm, in_flight] | null}`.
-
-        Only the named providers change (null clears one), like `POST /_sandbox/faults`; the
-        whole body is validated before anything is applied.
-        """
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            return JSONResponse({"error": "expected a JSON object of provider limits"}, 400)
-        with state.lock:
-            merged: dict[str, Any] = dict(state.limits)
-            merged.update(body)
-            try:
-                state.replace_limits(merged)
-            except ValueError as exc:
-                return JSONResponse({"error": str(exc)}, 400)
-        return JSONResponse(limits_body())
-
-    async def delete_limits(request: Request) -> Response:
-        state.set_limits()
-        return JSONResponse(limits_body())
-
-    return [
-        Route("/_sandbox/faults", get_faults, methods=["GET"]),
-        Route("/_sandbox/faults", post_faults, methods=["POST"]),
-        Route("/_sandbox/stats", get_stats, methods=["GET"]),
-        Route("/_sandbox/reset", post_reset, methods=["POST"]),
-        Route("/_sandbox/limits", get_limits, methods=["GET"]),
-        Route("/_sandbox/limits", post_limits, methods=["POST"]),
-        Route("/_sandbox/limits", delete_limits, methods=["DELETE"]),
-    ]

@@ -18,10 +18,9 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
 
 from ._http import ErrorKind, ProviderApp, big_size, fmt_datetime, read_json, seed_of
-from ._state import SimTask
+from ._tasks import SimTask
 
 __all__ = ["NetMind"]
 
@@ -51,17 +50,14 @@ class NetMind(ProviderApp):
             message = "Service is unavailable"
         return JSONResponse({"detail": message}, status)
 
-    def routes(self) -> list[BaseRoute]:
-        return [
-            self.route(
-                "/v1/generation", self.submit, methods=["POST"], endpoint="submit", kind="submit"
-            ),
-            self.route("/v1/generation", self.list, methods=["GET"], endpoint="list"),
-            self.route(
-                "/v1/generation/{gid}", self.poll, methods=["GET"], endpoint="poll", kind="poll"
-            ),
-            self.route("/v1/generation/{gid}", self.delete, methods=["DELETE"], endpoint="delete"),
-        ]
+    TASK_PARAM = "gid"
+    MISSING = "Generation {} not found"
+    ROUTES = (
+        ("POST", "/v1/generation", "submit"),
+        ("GET", "/v1/generation", "list"),
+        ("GET", "/v1/generation/{gid}", "poll"),
+        ("DELETE", "/v1/generation/{gid}", "delete"),
+    )
 
     def known(self, model: str) -> bool:
         models = self.state.options.netmind_models
@@ -96,10 +92,9 @@ class NetMind(ProviderApp):
         return JSONResponse(self.record(task, self.origin(request), time.time()))
 
     async def poll(self, request: Request) -> Response:
-        gid = request.path_params["gid"]
-        task = self.state.find(self.name, gid, request.state.account)
-        if task is None:
-            return self.not_found(f"Generation {gid} not found")
+        task = self.find(request)
+        if isinstance(task, Response):
+            return task
         return JSONResponse(self.record(task, self.origin(request), time.time()))
 
     async def list(self, request: Request) -> Response:
@@ -113,10 +108,9 @@ class NetMind(ProviderApp):
 
     async def delete(self, request: Request) -> Response:
         self.state.count("deletes")
-        gid = request.path_params["gid"]
-        task = self.state.find(self.name, gid, request.state.account)
-        if task is None:
-            return self.not_found(f"Generation {gid} not found")
+        task = self.find(request)
+        if isinstance(task, Response):
+            return task
         with self.state.lock:
             task.deleted_at = time.time()
         self.state.record_cancel(self.name, task.id)

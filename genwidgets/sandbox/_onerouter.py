@@ -17,10 +17,9 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
 
 from ._http import ErrorKind, ProviderApp, big_size, fmt_datetime, read_json, seed_of
-from ._state import SimTask
+from ._tasks import SimTask
 
 __all__ = ["OneRouterPoll", "OneRouterSubmit"]
 
@@ -62,11 +61,10 @@ class _OneRouter(ProviderApp):
 class OneRouterSubmit(_OneRouter):
     """The submit host (`image.onerouter.pro` in production)."""
 
-    def routes(self) -> list[BaseRoute]:
-        return [
-            self.route(path, self.submit, methods=["POST"], endpoint="submit", kind="submit")
-            for path in ("/v1/images/generations", "/v1/videos/generations")
-        ]
+    ROUTES = (
+        ("POST", "/v1/images/generations", "submit"),
+        ("POST", "/v1/videos/generations", "submit"),
+    )
 
     async def submit(self, request: Request) -> Response:
         body = await read_json(request)
@@ -119,17 +117,15 @@ class OneRouterSubmit(_OneRouter):
 class OneRouterPoll(_OneRouter):
     """The poll host (`video.onerouter.pro` in production), reached through `data.urls.get`."""
 
-    def routes(self) -> list[BaseRoute]:
-        return [
-            self.route(path, self.poll, methods=["GET"], endpoint="poll", kind="poll")
-            for path in ("/v1/videos/tasks/{task_id}", "/v1/images/tasks/{task_id}")
-        ]
+    ROUTES = (
+        ("GET", "/v1/videos/tasks/{task_id}", "poll"),
+        ("GET", "/v1/images/tasks/{task_id}", "poll"),
+    )
 
     async def poll(self, request: Request) -> Response:
-        task_id = request.path_params["task_id"]
-        task = self.state.find(self.name, task_id, request.state.account)
-        if task is None:
-            return self.not_found(f"Task {task_id} not found")
+        task = self.find(request)
+        if isinstance(task, Response):
+            return task
         return JSONResponse(_wrap(self.snapshot(task, self.origin(request))))
 
     def snapshot(self, task: SimTask, origin: str) -> dict[str, Any]:

@@ -23,11 +23,11 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
 from ._http import ErrorKind, ProviderApp, big_size, read_json, seed_of
-from ._state import SimTask, State
+from ._state import State
+from ._tasks import SimTask
 
 __all__ = ["Oxen"]
 
@@ -62,18 +62,15 @@ class Oxen(ProviderApp):
         }
         return JSONResponse(body, status)
 
-    def routes(self) -> list[BaseRoute]:
-        return [
-            self.route(
-                "/api/ai/queue", self.submit, methods=["POST"], endpoint="submit", kind="submit"
-            ),
-            self.route("/api/ai/queue", self.list, methods=["GET"], endpoint="list"),
-            self.route(
-                "/api/ai/queue/{gid}", self.poll, methods=["GET"], endpoint="poll", kind="poll"
-            ),
-            self.route("/api/ai/queue/{gid}", self.cancel, methods=["DELETE"], endpoint="cancel"),
-            self.route("/api/events", self.events, methods=["GET"], endpoint="events"),
-        ]
+    TASK_PARAM = "gid"
+    MISSING = "Generation {} not found"
+    ROUTES = (
+        ("POST", "/api/ai/queue", "submit"),
+        ("GET", "/api/ai/queue", "list"),
+        ("GET", "/api/ai/queue/{gid}", "poll"),
+        ("DELETE", "/api/ai/queue/{gid}", "cancel"),
+        ("GET", "/api/events", "events"),
+    )
 
     async def submit(self, request: Request) -> Response:
         body = await read_json(request)
@@ -109,10 +106,9 @@ class Oxen(ProviderApp):
         return JSONResponse({"generations": created})
 
     async def poll(self, request: Request) -> Response:
-        gid = request.path_params["gid"]
-        task = self.state.find(self.name, gid, request.state.account)
-        if task is None:
-            return self.not_found(f"Generation {gid} not found")
+        task = self.find(request)
+        if isinstance(task, Response):
+            return task
         return JSONResponse(self.record(task, self.origin(request), time.time()))
 
     async def list(self, request: Request) -> Response:
@@ -138,10 +134,9 @@ class Oxen(ProviderApp):
 
     async def cancel(self, request: Request) -> Response:
         self.state.count("cancels")
-        gid = request.path_params["gid"]
-        task = self.state.find(self.name, gid, request.state.account)
-        if task is None:
-            return self.not_found(f"Generation {gid} not found")
+        task = self.find(request)
+        if isinstance(task, Response):
+            return task
         now = time.time()
         with self.state.lock:
             if task.phase(now) in ("queued", "running"):

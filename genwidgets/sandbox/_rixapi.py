@@ -21,10 +21,9 @@ from urllib.parse import urlsplit
 import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
 
 from ._http import ErrorKind, ProviderApp, big_size, read_json, seed_of
-from ._state import SimTask
+from ._tasks import SimTask
 
 __all__ = ["RixAPI"]
 
@@ -64,15 +63,8 @@ class RixAPI(ProviderApp):
         message = "预扣费额度失败, 用户剩余额度: $0.000000, 需要预扣费额度: $0.100000"
         return self.error(403, "quota", message)
 
-    def routes(self) -> list[BaseRoute]:
-        return [
-            self.route(
-                "/v1/task/submit", self.submit, methods=["POST"], endpoint="submit", kind="submit"
-            ),
-            self.route(
-                "/v1/task/{task_id}", self.poll, methods=["GET"], endpoint="poll", kind="poll"
-            ),
-        ]
+    MISSING = "task {} not found"
+    ROUTES = (("POST", "/v1/task/submit", "submit"), ("GET", "/v1/task/{task_id}", "poll"))
 
     async def submit(self, request: Request) -> Response:
         body = await read_json(request)
@@ -108,10 +100,9 @@ class RixAPI(ProviderApp):
         return JSONResponse({"id": task.id, "status": "queued", "created_at": int(task.created)})
 
     async def poll(self, request: Request) -> Response:
-        task_id = request.path_params["task_id"]
-        task = self.state.find(self.name, task_id, request.state.account)
-        if task is None:
-            return self.not_found(f"task {task_id} not found")
+        task = self.find(request)
+        if isinstance(task, Response):
+            return task
         return JSONResponse(self.snapshot(task, self.origin(request), time.time()))
 
     def snapshot(self, task: SimTask, origin: str, now: float) -> dict[str, Any]:

@@ -19,10 +19,9 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
 
 from ._http import ErrorKind, ProviderApp, big_size, read_json, seed_of
-from ._state import SimTask
+from ._tasks import SimTask
 
 __all__ = ["Segmind"]
 
@@ -52,25 +51,15 @@ class Segmind(ProviderApp):
     def quota_error(self) -> Response:
         return self.error(406, "quota", "Insufficient credits. Please recharge your account.")
 
-    def routes(self) -> list[BaseRoute]:
-        return [
-            self.route(
-                "/v2/requests/{rid}/status",
-                self.status,
-                methods=["GET"],
-                endpoint="status",
-                kind="poll",
-            ),
-            self.route(
-                "/v2/requests/{rid}", self.result, methods=["GET"], endpoint="result", kind="poll"
-            ),
-            self.route(
-                "/v1/requests/{rid}", self.legacy, methods=["GET"], endpoint="legacy", kind="poll"
-            ),
-            self.route(
-                "/v2/{model}", self.submit, methods=["POST"], endpoint="submit", kind="submit"
-            ),
-        ]
+    TASK_PARAM = "rid"
+    MISSING = "Request {} not found"
+    ROUTES = (
+        ("GET", "/v2/requests/{rid}/status", "status"),
+        ("GET", "/v2/requests/{rid}", "result"),
+        ("GET", "/v1/requests/{rid}", "legacy"),
+        ("POST", "/v2/{model}", "submit"),
+    )
+    POLLS = frozenset({"status", "result", "legacy"})
 
     async def submit(self, request: Request) -> Response:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -115,13 +104,6 @@ class Segmind(ProviderApp):
             }
         )
 
-    def _find(self, request: Request) -> tuple[SimTask | None, Response | None]:
-        rid = request.path_params["rid"]
-        task = self.state.find(self.name, rid, request.state.account)
-        if task is None:
-            return None, self.not_found(f"Request {rid} not found")
-        return task, None
-
     def _pending(self, task: SimTask, origin: str, status: str) -> dict[str, Any]:
         return {
             "status": status,
@@ -143,9 +125,9 @@ class Segmind(ProviderApp):
         return JSONResponse(body, status_code)
 
     async def status(self, request: Request) -> Response:
-        task, missing = self._find(request)
-        if task is None:
-            return missing  # type: ignore[return-value]
+        task = self.find(request)
+        if isinstance(task, Response):
+            return task
         phase = task.phase(time.time())
         if phase == "failed":
             return self._failed(task)
@@ -157,9 +139,9 @@ class Segmind(ProviderApp):
         return JSONResponse(self._pending(task, self.origin(request), status))
 
     async def result(self, request: Request, *, legacy: bool = False) -> Response:
-        task, missing = self._find(request)
-        if task is None:
-            return missing  # type: ignore[return-value]
+        task = self.find(request)
+        if isinstance(task, Response):
+            return task
         phase = task.phase(time.time())
         if phase == "failed":
             return self._failed(task, 200 if legacy else 422)

@@ -19,16 +19,18 @@ from typing import Any
 
 import uvicorn
 
+from ._admin import admin_routes
 from ._faults import FaultConfig
 from ._http import ProviderApp
-from ._limits import LIMIT_WINDOW, ServerLimits
+from ._limits import LIMIT_WINDOW, ServerLimits, coerce_limits
 from ._netmind import NetMind
 from ._onerouter import OneRouterPoll, OneRouterSubmit
 from ._oxen import Oxen
 from ._result_files import MediaSizes, Renderer
 from ._rixapi import RixAPI
 from ._segmind import Segmind
-from ._state import PROVIDERS, Options, State
+from ._state import Options, State
+from ._tasks import PROVIDERS
 
 __all__ = ["DEFAULT_PORTS", "PROVIDERS", "Sandbox"]
 
@@ -107,7 +109,7 @@ class Sandbox:
             limit_window=float(_limit_window),
         )
         self._state = State(faults or FaultConfig(), options, Renderer(media))
-        self._state.replace_limits(limits)
+        self._state.book.replace(limits)
         self.ports: dict[str, int] = {}
         self._servers: list[uvicorn.Server] = []
         self._apps: list[ProviderApp] = []
@@ -168,7 +170,7 @@ class Sandbox:
     def limits(self) -> dict[str, ServerLimits]:
         """A copy of the limits in force, provider -> `ServerLimits` (unlimited ones absent)."""
         with self._state.lock:
-            return dict(self._state.limits)
+            return dict(self._state.book.limits)
 
     def set_limits(
         self,
@@ -182,7 +184,12 @@ class Sandbox:
         `sb.set_limits("onerouter", 600, 30)` is OneRouter's published budget; OneRouter's poll
         host shares it. An unknown provider raises `ValueError`.
         """
-        return self._state.set_limits(provider, requests_per_minute, max_in_flight)
+        book = self._state.book
+        if provider is None:
+            if requests_per_minute is not None or max_in_flight is not None:
+                raise ValueError("name the provider these limits are for")
+            return book.replace(None)
+        return book.set(provider, coerce_limits((requests_per_minute, max_in_flight)))
 
     def stats(self) -> dict[str, Any]:
         """Counters since the last reset (a plain dict; see `State.stats`)."""
@@ -210,7 +217,7 @@ class Sandbox:
         self._apps = [_APPS[name](state) for name in sockets]
         for app, name in zip(self._apps, sockets, strict=True):
             config = uvicorn.Config(
-                app.build(app.routes()),
+                app.build([*app.routes(), *admin_routes(state)]),
                 host=HOST,
                 port=self.ports[name],
                 http="h11",

@@ -1,14 +1,9 @@
-"""The sandbox's shared state: simulated tasks, counters, result files and SSE subscribers.
+"""The sandbox's shared state: tasks, counters, result files, limits and SSE subscribers.
 
-A task stores only its creation time and durations; its status is computed from the clock on
-each request (`SimTask.phase`), so a thousand idle tasks cost a dict entry each and no timers.
-Only Oxen's push events and RixAPI's callbacks schedule anything, and only for their own tasks.
-
-Limits (`_limits.py`) are enforced here too, per (provider, account): a deque of request times for
-the sliding requests-per-minute window, and a short list of the account's possibly-unfinished
-tasks for the in-flight count (pruned on every look, so it stays as long as what is in flight).
-Both are tracked even for providers without limits, because the peaks they yield are what a
-benchmark wants to report.
+One `State` per `Sandbox`, shared by the five protocol apps. Tasks and files are `_tasks`'
+`SimTask` and `FileEntry`; the limits' bookkeeping is `_limits.LimitBook`; rendering is
+`_result_files.Renderer`. Only Oxen's push events and RixAPI's callbacks schedule anything, and
+only for their own tasks.
 
 All mutation happens under one `threading.RLock`: handlers run on the sandbox's event-loop thread
 while tests call `stats()`, `set_faults()` and `reset()` from theirs. Nothing here awaits while
@@ -19,201 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
-import json
 import random
 import secrets
 import threading
 import time
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from ._faults import Dice, FaultConfig
-from ._limits import LIMIT_WINDOW, ServerLimits, coerce_limits
+from ._limits import LIMIT_WINDOW, LimitBook
 from ._result_files import Renderer, requested_seconds
+from ._tasks import FileEntry, SimTask, fingerprint, kind_for
 
-__all__ = [
-    "PROVIDERS",
-    "FileEntry",
-    "Refusal",
-    "SimTask",
-    "State",
-    "account_of",
-    "kind_for",
-]
+__all__ = ["Options", "State"]
 
-#: The provider names every per-provider setting is keyed by (OneRouter's poll host is part of
-#: "onerouter": it shares its account, its tasks and its limits).
-PROVIDERS = ("onerouter", "segmind", "rixapi", "netmind", "oxen")
 #: The jitter RNG's seed when the faults give none: durations stay reproducible run to run.
 JITTER_SEED = 0
-
-Kind = Literal["image", "video", "audio", "text"]
-Phase = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-LimitReason = Literal["rate", "in_flight"]
-
-_AUDIO_WORDS = ("audio", "music", "tts", "speech", "mmaudio")
-_TEXT_WORDS = ("llm", "chat", "text")
-_IMAGE_WORDS = ("image", "img", "photo", "picture")
-#: Video model families whose names do not say "video" (the catalogues' seedance, veo-3,
-#: runway-gen4, luma-ray-2, vidu-2.0, kling-v3, ...).
-_VIDEO_FAMILIES = ("seedance", "veo", "runway", "luma", "vidu", "kling", "hailuo", "sora", "pika")
-
-
-def kind_for(provider: str, model: str, params: Mapping[str, Any] | None = None) -> Kind:
-    """What a model produces, from its name and request: the sandbox has no catalogue, on purpose.
-
-    'video' in the name wins, then the audio words, then (Segmind only, the one provider with text
-    models) 'llm'/'chat'/'text' unless the name also says image ('text-to-image' is an image
-    model), then the image words; then a video family's name (seedance, veo, kling...) or a
-    request that asks for a length (`duration`, `seconds`) makes a video; everything else makes
-    images.
-    """
-    name = model.lower()
-    if "video" in name:
-        return "video"
-    if any(word in name for word in _AUDIO_WORDS):
-        return "audio"
-    says_image = any(word in name for word in _IMAGE_WORDS)
-    if provider == "segmind" and any(word in name for word in _TEXT_WORDS) and not says_image:
-        return "text"
-    if says_image:
-        return "image"
-    if any(family in name for family in _VIDEO_FAMILIES):
-        return "video"
-    if params and any(params.get(field) is not None for field in ("duration", "seconds")):
-        return "video"
-    return "image"
-
-
-def _known_provider(name: str) -> str:
-    """A provider name limits can be keyed by; a typo raises instead of limiting nothing."""
-    if name == "onerouter_poll":
-        raise ValueError("onerouter_poll shares onerouter's limits; set them on 'onerouter'")
-    if name not in PROVIDERS:
-        raise ValueError(f"unknown provider {name!r}; known: {', '.join(PROVIDERS)}")
-    return name
-
-
-def account_of(key: str) -> str:
-    """A stable account id for a key; the key itself is never stored."""
-    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:16]
-
-
-def fingerprint(provider: str, model: str, body: Any) -> str:
-    """provider:model:hash of the canonical JSON body -- the same submit twice has one print."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return f"{provider}:{model}:{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
-
-
-@dataclass
-class FileEntry:
-    """A result file behind an unguessable token. Bytes are rendered on demand (memoized)."""
-
-    token: str
-    kind: Kind
-    prompt: str
-    seed: int
-    size: int | None = None  # known once rendered, or the requested size of a big file
-    big: bool = False
-    seconds: float | None = None  # a video's or audio's requested length (None: the default)
-    downloads: int = 0
-
-    @property
-    def ext(self) -> str:
-        return {"image": "png", "video": "mp4", "audio": "wav", "text": "txt"}[self.kind]
-
-    @property
-    def content_type(self) -> str:
-        return {
-            "image": "image/png",
-            "video": "video/mp4",
-            "audio": "audio/wav",
-            "text": "text/plain; charset=utf-8",
-        }[self.kind]
-
-    def path(self) -> str:
-        return f"/files/{self.token}.{self.ext}"
-
-
-@dataclass
-class SimTask:
-    """One simulated task. Its timeline is fixed at creation; the status is read off the clock."""
-
-    id: str
-    provider: str
-    model: str
-    account: str
-    kind: Kind
-    prompt: str
-    seed: int
-    params: dict[str, Any]
-    created: float
-    queue_seconds: float
-    run_seconds: float
-    fails: bool = False
-    error: str | None = None
-    expires_at: float | None = None
-    cancelled_at: float | None = None
-    deleted_at: float | None = None
-    big_bytes: int | None = None
-    callback_url: str | None = None
-    files: list[FileEntry] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def started(self) -> float:
-        return self.created + self.queue_seconds
-
-    @property
-    def finished(self) -> float:
-        return self.started + self.run_seconds
-
-    def phase(self, now: float) -> Phase:
-        if self.cancelled_at is not None and now >= self.cancelled_at:
-            return "cancelled"
-        if now < self.started:
-            return "queued"
-        if now < self.finished:
-            return "running"
-        return "failed" if self.fails else "succeeded"
-
-    def run_fraction(self, now: float) -> float:
-        """0..1 through the running phase (OneRouter splits it into in_progress/processing)."""
-        if self.run_seconds <= 0:
-            return 1.0
-        return min(1.0, max(0.0, (now - self.started) / self.run_seconds))
-
-    def gone(self, now: float) -> bool:
-        """Past retention/expiry or deleted: every endpoint answers 404 from now on."""
-        if self.deleted_at is not None:
-            return True
-        return self.expires_at is not None and now >= self.expires_at
-
-    def changed_at(self, now: float) -> float:
-        """When the visible status last changed (NetMind's updated_at)."""
-        if self.cancelled_at is not None and now >= self.cancelled_at:
-            return self.cancelled_at
-        if now >= self.finished:
-            return self.finished
-        if now >= self.started:
-            return self.started
-        return self.created
-
-    def in_flight(self, now: float) -> bool:
-        """Still occupying one of the account's concurrent slots (queued or running, not gone)."""
-        return not self.gone(now) and self.phase(now) in ("queued", "running")
-
-
-class Refusal(NamedTuple):
-    """Why a request is refused by a limit, for the 429 the app sends."""
-
-    reason: LimitReason
-    message: str
-    reset_in: float | None  # seconds until a retry would pass (None: unknowable, e.g. in flight)
-
 
 def _new_stats() -> dict[str, Any]:
     return {
@@ -233,9 +51,6 @@ def _new_stats() -> dict[str, Any]:
         "callback_errors": 0,
         "downloads": 0,
         "cancel_times": [],
-        "limited": defaultdict(Counter),
-        "peak_requests_per_minute": {},
-        "peak_in_flight": {},
     }
 
 
@@ -269,12 +84,7 @@ class State:
         # Separate from the fault dice, so turning jitter on does not shift which requests fault.
         self.jitter = random.Random()
         self._reseed()
-        self.limits: dict[str, ServerLimits] = {}
-        self._windows: dict[tuple[str, str], deque[float]] = {}
-        self._active: dict[tuple[str, str], list[SimTask]] = {}
-        # Submits admitted but whose task is not created yet (monotonic admit times): counted as
-        # in flight, so concurrent submits cannot all pass the check before any task exists.
-        self._admitted: dict[tuple[str, str], deque[float]] = {}
+        self.book = LimitBook(self.lock, options.limit_window)
         self.tasks: dict[str, SimTask] = {}
         self.files: dict[str, FileEntry] = {}
         self.subscribers: dict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
@@ -311,114 +121,11 @@ class State:
         with self.lock:
             self.tasks.clear()
             self.files.clear()
-            self._windows.clear()
-            self._active.clear()
-            self._admitted.clear()
+            self.book.clear()
             self._stats = _new_stats()
             self._counter = 0
             self.faults = self._initial_faults.copy()
             self._reseed()
-
-    # ------------------------------------------------------------------------------ limits
-    def set_limits(
-        self,
-        provider: str | None = None,
-        requests_per_minute: int | None = None,
-        max_in_flight: int | None = None,
-    ) -> dict[str, ServerLimits]:
-        """One provider's limits (both None: unlimited); no provider at all clears every limit.
-
-        Counters already running are kept, so tightening a limit mid-run takes effect at once
-        against what the account has already done.
-        """
-        with self.lock:
-            if provider is None:
-                if requests_per_minute is not None or max_in_flight is not None:
-                    raise ValueError("name the provider these limits are for")
-                self.limits.clear()
-                return dict(self.limits)
-            name = _known_provider(provider)
-            limits = coerce_limits((requests_per_minute, max_in_flight))
-            if limits.empty:
-                self.limits.pop(name, None)
-            else:
-                self.limits[name] = limits
-            return dict(self.limits)
-
-    def replace_limits(self, limits: Mapping[str, Any] | None) -> dict[str, ServerLimits]:
-        """All limits at once (the constructor's `limits=`); validated before anything changes."""
-        parsed = {
-            _known_provider(name): coerce_limits(value) for name, value in (limits or {}).items()
-        }
-        with self.lock:
-            self.limits = {name: value for name, value in parsed.items() if not value.empty}
-            return dict(self.limits)
-
-    def admit(self, provider: str, account: str, *, submit: bool) -> Refusal | None:
-        """Count one API request against the account's limits; a `Refusal` means answer 429.
-
-        Called right after auth, before fault injection. A request refused for the rate is not
-        counted in the window (the client's retry must not be punished for the refusal); a submit
-        refused for the in-flight limit is counted, since it reached a server that did look.
-        """
-        now = time.monotonic()
-        window = self.options.limit_window
-        key = (provider, account)
-        with self.lock:
-            limits = self.limits.get(provider, ServerLimits())
-            times = self._windows.get(key)
-            if times is None:
-                times = self._windows[key] = deque()
-            while times and times[0] <= now - window:
-                times.popleft()
-            rpm = limits.requests_per_minute
-            if rpm is not None and len(times) >= rpm:
-                self._stats["limited"][provider]["rate"] += 1
-                return Refusal(
-                    "rate",
-                    f"Rate limit exceeded: {rpm} requests per minute",
-                    max(0.0, times[0] + window - now),
-                )
-            times.append(now)
-            peaks = self._stats["peak_requests_per_minute"]
-            peaks[provider] = max(peaks.get(provider, 0), len(times))
-            cap = limits.max_in_flight
-            if submit and cap is not None:
-                if self._in_flight(key, time.time()) + self._pending(key, now) >= cap:
-                    self._stats["limited"][provider]["in_flight"] += 1
-                    return Refusal(
-                        "in_flight", f"Too many concurrent tasks: at most {cap} in progress", None
-                    )
-                self._admitted.setdefault(key, deque()).append(now)
-            return None
-
-    def _pending(self, key: tuple[str, str], now: float) -> int:
-        """Admitted submits still being handled (lock held). One whose handler refused it (bad
-        params, an injected fault) never creates a task; it stops counting after 5 s."""
-        admitted = self._admitted.get(key)
-        while admitted and admitted[0] < now - 5.0:
-            admitted.popleft()
-        return len(admitted) if admitted else 0
-
-    def _in_flight(self, key: tuple[str, str], now: float) -> int:
-        """How many of the account's tasks are queued or running; prunes the rest (lock held)."""
-        active = [task for task in self._active.get(key, ()) if task.in_flight(now)]
-        if active:
-            self._active[key] = active
-        else:
-            self._active.pop(key, None)
-        return len(active)
-
-    def _track(self, task: SimTask) -> None:
-        """Add a new task to its account's in-flight list and raise the peak (lock held)."""
-        key = (task.provider, task.account)
-        count = self._in_flight(key, task.created)
-        admitted = self._admitted.get(key)
-        if admitted:
-            admitted.popleft()  # this submit's admission becomes the task itself
-        self._active.setdefault(key, []).append(task)
-        peaks = self._stats["peak_in_flight"]
-        peaks[task.provider] = max(peaks.get(task.provider, 0), count + 1)
 
     # ------------------------------------------------------------------------------ stats
     def count(self, key: str, n: int = 1) -> None:
@@ -456,15 +163,7 @@ class State:
                 out[key] = dict(value)
             else:
                 out[key] = value
-        with self.lock:
-            limited_providers = set(self.limits) | set(out["limited"])
-        out["limited"] = {
-            name: {
-                reason: out["limited"].get(name, {}).get(reason, 0)
-                for reason in ("rate", "in_flight")
-            }
-            for name in sorted(limited_providers)
-        }
+        out.update(self.book.snapshot())
         out["renders"] = self.renderer.renders
         out["tasks_alive"] = len(self.tasks)
         out["sse_subscribers"] = sum(len(s) for s in self.subscribers.values())
@@ -525,7 +224,7 @@ class State:
                 big_bytes=big_bytes,
             )
             self.tasks[task_id] = task
-            self._track(task)
+            self.book.track(task)
             self._stats["tasks"] += 1
             self._counter += 1
             task.extra["serial"] = self._counter
