@@ -32,6 +32,7 @@ __all__ = [
     "retry_after",
     "same_site",
     "text",
+    "unwrap",
 ]
 
 #: Server text (errors, logs) is clipped to this many characters before anyone sees it.
@@ -219,6 +220,15 @@ def dig(body: Any, path: str) -> Any:
     for key in path.split("."):
         body = body.get(key) if isinstance(body, Mapping) else None
     return body
+
+
+def unwrap(body: Any) -> Mapping[str, Any] | None:
+    """A task record: the body itself, or its ``data`` when a gateway wraps the record in
+    ``{"data": {...}}`` (a body with its own ``id`` or ``status`` is the record)."""
+    if not isinstance(body, Mapping):
+        return None
+    data = body.get("data")
+    return data if "id" not in body and "status" not in body and isinstance(data, Mapping) else body
 
 
 def is_json(content: bytes) -> bool:

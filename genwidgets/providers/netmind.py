@@ -30,7 +30,7 @@ from .._models import Output, OutputKind, Status, Task
 from ._base import Provider
 from ._catalogue import ModelInfo, Param, catalogue
 from ._errors import DEFAULT_RULES, SERVER, ErrorRule
-from ._fields import dig, guess_kind, is_http_url, kind_word, parse_time, text
+from ._fields import dig, guess_kind, is_http_url, kind_word, parse_time, text, unwrap
 from ._wire import Request, Response
 
 __all__ = ["NetMindProvider"]
@@ -131,13 +131,13 @@ class NetMindProvider(Provider):
     def parse_submit(self, model: str, params: Mapping[str, Any], response: Response) -> Task:
         if not response.ok:
             raise self.error_for(response, model=model)
-        return self.new_task(model, params, response, _record(response.json_or_none()))
+        return self.new_task(model, params, response, unwrap(response.json_or_none()))
 
     def build_poll(self, task: Task) -> Request:
         return self.request("GET", self._generation_url(task.id))
 
     def state_in(self, response: Response, task: Task | None = None) -> Mapping[str, Any] | None:
-        record = _record(response.json_or_none()) if response.ok else None
+        record = unwrap(response.json_or_none()) if response.ok else None
         return record if record is not None and text(record.get("status")) else None
 
     def listed(self, record: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -189,14 +189,6 @@ class NetMindProvider(Provider):
 
     def _generation_url(self, task_id: str) -> str:
         return f"/v1/generation/{quote(task_id, safe='')}"
-
-
-def _record(body: Any) -> Mapping[str, Any] | None:
-    """The generation record: the body, or a gateway's ``{"data": {...}}`` wrapper's content."""
-    if not isinstance(body, Mapping):
-        return None
-    data = body.get("data")
-    return data if "id" not in body and "status" not in body and isinstance(data, Mapping) else body
 
 
 def _logs(value: Any) -> tuple[str, ...]:

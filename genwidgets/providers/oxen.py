@@ -62,6 +62,7 @@ _RECORD_FIELDS = frozenset(
 _IMAGE_AND_VIDEO = "{provider} cannot queue {model!r}: the queue takes image and video models only"
 _IMAGE_AND_VIDEO += " ({message})"
 _ONE = "one Task is one generation: submit one task per generation (with different seeds)."
+_PARAMS = "{provider} refused the parameters ({status}): {message}"
 _MONEY = r"insufficient\s+credit|out\s+of\s+credit|\bbalance\b"
 ERRORS: tuple[ErrorRule, ...] = (
     model_refused(kind="^resource_not_found$"),
@@ -72,7 +73,7 @@ ERRORS: tuple[ErrorRule, ...] = (
     AUTH,
     QUOTA,
     QUOTA.where(codes=None, text=_MONEY),
-    OTHER.where(kind="^invalid_params$", message="{provider} refused the parameters: {message}"),
+    OTHER.where(kind="^invalid_params$", message=_PARAMS),
     SERVER,
     OTHER,
 )

@@ -24,7 +24,7 @@ from .._models import Status, Task
 from ._base import Provider
 from ._catalogue import ModelInfo, Param, catalogue
 from ._errors import DEFAULT_RULES, MODEL_NOT_FOUND, ErrorRule
-from ._fields import as_float, dig, is_http_url
+from ._fields import as_float, dig, is_http_url, unwrap
 from ._wire import Request, Response
 
 __all__ = ["RixAPIProvider"]
@@ -113,7 +113,7 @@ class RixAPIProvider(Provider):
         if not response.ok:
             raise self.error_for(response, model=model)
         # A fast provider may answer the submit with the task already done: keep what it said.
-        return self.new_task(model, params, response, _unwrap(response.json_or_none()))
+        return self.new_task(model, params, response, unwrap(response.json_or_none()))
 
     def build_poll(self, task: Task) -> Request:
         return self.request("GET", f"/v1/task/{quote(task.id, safe='')}")
@@ -121,7 +121,7 @@ class RixAPIProvider(Provider):
     def state_in(self, response: Response, task: Task | None = None) -> Mapping[str, Any] | None:
         """The task object, whatever the HTTP code says, unless the body is an error envelope."""
         body = response.json_or_none()
-        data = _unwrap(body)
+        data = unwrap(body)
         if data is None or not isinstance(data.get("status"), str):
             return None
         return None if isinstance(dig(body, "error"), Mapping) else data
@@ -142,16 +142,6 @@ class RixAPIProvider(Provider):
             usage=dict(usage) if isinstance(usage, Mapping) else task.usage,
             cost=cost if cost is not None else task.cost,
         )
-
-
-def _unwrap(body: Any) -> Mapping[str, Any] | None:
-    """The task object: the body itself, or its ``data`` when a gateway wraps it."""
-    if not isinstance(body, Mapping):
-        return None
-    data = body.get("data")
-    if "status" not in body and "id" not in body and isinstance(data, Mapping):
-        return data
-    return body
 
 
 def _cost(record: Mapping[str, Any], usage: Any) -> float | None:
