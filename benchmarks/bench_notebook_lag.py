@@ -1,10 +1,15 @@
 """Event-loop lag and widget traffic in a real kernel while many cards track tasks.
 
 A kernel (jupyter_client) runs a 10 ms asyncio ticker and N live cards (`genwidgets.show`) on
-sandboxed Segmind tasks of a few seconds each. We report the ticker's lag (p50/p99) and the widget
-comm bytes per card-second seen on IOPub while the tasks run. The peer, in the same run and the
-same kernel: the provider's own sample loop (submit, `time.sleep(2)` polling, fetch), run in a cell
-for a few tasks while the same ticker runs.
+sandboxed Segmind tasks of a few seconds each. We report the ticker's lag (p50/p99) and the
+widget comm bytes per card-second seen on IOPub while the tasks run. The peer, in the same run
+and the same kernel: the provider's own sample loop (submit, `time.sleep(2)` polling, fetch), run
+in a cell for a few tasks while the same ticker runs.
+
+The sandbox runs in its own process (`python -m genwidgets.sandbox`, as in bench_batch.py): a
+real provider's work is not done in the user's kernel, and inside the kernel the sandbox's PNG
+renders (~17 ms of CPU each) and HTTP servers would share the kernel's GIL and count as the
+cards' lag (runs before 2026-12-01 did that).
 
 The kernel gets no GENWIDGETS_* variable from the caller; the cell configures what is measured:
 budgets off (the cards' own cost is measured, not Segmind's 5 requests/min, under which 1,000
@@ -31,7 +36,7 @@ from jupyter_client.manager import start_new_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_batch import clean_env, parse_args
+from bench_batch import SandboxProcess, clean_env, parse_args
 
 #: Sizes of `--tiny`: every code path and every ratio, in a few seconds (tests run it).
 TINY = {"cards": 5, "task_seconds": 0.5, "peer_tasks": 1}
@@ -40,15 +45,16 @@ SETUP = """
 import asyncio, statistics, time
 import httpx
 import genwidgets
-from genwidgets.sandbox import Sandbox
 
-sb = Sandbox(task_seconds={task_seconds}, queue_seconds=0.5).start()
+urls = {urls!r}
 client = genwidgets.configure(
-    base_urls=sb.urls, api_keys={{"segmind": "bench-key"}}, journal=False, budgets=False,
+    base_urls=urls, api_keys={{"segmind": "bench-key"}}, journal=False, budgets=False,
     cache_dir={cache_dir!r},
 )
 lags = []
 stop = asyncio.Event()
+
+last_tick = [time.monotonic()]
 
 async def ticker():
     loop = asyncio.get_running_loop()
@@ -56,6 +62,29 @@ async def ticker():
         t = loop.time()
         await asyncio.sleep(0.01)
         lags.append(loop.time() - t - 0.01)
+        last_tick[0] = time.monotonic()
+
+def watch_stalls(threshold=0.02, every=0.005):
+    # --diagnose: while the ticker is late, sample what the kernel's main thread runs.
+    import collections, sys, threading, traceback
+    seen = collections.Counter()
+    main = threading.main_thread().ident
+    def sample():
+        while not stop.is_set():
+            time.sleep(every)
+            if time.monotonic() - last_tick[0] < threshold:
+                continue
+            frame = sys._current_frames().get(main)
+            if frame is None:
+                continue
+            stack = traceback.extract_stack(frame)
+            ours = [f for f in stack if "genwidgets" in f.filename]
+            where = ours[-1] if ours else stack[-1]
+            inner = stack[-1]
+            seen[(f"{{where.filename.split('/')[-1]}}:{{where.lineno}} {{where.name}}",
+                  f"{{inner.filename.split('/')[-1]}}:{{inner.lineno}} {{inner.name}}")] += 1
+    threading.Thread(target=sample, daemon=True).start()
+    return seen
 
 def summary():
     ordered = sorted(lags)
@@ -67,6 +96,7 @@ def summary():
 START_CARDS = """
 lags.clear(); stop.clear()
 tick = asyncio.get_event_loop().create_task(ticker())
+stalls = watch_stalls() if {diagnose} else None
 cards = [genwidgets.show("segmind:seedream-4.5", prompt=f"card {{i}}", seed=i) for i in range({n})]
 """
 
@@ -76,6 +106,10 @@ stop.set(); await tick
 import json
 print("CARDS", json.dumps({"succeeded": sum(t.status.value == "succeeded" for t in finals),
                           **summary()}))
+if stalls is not None:
+    print("STALLS (5 ms samples while the loop was >20 ms late: last genwidgets frame | innermost)")
+    for (where, inner), n in stalls.most_common(15):
+        print(f"  {n:5d}  {where:<45} | {inner}")
 """
 
 PEER = """
@@ -83,7 +117,7 @@ lags.clear(); stop.clear()
 tick = asyncio.get_event_loop().create_task(ticker())
 await asyncio.sleep(0.2)
 def sample_loop(prompt):
-    base, headers = sb.urls["segmind"], {{"x-api-key": "bench-key"}}
+    base, headers = urls["segmind"], {{"x-api-key": "bench-key"}}
     rid = httpx.post(f"{{base}}/v2/seedream-4.5", headers=headers,
                      json={{"prompt": prompt}}).json()["request_id"]
     while True:
@@ -129,16 +163,20 @@ def main() -> int:
     parser.add_argument("--task-seconds", type=float, default=5.0)
     parser.add_argument("--peer-tasks", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="100 cards, 1 peer task")
+    parser.add_argument(
+        "--diagnose", action="store_true", help="sample what blocks the loop during stalls"
+    )
     args = parse_args(parser, TINY)
     if args.quick and not args.tiny:
         args.cards, args.peer_tasks = 100, 1
-    with tempfile.TemporaryDirectory() as cache_dir:
-        result = measure(args, cache_dir)
+    sandbox_args = ["--task-seconds", str(args.task_seconds), "--queue-seconds", "0.5"]
+    with SandboxProcess(sandbox_args) as sb, tempfile.TemporaryDirectory() as cache_dir:
+        result = measure(args, sb.urls, cache_dir)
     print("RESULT " + json.dumps(result))
     return 0
 
 
-def measure(args: argparse.Namespace, cache_dir: str) -> dict[str, Any]:
+def measure(args: argparse.Namespace, urls: dict[str, str], cache_dir: str) -> dict[str, Any]:
     """Run the cards and the peer in one fresh kernel; print the table, return the figures."""
     km, kc = start_new_kernel(kernel_name="python3", env=clean_env())
     traffic = {"open": 0, "updates": 0, "media": 0}
@@ -156,9 +194,9 @@ def measure(args: argparse.Namespace, cache_dir: str) -> dict[str, Any]:
             traffic["updates"] += len(json.dumps(msg["content"]))
 
     try:
-        run_cell(kc, SETUP.format(task_seconds=args.task_seconds, cache_dir=cache_dir), 60)
+        run_cell(kc, SETUP.format(urls=urls, cache_dir=cache_dir), 60)
         window["start"] = time.monotonic()
-        run_cell(kc, START_CARDS.format(n=args.cards), 600, count)
+        run_cell(kc, START_CARDS.format(n=args.cards, diagnose=args.diagnose), 600, count)
         cards_out = run_cell(kc, WAIT_CARDS, 1800, count)
         window["end"] = time.monotonic()
         peer_out = run_cell(kc, PEER.format(n=args.peer_tasks), 600)
@@ -166,6 +204,8 @@ def measure(args: argparse.Namespace, cache_dir: str) -> dict[str, Any]:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
 
+    if "STALLS" in cards_out:
+        print(cards_out[cards_out.index("STALLS") :].rstrip())
     cards = json.loads(cards_out.split("CARDS", 1)[1].strip().splitlines()[0])
     peer = json.loads(peer_out.split("PEER", 1)[1].strip().splitlines()[0])
     seconds = window["end"] - window["start"]
