@@ -1,68 +1,53 @@
-"""Pure formatting for the widgets: escaped HTML fragments, text summaries, media previews and
-the static fallback bundle a saved notebook shows without a kernel.
+"""Pure formatting for the widgets: the card's HTML (live body and saved form), its text summary
+and the display bundle. No ipywidgets import.
 
-Kept apart from the widget classes (as tqdm keeps its notebook bar's text formatting apart from
-the widget) so every string that reaches the browser is built, escaped and tested here, with no
-ipywidgets import. Everything from a server or a user (prompt, error text, logs, parameter
-values, paths) goes through `esc` before it is put in HTML.
+The card is rendered here and only here: `card_body_html(state)` is both the live card's body and,
+under `card_head_html`, the saved card a notebook keeps (`card_html`), so a finished card looks the
+same with and without a kernel. Everything from a server or a user (prompt, error text, logs,
+parameter values, paths) goes through `esc`. The markup keeps to what JupyterLab's sanitizer lets
+through for an untrusted notebook (inline styles, `<details>`, `<img>`/`<video>`/`<audio>` with
+data URIs), so a notebook opened by someone else shows the same card.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 import json
-import mimetypes
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .._models import Output, OutputKind, Task
+from .._models import Task
+from ._preview import SHOWN_WIDTH, MediaPreview
+from ._state import TERMINAL_STATES, CardState
 
 __all__ = [
-    "MAX_AUDIO_DATA_URI",
-    "MAX_INLINE_BYTES",
     "STATE_COLORS",
-    "THUMB_SIZE",
-    "MediaPreview",
+    "TERMINAL_STATES",
+    "WIDGET_VIEW_MIME",
     "badge_html",
+    "card_body_html",
+    "card_head_html",
+    "card_html",
     "details_html",
-    "error_html",
+    "display_path",
     "esc",
     "fallback_bundle",
-    "fallback_html",
     "format_bytes",
     "format_seconds",
+    "grid_html",
     "headline_html",
-    "logs_html",
-    "prepare_previews",
+    "media_html",
     "progress_text",
-    "prompt_html",
     "summary_text",
-    "thumbnail",
-    "title_html",
 ]
 
-#: Media larger than this (per card, all outputs together) is not pushed through the comm: a
-#: multi-hundred-MB video would freeze the browser tab. The card shows a poster frame or thumbnail
-#: and the saved path instead.
-MAX_INLINE_BYTES = 50 * 1024 * 1024
-#: Longest side of the thumbnails embedded in the static fallback (base64 in the .ipynb).
-THUMB_SIZE = 320
-#: Audio is embedded in the static fallback as a data URI only up to this size.
-MAX_AUDIO_DATA_URI = 256 * 1024
+WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 #: Only the tail of a task's logs is shown.
 MAX_LOG_LINES = 200
-#: Text outputs are clipped to this many characters in the card.
-MAX_TEXT_CHARS = 20_000
 
-WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
-
-#: Card states: the task statuses, plus "submitting" (no task yet) and "error" (the client
-#: raised: the submit was refused or tracking was lost; the error text says which).
 STATE_COLORS: Mapping[str, str] = {
     "submitting": "#868e96",
     "waiting": "#adb5bd",
@@ -74,7 +59,8 @@ STATE_COLORS: Mapping[str, str] = {
     "expired": "#6f42c1",
     "error": "#b02a37",
 }
-TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "expired", "error"})
+_SMALL = "font-size:0.85em;color:#555"
+RESUME_HINT = "after a kernel restart, genwidgets.resume() follows it again"
 
 
 def esc(value: Any) -> str:
@@ -102,21 +88,26 @@ def format_bytes(size: int | None) -> str:
     if size is None:
         return "?"
     value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
             return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{value:.1f} GB"  # pragma: no cover - loop always returns
+    return f"{value:.1f} GB"
 
 
-def _span(seconds: float | None) -> str:
-    return format_seconds(seconds) if seconds is not None else "?"
-
-
-def _delta(start: datetime | None, end: datetime | None) -> float | None:
-    if start is None or end is None:
-        return None
-    return max(0.0, (end - start).total_seconds())
+def display_path(path: Path | str, cache_root: Path | None = None, base: Path | None = None) -> str:
+    """A path as a saved notebook may show it: relative to the notebook's folder (the kernel's
+    working directory) when inside it, else relative to the genwidgets cache; never absolute,
+    never the home directory. `task.outputs[i].path` keeps the real path."""
+    target = Path(path)
+    for root, label in ((base or Path.cwd(), ""), (cache_root, "[genwidgets cache]/")):
+        if root is None:
+            continue
+        try:
+            return label + target.resolve().relative_to(Path(root).resolve()).as_posix()
+        except (ValueError, OSError):
+            continue
+    return f"…/{target.name}"
 
 
 # ---------------------------------------------------------------------------------- fragments
@@ -129,49 +120,70 @@ def badge_html(state: str) -> str:
     )
 
 
-def title_html(name: str | None, task_id: str | None = None) -> str:
-    tip = f' title="task {esc(task_id)}"' if task_id else ""
-    return f'<code class="genwidgets-model"{tip}>{esc(name or "?")}</code>'
+def headline_html(state: str, name: str | None) -> str:
+    """The badge and `provider:model` (the live card's header; changes with the state only)."""
+    return f'{badge_html(state)} <code class="genwidgets-model">{esc(name or "?")}</code>'
 
 
-def headline_html(state: str, name: str | None, task_id: str | None = None) -> str:
-    """The badge and `provider:model`: one widget, changed only when the state changes."""
-    return f"{badge_html(state)} {title_html(name, task_id)}"
-
-
-def prompt_html(prompt: str | None) -> str:
-    if not prompt:
-        return ""
-    return f'<div style="white-space:pre-wrap;overflow-wrap:anywhere">{esc(prompt)}</div>'
-
-
-def progress_text(task: Task | None) -> str:
-    """'queue position 3', '42 %' or '' when the provider reports neither."""
+def progress_text(state: CardState, now: float | None = None) -> str:
+    """The status line of a live card: what it waits for, queue position, progress."""
+    task = state.task
+    if state.phase == "submitting":
+        return "cancelling as soon as it is submitted…" if state.cancel_requested else "submitting…"
+    if state.phase == "waiting" and state.wait is not None:
+        text = state.wait.message
+        if state.wait.at is not None:  # a clock time: the line need not change every second
+            text += f" · expected to go on at ~{state.wait.at.astimezone():%H:%M:%S}"
+        return text
     if task is None or task.done:
         return ""
-    parts = []
+    parts = ["cancelling…"] if state.cancel_requested else []
     if task.queue_position is not None:
         parts.append(f"queue position {task.queue_position}")
     if task.progress is not None:
         parts.append(f"{round(task.progress * 100)} %")
+    if not parts:
+        parts.append("queued at the provider" if state.phase == "queued" else "running")
     return " · ".join(parts)
 
 
-def error_html(*texts: str | None) -> str:
-    shown = [t for t in texts if t]
+def _progress_bar(fraction: float | None) -> str:
+    width = f"{round(fraction * 100)}%" if fraction is not None else "0%"
+    return (
+        '<div class="genwidgets-progress" style="height:4px;background:#e9ecef;'
+        f'border-radius:2px;margin:4px 0;max-width:{SHOWN_WIDTH}px">'
+        f'<div style="height:4px;width:{width};background:#0d6efd;border-radius:2px"></div></div>'
+    )
+
+
+def _prompt_html(prompt: str | None) -> str:
+    if not prompt:
+        return ""
+    return (
+        '<div class="genwidgets-prompt" style="white-space:pre-wrap;overflow-wrap:anywhere;'
+        f'max-height:4.5em;overflow:auto;margin:2px 0">{esc(prompt)}</div>'
+    )
+
+
+def _error_html(*texts: str | None) -> str:
+    shown = list(dict.fromkeys(t for t in texts if t))
     if not shown:
         return ""
     body = "<br>".join(esc(t) for t in shown)
-    return f'<div style="color:#b02a37;white-space:pre-wrap;overflow-wrap:anywhere">{body}</div>'
+    return (
+        '<div class="genwidgets-error" style="color:#b02a37;white-space:pre-wrap;'
+        f'overflow-wrap:anywhere">{body}</div>'
+    )
 
 
-def logs_html(logs: Sequence[str]) -> str:
+def _logs_html(logs: Sequence[str]) -> str:
     tail = list(logs)[-MAX_LOG_LINES:]
     skipped = len(logs) - len(tail)
     head = f"… {skipped} earlier lines\n" if skipped else ""
     return (
-        '<pre style="max-height:16em;overflow:auto;font-size:0.85em;margin:0">'
-        f"{esc(head + chr(10).join(tail))}</pre>"
+        f'<details class="genwidgets-logs" style="{_SMALL}"><summary>Logs ({len(logs)})</summary>'
+        '<pre style="max-height:16em;overflow:auto;margin:0;white-space:pre-wrap">'
+        f"{esc(head + chr(10).join(tail))}</pre></details>"
     )
 
 
@@ -184,316 +196,205 @@ def _param_value(value: Any) -> str:
 
 
 def timings(task: Task) -> list[tuple[str, str]]:
-    """(label, value) pairs: queued, running, total, and when it finished."""
+    """(label, value) pairs from the provider's timestamps: queued, ran, total, finished."""
+    def delta(start: datetime | None, end: datetime | None) -> float | None:
+        return None if start is None or end is None else max(0.0, (end - start).total_seconds())
+
     rows: list[tuple[str, str]] = []
-    queued = _delta(task.created_at, task.started_at)
-    running = _delta(task.started_at, task.finished_at)
-    if queued is not None:
-        rows.append(("queued", format_seconds(queued)))
-    if running is not None:
-        rows.append(("ran", format_seconds(running)))
-    if task.elapsed is not None:
-        rows.append(("total", format_seconds(task.elapsed)))
+    for label, seconds in (
+        ("queued", delta(task.created_at, task.started_at)),
+        ("ran", delta(task.started_at, task.finished_at)),
+        ("total", task.elapsed if task.done else None),
+    ):
+        if seconds is not None:
+            rows.append((label, format_seconds(seconds)))
     if task.finished_at is not None:
         rows.append(("finished", task.finished_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()))
     return rows
 
 
-def details_html(task: Task, previews: Sequence[MediaPreview] = ()) -> str:
-    """The saved path(s), the parameters and the timings of a finished task."""
+def details_html(state: CardState, cache_root: Path | None = None, open_: bool = False) -> str:
+    """Saved paths, parameters, timings and the task id, folded in a `<details>`."""
+    task = state.task
     rows: list[str] = []
-    for preview in previews:
+    for preview in state.previews:
         if preview.path is not None:
-            digest = f" · sha256 {esc(preview.sha256[:12])}…" if preview.sha256 else ""
+            size = f" · {preview.width} × {preview.height}" if preview.width else ""
             rows.append(
-                f"<div>saved: <code>{esc(preview.path)}</code> "
-                f"({esc(preview.kind)}, {esc(format_bytes(preview.size))}{digest})</div>"
+                f"<div>{esc(preview.kind)}{esc(size)} · {esc(format_bytes(preview.size))}: "
+                f'<code style="overflow-wrap:anywhere">'
+                f"{esc(display_path(preview.path, cache_root))}</code></div>"
             )
-    params = {k: v for k, v in task.params.items() if k != "prompt"}
-    if params:
-        items = ", ".join(
-            f"<code>{esc(k)}={esc(_param_value(v))}</code>" for k, v in sorted(params.items())
-        )
-        rows.append(f"<div>parameters: {items}</div>")
-    times = timings(task)
-    if times:
-        rows.append("<div>" + " · ".join(f"{esc(k)} {esc(v)}" for k, v in times) + "</div>")
-    extra = [f"task <code>{esc(task.id)}</code>"]
-    if task.cost is not None:
-        extra.append(f"cost {esc(task.cost)}")
-    if task.replayed:
-        extra.append("replayed from the journal (no provider call)")
-    rows.append("<div>" + " · ".join(extra) + "</div>")
-    return f'<div style="font-size:0.85em;color:#555">{"".join(rows)}</div>'
+    if task is not None:
+        params = {k: v for k, v in task.params.items() if k != "prompt"}
+        if params:
+            items = ", ".join(
+                f"<code>{esc(k)}={esc(_param_value(v))}</code>" for k, v in sorted(params.items())
+            )
+            rows.append(f'<div style="overflow-wrap:anywhere">parameters: {items}</div>')
+        times = timings(task)
+        if times:
+            rows.append("<div>" + " · ".join(f"{esc(k)} {esc(v)}" for k, v in times) + "</div>")
+        extra = [f'task <code style="white-space:nowrap">{esc(task.id)}</code>']
+        if task.cost is not None:
+            extra.append(f"cost {esc(task.cost)}")
+        if task.replayed:
+            extra.append("replayed from the journal (no provider call)")
+        if not task.done:
+            extra.append(esc(RESUME_HINT))
+        rows.append("<div>" + " · ".join(extra) + "</div>")
+    if not rows:
+        return ""
+    opened = " open" if open_ else ""
+    return (
+        f'<details class="genwidgets-details"{opened} style="{_SMALL};margin-top:4px">'
+        f"<summary>Details</summary>{''.join(rows)}</details>"
+    )
 
 
 # ---------------------------------------------------------------------------------- media
-@dataclass(frozen=True)
-class MediaPreview:
-    """What the card can show for one output, prepared off the event loop.
-
-    `data` is the file's bytes when it fits the inline budget (sent to the browser once), else
-    None; `poster` (of type `poster_mime`) is a video's first frame, or an oversized image's
-    reduced copy, shown in its place; `thumb` is the small image embedded in the static fallback.
-    """
-
-    kind: OutputKind
-    path: Path | None = None
-    size: int | None = None
-    mime: str | None = None
-    sha256: str | None = None
-    data: bytes | None = None
-    poster: bytes | None = None
-    poster_mime: str | None = "image/png"
-    thumb: bytes | None = None
-    thumb_mime: str | None = None
-    audio_uri: str | None = None
-    text: str | None = None
-    note: str | None = None
-
-    @property
-    def format(self) -> str:
-        """The ipywidgets `format` (MIME subtype) for `data`."""
-        if self.mime and "/" in self.mime:
-            return self.mime.split("/", 1)[1]
-        return {"image": "png", "video": "mp4", "audio": "wav"}.get(self.kind, "octet-stream")
-
-
-_MIME_FIXES = {
-    "audio/x-wav": "audio/wav",
-    "audio/wave": "audio/wav",
-    "audio/vnd.wave": "audio/wav",
-    "audio/mp3": "audio/mpeg",
-    "audio/x-flac": "audio/flac",
-    "audio/x-m4a": "audio/mp4",
-}
-
-
-def _sniff_mime(path: Path, declared: str | None) -> str | None:
-    """The file's type from its magic bytes, else the declared type, else its suffix."""
-    mime: str | None = None
-    try:
-        import filetype
-
-        with path.open("rb") as handle:
-            kind = filetype.guess(handle.read(262))
-        mime = kind.mime if kind is not None else None
-    except (ImportError, OSError):
-        mime = None
-    if mime is None and declared:
-        mime = declared.split(";", 1)[0].strip().lower() or None
-    if mime is None:
-        mime = mimetypes.guess_type(path.name)[0]
-    return _MIME_FIXES.get(mime, mime) if mime else None
-
-
-def thumbnail(source: bytes | Path, max_size: int = THUMB_SIZE) -> tuple[bytes, str] | None:
-    """A small JPEG (PNG when the image has transparency), or None if it cannot be decoded."""
-    try:
-        from PIL import Image
-
-        opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        with opened as image:
-            image.draft("RGB", (max_size, max_size))  # JPEG: decode at reduced size
-            image.thumbnail((max_size, max_size))
-            buffer = io.BytesIO()
-            has_alpha = image.mode in ("RGBA", "LA") or (
-                image.mode == "P" and "transparency" in image.info
-            )
-            if has_alpha:
-                image.convert("RGBA").save(buffer, format="PNG", optimize=True)
-                return buffer.getvalue(), "image/png"
-            image.convert("RGB").save(buffer, format="JPEG", quality=80)
-            return buffer.getvalue(), "image/jpeg"
-    except Exception:  # any decoder error: the fallback just has no picture
-        return None
-
-
-def _poster(data: bytes) -> bytes | None:
-    try:
-        from .._media import video_poster
-
-        return video_poster(data)
-    except Exception:  # an undecodable or unusual video: no poster frame
-        return None
-
-
-def _too_large_note(kind: str, size: int, limit: int, path: Path, shown: str) -> str:
-    return (
-        f"This {kind} is {format_bytes(size)}, over the {format_bytes(limit)} that a card sends to "
-        f"the browser, so {shown}. Saved at {path}"
-    )
-
-
-def prepare_preview(output: Output, budget: int, limit: int) -> MediaPreview:
-    """Read one downloaded output and build what the card and the static fallback show.
-
-    Does file IO and decoding, so callers run it off the event loop (`asyncio.to_thread`).
-    """
-    if output.path is None:
-        if output.text is not None:
-            return MediaPreview(kind=output.kind, text=output.text[:MAX_TEXT_CHARS])
-        return MediaPreview(kind=output.kind, note="no local file for this output")
-    path = Path(output.path)
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return MediaPreview(kind=output.kind, path=path, note=f"file missing: {path}")
-    mime = _sniff_mime(path, output.content_type)
-    kind: OutputKind = output.kind
-    major = mime.split("/", 1)[0] if mime else None
-    if major in ("image", "video", "audio") and major != kind:
-        kind = major  # type: ignore[assignment]  # trust the bytes over the label
-    base = {"kind": kind, "path": path, "size": size, "mime": mime, "sha256": output.sha256}
-    if kind == "text":
-        with path.open("rb") as handle:
-            text = handle.read(MAX_TEXT_CHARS * 4).decode("utf-8", "replace")[:MAX_TEXT_CHARS]
-        return MediaPreview(**base, text=text)
-    inline = size <= budget
-    data = path.read_bytes() if inline else None
-    if kind == "image":
-        thumb = thumbnail(data if data is not None else path)
-        reduced = None
-        note = None
-        if data is None:
-            reduced = thumbnail(path, 1024)
-            shown = "a reduced copy is shown" if reduced else "it is not shown"
-            note = _too_large_note("image", size, limit, path, shown)
-        return MediaPreview(
-            **base,
-            data=data,
-            poster=reduced[0] if reduced else None,
-            poster_mime=reduced[1] if reduced else None,
-            thumb=thumb[0] if thumb else None,
-            thumb_mime=thumb[1] if thumb else None,
-            note=note,
-        )
-    if kind == "video":
-        poster = _poster(data if data is not None else path.read_bytes())
-        thumb = thumbnail(poster) if poster else None
-        note = None
-        if data is None:
-            shown = "its first frame is shown" if poster else "it is not shown"
-            note = _too_large_note("video", size, limit, path, shown)
-        return MediaPreview(
-            **base,
-            data=data,
-            poster=poster,
-            thumb=thumb[0] if thumb else None,
-            thumb_mime=thumb[1] if thumb else None,
-            note=note,
-        )
-    # audio
-    audio_uri = None
-    if size <= MAX_AUDIO_DATA_URI:
-        raw = data if data is not None else path.read_bytes()
-        audio_uri = f"data:{mime or 'audio/wav'};base64,{base64.b64encode(raw).decode('ascii')}"
-    note = None if data is not None else _too_large_note("audio", size, limit, path, "not shown")
-    return MediaPreview(**base, data=data, audio_uri=audio_uri, note=note)
-
-
-def prepare_previews(
-    outputs: Iterable[Output], limit: int = MAX_INLINE_BYTES
-) -> list[MediaPreview]:
-    """Previews of all outputs; together they push at most `limit` bytes to the browser."""
-    previews = []
-    remaining = limit
-    for output in outputs:
-        preview = prepare_preview(output, remaining, limit)
-        remaining -= len(preview.data or b"")
-        previews.append(preview)
-    return previews
-
-
-# ---------------------------------------------------------------------------------- summaries
-def summary_text(
-    name: str | None,
-    state: str,
-    *,
-    elapsed: str = "",
-    prompt: str | None = None,
-    error: str | None = None,
-    previews: Sequence[MediaPreview] = (),
-) -> str:
-    """The text/plain form: one line, then the error and the saved paths."""
-    head = f"[{state}] {name or '?'}"
-    if elapsed:
-        head += f" ({elapsed})"
-    if prompt:
-        clipped = prompt if len(prompt) <= 80 else prompt[:79] + "…"
-        head += f": {clipped!r}"
-    lines = [head]
-    if error:
-        lines.append(f"error: {error}")
-    lines += [f"saved: {p.path}" for p in previews if p.path is not None]
-    return "\n".join(lines)
-
-
-def _data_uri(data: bytes, mime: str) -> str:
+def _uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _static_media(preview: MediaPreview) -> str:
-    parts = []
-    if preview.thumb is not None:
-        alt = "first frame of the video" if preview.kind == "video" else "generated image"
+def _shown_width(preview: MediaPreview) -> int | None:
+    return min(preview.width, SHOWN_WIDTH) if preview.width else None
+
+
+def media_html(preview: MediaPreview) -> str:
+    """One output: at its natural size up to `SHOWN_WIDTH` px wide, never stretched; a wider
+    image opens at full size under a toggle; a video plays in a `<video>` element."""
+    fit = "max-width:100%;height:auto;display:block"
+    width = _shown_width(preview)
+    size = f' width="{width}"' if width else ""
+    kind, parts = preview.kind, []
+    if kind == "image" and (preview.data or preview.preview):
+        shown = preview.preview or preview.data
+        mime = preview.preview_mime if preview.preview else preview.mime
         parts.append(
-            f'<img src="{_data_uri(preview.thumb, preview.thumb_mime or "image/jpeg")}" '
-            f'alt="{alt}" style="max-width:100%;height:auto;display:block">'
+            f'<img class="genwidgets-image" src="{_uri(shown, mime or "image/png")}"{size} '  # type: ignore[arg-type]
+            f'alt="generated image" style="{fit}">'
         )
-    if preview.kind == "audio" and preview.audio_uri is not None:
-        parts.append(f'<audio controls preload="none" src="{esc(preview.audio_uri)}"></audio>')
+        if preview.preview and preview.data:
+            parts.append(
+                f'<details style="{_SMALL}"><summary>full size ({preview.width} × '
+                f'{preview.height})</summary><div style="overflow:auto">'
+                f'<img src="{_uri(preview.data, preview.mime or "image/png")}" '
+                f'width="{preview.width}" alt="generated image, full size" '
+                'style="max-width:none"></div></details>'
+            )
+    elif kind == "video" and preview.data:
+        poster = (
+            f' poster="{_uri(preview.preview, preview.preview_mime or "image/jpeg")}"'
+            if preview.preview
+            else ""
+        )
+        parts.append(
+            f'<video class="genwidgets-video" controls preload="metadata"{size}{poster} '
+            f'src="{_uri(preview.data, preview.mime or "video/mp4")}" style="{fit}"></video>'
+        )
+    elif kind == "video" and preview.preview:
+        poster_uri = _uri(preview.preview, preview.preview_mime or "image/jpeg")
+        parts.append(
+            f'<img class="genwidgets-poster" src="{poster_uri}"{size} '
+            f'alt="first frame of the video" style="{fit}">'
+        )
+    elif kind == "audio" and preview.data:
+        parts.append(
+            '<audio class="genwidgets-audio" controls preload="metadata" '
+            f'src="{_uri(preview.data, preview.mime or "audio/wav")}" '
+            f'style="max-width:100%;width:{SHOWN_WIDTH}px"></audio>'
+        )
     if preview.text is not None:
         parts.append(
-            '<pre style="white-space:pre-wrap;max-height:12em;overflow:auto">'
-            f"{esc(preview.text[:2000])}</pre>"
+            '<pre class="genwidgets-text" style="white-space:pre-wrap;max-height:20em;'
+            f'overflow:auto">{esc(preview.text)}</pre>'
         )
-    if preview.path is not None:
-        label = "video (first frame shown)" if preview.kind == "video" else preview.kind
-        parts.append(
-            f'<div style="font-size:0.85em;color:#555">{esc(label)}, '
-            f"{esc(format_bytes(preview.size))}: <code>{esc(preview.path)}</code></div>"
-        )
-    elif preview.note:
-        parts.append(f'<div style="font-size:0.85em;color:#555">{esc(preview.note)}</div>')
-    return "".join(parts)
+    if preview.note:
+        parts.append(f'<div style="{_SMALL}">{esc(preview.note)}</div>')
+    return f'<div style="margin:4px 0">{"".join(parts)}</div>'
 
 
-def fallback_html(
+# ---------------------------------------------------------------------------------- the card
+def card_body_html(
+    state: CardState,
+    now: float | None = None,
     *,
-    name: str | None,
-    state: str,
-    elapsed: str = "",
-    prompt: str | None = None,
-    error: str | None = None,
-    task: Task | None = None,
-    previews: Sequence[MediaPreview] = (),
+    media: str = "",
+    cache_root: Path | None = None,
 ) -> str:
-    """The static card: what GitHub, nbviewer and `nbconvert --to html` show with no kernel.
+    """Everything under the card's header. While live: the prompt, one status line and a
+    progress bar, always present so the card keeps its height; when done: the media (`media`,
+    from `media_html`, built once by the caller), the error, and the folded details."""
+    task = state.task
+    parts = [_prompt_html(state.prompt)]
+    if state.live:
+        progress = task.progress if task is not None else None
+        parts.append(
+            f'<div class="genwidgets-queue" style="{_SMALL};white-space:nowrap;overflow:hidden;'
+            f'text-overflow:ellipsis">{esc(progress_text(state, now)) or "&nbsp;"}</div>'
+        )
+        parts.append(_progress_bar(progress))
+    elif state.downloading:
+        parts.append(f'<div class="genwidgets-queue" style="{_SMALL}">downloading…</div>')
+    parts.append(_error_html(task.error if task is not None else None, state.error))
+    if state.note:
+        parts.append(f'<div class="genwidgets-queue" style="{_SMALL}">{esc(state.note)}</div>')
+    parts.append(media)
+    empty = task is not None and task.done and not state.downloading and not state.previews
+    if empty and task.status.value == "succeeded" and not state.error:  # type: ignore[union-attr]
+        parts.append(f'<div style="{_SMALL}">The task succeeded but returned no output.</div>')
+    if task is not None and task.logs:
+        parts.append(_logs_html(task.logs))
+    parts.append(details_html(state, cache_root))
+    return "".join(p for p in parts if p)
 
-    No script, no external resource; images are small base64 thumbnails, audio a data URI only
-    when small; every text is escaped.
-    """
-    timing = f' <span style="color:#666">{esc(elapsed)}</span>' if elapsed else ""
-    parts = [
-        f"<div>{badge_html(state)} {title_html(name)}{timing}</div>",
-        prompt_html(prompt),
-        error_html(error, task.error if task is not None else None),
-        *(_static_media(p) for p in previews),
-    ]
-    if task is not None and task.done:
-        parts.append(details_html(task, ()))
-    if state in TERMINAL_STATES:
-        foot = "static snapshot of a genwidgets card"
+
+def card_head_html(state: CardState, elapsed: str) -> str:
+    timing = f' <span style="color:#666;font-size:0.9em">{esc(elapsed)}</span>' if elapsed else ""
+    return f"<div>{headline_html(state.phase, state.name)}{timing}</div>"
+
+
+def card_html(
+    state: CardState,
+    now: float,
+    *,
+    media: str = "",
+    cache_root: Path | None = None,
+) -> str:
+    """The saved card: what a notebook shows with no kernel (and a finished card shows live)."""
+    if state.terminal:
+        foot = ""
     else:
-        foot = "genwidgets card: live updates need a running kernel"
-    parts.append(f'<div style="font-size:0.75em;color:#999">{foot}</div>')
-    body = "".join(p for p in parts if p)
+        foot = (
+            f'<div style="font-size:0.8em;color:#888">Saved while {esc(state.phase)}: live '
+            f"updates need a running kernel; {esc(RESUME_HINT)}.</div>"
+        )
+    body = card_body_html(state, now, media=media, cache_root=cache_root)
     return (
-        '<div class="genwidgets-static" style="font-family:sans-serif;border:1px solid #ddd;'
-        'border-radius:6px;padding:8px;margin:2px 0;max-width:560px">'
-        f"{body}</div>"
+        f'<div class="genwidgets-static" data-state="{esc(state.phase)}" '
+        'style="font-family:var(--jp-ui-font-family, sans-serif);border:1px solid #ddd;'
+        f'border-radius:6px;padding:6px 8px;margin:2px 0;max-width:{SHOWN_WIDTH + 20}px">'
+        f"{card_head_html(state, format_seconds(state.elapsed(now)))}{body}{foot}</div>"
     )
+
+
+def summary_text(state: CardState, now: float, cache_root: Path | None = None) -> str:
+    """The text/plain form: one line, then the error, the saved paths and the task id."""
+    head = f"[{state.phase}] {state.name or '?'} ({format_seconds(state.elapsed(now))})"
+    if state.prompt:
+        clipped = state.prompt if len(state.prompt) <= 80 else state.prompt[:79] + "…"
+        head += f": {clipped!r}"
+    lines = [head]
+    error = state.error or (state.task.error if state.task is not None else None)
+    if error:
+        lines.append(f"error: {error}")
+    lines += [
+        f"saved: {display_path(p.path, cache_root)}" for p in state.previews if p.path is not None
+    ]
+    if state.task is not None and not state.terminal:
+        lines.append(f"task {state.task.id}; {RESUME_HINT}")
+    return "\n".join(lines)
 
 
 def grid_html(cells: Sequence[str], columns: int, header: str = "") -> str:
@@ -511,9 +412,13 @@ def grid_html(cells: Sequence[str], columns: int, header: str = "") -> str:
 
 
 def fallback_bundle(html_text: str, plain: str, model_id: str | None) -> dict[str, Any]:
-    """The display bundle: the live widget view (when the widget is open), plus the static HTML
-    and text that renderers without widget state fall back to."""
+    """The display bundle: the live widget view (while the widget is open), plus the static HTML
+    and text that renderers without the widget fall back to."""
     bundle: dict[str, Any] = {"text/plain": plain, "text/html": html_text}
     if model_id is not None:
         bundle[WIDGET_VIEW_MIME] = {"version_major": 2, "version_minor": 0, "model_id": model_id}
     return bundle
+
+
+def join_media(previews: Iterable[MediaPreview]) -> str:
+    return "".join(media_html(p) for p in previews)

@@ -66,9 +66,10 @@ def page(lab: Server) -> Iterator[Any]:
         browser.close()
 
 
+
 def card_states(page: Any, scope: str) -> list[str]:
     return page.eval_on_selector_all(
-        f"{scope} .genwidgets-card .genwidgets-badge", "es => es.map(e => e.dataset.state)"
+        f"{scope} .genwidgets-badge", "es => es.map(e => e.dataset.state)"
     )
 
 
@@ -80,7 +81,7 @@ def test_quickstart_in_jupyterlab(lab: Server, page: Any) -> None:
 
     # rose, hello, waves, %gen, %%gen: succeeded; the long video still running
     page.wait_for_function(
-        f"() => [...document.querySelectorAll('{panel} .genwidgets-card .genwidgets-badge')]"
+        f"() => [...document.querySelectorAll('{panel} .genwidgets-badge')]"
         ".filter(e => e.dataset.state === 'succeeded').length >= 5",
         timeout=120_000,
     )
@@ -88,26 +89,29 @@ def test_quickstart_in_jupyterlab(lab: Server, page: Any) -> None:
     assert states.count("succeeded") >= 5, states
 
     images = page.eval_on_selector_all(
-        f"{panel} .genwidgets-card img", "es => es.map(e => e.naturalWidth)"
+        f"{panel} .genwidgets-static img.genwidgets-image",
+        "es => es.map(e => [e.naturalWidth, e.getBoundingClientRect().width])",
     )
-    assert images and all(width > 0 for width in images), images
+    assert images and all(natural > 0 for natural, _ in images), images
+    assert all(shown <= min(natural, 512) + 1 for natural, shown in images), images  # unstretched
 
     for tag in ("video", "audio"):
         page.wait_for_function(
-            f"() => {{ const m = document.querySelector('{panel} .genwidgets-card {tag}');"
+            f"() => {{ const m = document.querySelector('{panel} .genwidgets-static {tag}');"
             " return m && m.readyState >= 1 && m.duration > 0; }",
             timeout=30_000,
         )
     video = page.eval_on_selector(
-        f"{panel} .genwidgets-card video", "v => ({auto: v.autoplay, loop: v.loop, err: v.error})"
+        f"{panel} .genwidgets-static video",
+        "v => ({auto: v.autoplay, loop: v.loop, err: v.error})",
     )
     assert video == {"auto": False, "loop": False, "err": None}
 
     # Cancel the long local video from its card.
-    long_card = page.locator(f"{panel} .genwidgets-card", has_text="a very long video").first
-    long_card.locator(".genwidgets-badge[data-state='running']").wait_for(timeout=30_000)
-    long_card.locator(".genwidgets-cancel button, button.genwidgets-cancel").first.click()
-    long_card.locator(".genwidgets-badge[data-state='cancelled']").wait_for(timeout=30_000)
+    long_out = page.locator(f"{panel} .jp-OutputArea-output", has_text="a very long video").first
+    long_out.locator(".genwidgets-badge[data-state='running']").wait_for(timeout=30_000)
+    long_out.locator(".genwidgets-cancel button, button.genwidgets-cancel").first.click()
+    long_out.locator(".genwidgets-badge[data-state='cancelled']").wait_for(timeout=30_000)
 
     # The form: an empty prompt is refused inline, nothing is submitted.
     form = page.locator(f"{panel} .genwidgets-form").first
@@ -158,15 +162,15 @@ def test_hostile_text_in_cards_gallery_and_errors(lab: Server, page: Any) -> Non
     run_all_lab(page, panel)
     wait_all_executed_lab(page, panel)
     page.wait_for_function(
-        f"() => [...document.querySelectorAll('{panel} .genwidgets-card .genwidgets-badge')]"
+        f"() => [...document.querySelectorAll('{panel} .genwidgets-badge')]"
         ".filter(e => ['succeeded', 'failed'].includes(e.dataset.state)).length >= 4",
         timeout=60_000,
     )
     text = page.locator(panel).inner_text()
     assert text.count("<img src=x onerror=alert(1)>") >= 4  # shown as text, not parsed
     assert "RuntimeError" in text
-    assert page.locator(f"{panel} .genwidgets-card img[src='x']").count() == 0
-    assert page.locator(f"{panel} .genwidgets-card script").count() == 0
+    assert page.locator(f"{panel} img[src='x']").count() == 0
+    assert page.locator(f"{panel} .jp-OutputArea-output script").count() == 0
     page.wait_for_timeout(500)
     assert page.dialogs == []  # type: ignore[attr-defined]
 
@@ -210,12 +214,12 @@ def test_quickstart_in_notebook7(tmp_path: Path) -> None:
                     if attempt == 2:
                         raise
             page.wait_for_function(
-                "() => [...document.querySelectorAll('.genwidgets-card .genwidgets-badge')]"
+                "() => [...document.querySelectorAll('.genwidgets-badge')]"
                 ".filter(e => e.dataset.state === 'succeeded').length >= 5",
                 timeout=180_000,
             )
             widths = page.eval_on_selector_all(
-                ".genwidgets-card img", "es => es.map(e => e.naturalWidth)"
+                ".genwidgets-static img", "es => es.map(e => e.naturalWidth)"
             )
             assert widths and all(w > 0 for w in widths)
             ARTIFACTS.mkdir(parents=True, exist_ok=True)

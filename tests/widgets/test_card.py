@@ -1,5 +1,6 @@
-"""StatusCard: snapshots in, widget traits out. A scripted fake client stands in for the real one
-(same async API); one test at the end drives the real `AsyncClient` and its local provider."""
+"""StatusCard: snapshots in, widget traits and display bundles out. A scripted fake client stands
+in for the real one (same async API); the last tests drive the real `AsyncClient` and its local
+provider."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from ipywidgets.widgets.widget import _instances
 from genwidgets import InvalidParams, ModelInfo, Output, Param, Status, Task, TransportError
 from genwidgets._media import render_audio, render_image, render_video
 from genwidgets._models import utcnow
-from genwidgets.widgets import StatusCard, show
+from genwidgets.widgets import StatusCard, _follow, show
 from genwidgets.widgets import _card as card_module
+from genwidgets.widgets._base import owned
 from genwidgets.widgets._render import WIDGET_VIEW_MIME
 
 HOSTILE_PROMPT = "<img src=x onerror=alert(1)>"
@@ -64,6 +66,7 @@ class FakeClient:
         submit_error: Exception | None = None,
         updates_error: Exception | None = None,
         download_error: Exception | None = None,
+        notice: Any = None,
     ) -> None:
         self.files = files
         self.hold = hold
@@ -73,6 +76,8 @@ class FakeClient:
         self.submit_error = submit_error
         self.updates_error = updates_error
         self.download_error = download_error
+        self.notice = notice  # given to on_wait; the submit then waits until `slot` is set
+        self.slot = asyncio.Event()
         self.calls: list[tuple[Any, ...]] = []
         self.count = 0
         self._release: dict[str, asyncio.Event] = {}
@@ -97,6 +102,9 @@ class FakeClient:
         self._check(model, params)
         if self.submit_error is not None:
             raise self.submit_error
+        if self.notice is not None and on_wait is not None:
+            on_wait(self.notice)
+            await self.slot.wait()
         await asyncio.sleep(0)
         self.count += 1
         provider, _, name = model.partition(":")
@@ -180,7 +188,7 @@ def tree(root: widgets.Widget) -> Iterator[widgets.Widget]:
             continue
         seen.add(id(widget))
         yield widget
-        stack.extend(card_module._owned(widget))
+        stack.extend(owned(widget))
         stack.extend(v for v in vars(widget).values() if isinstance(v, widgets.Widget))
         for value in vars(widget).values():
             if isinstance(value, list):
@@ -188,7 +196,7 @@ def tree(root: widgets.Widget) -> Iterator[widgets.Widget]:
 
 
 def classes(card: StatusCard) -> set[str]:
-    """The classes of the parts currently shown (in the card's children, recursively)."""
+    """The classes of the widget parts currently shown (in the card's children, recursively)."""
     shown: set[str] = set()
     stack: list[widgets.Widget] = list(card.children)
     while stack:
@@ -235,6 +243,22 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
     return messages
 
 
+@pytest.fixture
+def shown(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Every display / update_display call, as if in a notebook."""
+    import IPython.display
+
+    calls: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    monkeypatch.setattr(card_module, "_shell_active", lambda: True)
+    monkeypatch.setattr(
+        IPython.display, "display", lambda obj, **kw: calls.append(("display", obj, kw))
+    )
+    monkeypatch.setattr(
+        IPython.display, "update_display", lambda obj, **kw: calls.append(("update", obj, kw))
+    )
+    return calls
+
+
 def snapshot(status: Status = Status.RUNNING, **changes: Any) -> Task:
     base = Task(
         id="t-1",
@@ -247,28 +271,54 @@ def snapshot(status: Status = Status.RUNNING, **changes: Any) -> Task:
     return base.evolve(status=status, **changes)
 
 
+async def until(predicate: Any, seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.005)):
+        if predicate():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not reached")
+
+
 # ---------------------------------------------------------------------------------- snapshots
 def test_states_from_a_scripted_sequence_of_snapshots() -> None:
     card = StatusCard(snapshot(Status.QUEUED, queue_position=4), client=FakeClient())
-    assert card.state == "queued"
+    assert card.state == "queued" and card.status is Status.QUEUED
     assert 'data-state="queued"' in card._headline.value
-    assert card._queue.value == "queue position 4"
-    assert "genwidgets-progress" not in classes(card)
+    assert "queue position 4" in card._body.value
+    assert "genwidgets-cancel" in classes(card)
 
     card.set_task(snapshot(Status.RUNNING, progress=0.42, logs=("one", "two")))
     assert card.state == "running"
-    assert card._progress.value == pytest.approx(0.42)
-    assert card._queue.value == "42 %"
-    assert {"genwidgets-progress", "genwidgets-logs", "genwidgets-cancel"} <= classes(card)
-    assert card._logs.selected_index is None  # logs start collapsed
-    assert card._logs.titles == ("Logs (2)",)
+    assert "42 %" in card._body.value and "width:42%" in card._body.value
+    assert '<details class="genwidgets-logs"' in card._body.value  # logs start folded
+    assert "Logs (2)" in card._body.value and "<details open" not in card._body.value
 
     card.set_task(snapshot(Status.FAILED, error="boom", finished_at=utcnow()))
     assert card.state == "failed"
-    assert "boom" in card._error.value
+    assert "boom" in card._body.value and "genwidgets-error" in card._body.value
     shown = classes(card)
-    assert "genwidgets-error" in shown and "genwidgets-retry" in shown
-    assert "genwidgets-cancel" not in shown and "genwidgets-progress" not in shown
+    assert "genwidgets-retry" in shown and "genwidgets-cancel" not in shown
+    assert "genwidgets-progress" not in card._body.value  # a finished card has no progress bar
+    card.close()
+
+
+def test_a_live_card_keeps_its_shape_while_it_runs() -> None:
+    """Prompt, one status line and the progress bar are there in every live phase (the card
+    does not jump), and the task id does not wrap."""
+    card = StatusCard(model="fake:image", params={"prompt": "rose"}, client=FakeClient())
+    shapes = []
+    for task in (
+        snapshot(Status.QUEUED),
+        snapshot(Status.QUEUED, queue_position=3),
+        snapshot(Status.RUNNING),
+        snapshot(Status.RUNNING, progress=0.7),
+    ):
+        card.set_task(task)
+        body = card._body.value
+        shape = (body.count("<div"), body.count("genwidgets-queue"), "genwidgets-progress" in body)
+        shapes.append(shape)
+    assert len(set(shapes)) == 1, shapes
+    assert 'white-space:nowrap">t-1</code>' in card._body.value
     card.close()
 
 
@@ -315,7 +365,7 @@ def test_set_task_sends_only_changes(sent: list[tuple[str, dict[str, Any]]]) -> 
         assert msg["method"] == "update"
         per_widget[model_id] = per_widget.get(model_id, 0) + 1
     assert per_widget and max(per_widget.values()) == 1  # hold_sync: one message per widget
-    assert card._headline.model_id in per_widget and card._progress.model_id in per_widget
+    assert card._headline.model_id in per_widget and card._body.model_id in per_widget
 
     sent.clear()
     card.set_task(card.task.evolve())  # a poll that changed nothing (fresh updated_at only)
@@ -329,124 +379,97 @@ async def test_hostile_text_is_escaped_everywhere(image_file: Path) -> None:
     card = StatusCard.submit(client, "fake:image", prompt=HOSTILE_PROMPT, seed=1, note="<i>x</i>")
     await card.wait()
     assert card.state == "failed"
-    values = html_values(card)
-    joined = "\n".join(values)
+    joined = "\n".join(html_values(card))
     for raw in (HOSTILE_PROMPT, HOSTILE_ERROR, HOSTILE_LOG, "<i>x</i>"):
         assert raw not in joined
-    assert "&lt;img src=x onerror=alert(1)&gt;" in card._prompt.value
-    assert "&lt;script&gt;alert(&quot;err&quot;)&lt;/script&gt;" in card._error.value
-    assert "&lt;b onmouseover=alert(2)&gt;" in card._log_view.value
-    assert "&lt;i&gt;x&lt;/i&gt;" in card._details.value
+    body = card._body.value
+    assert "&lt;img src=x onerror=alert(1)&gt;" in body
+    assert "&lt;script&gt;alert(&quot;err&quot;)&lt;/script&gt;" in body
+    assert "&lt;b onmouseover=alert(2)&gt;" in body
+    assert "&lt;i&gt;x&lt;/i&gt;" in body
     static = card.mimebundle()["text/html"]
-    for raw in (HOSTILE_PROMPT, HOSTILE_ERROR, "<i>x</i>"):
+    for raw in (HOSTILE_PROMPT, HOSTILE_ERROR, HOSTILE_LOG, "<i>x</i>"):
         assert raw not in static
     assert "&lt;img src=x onerror=alert(1)&gt;" in static
     card.close()
 
 
-async def test_a_refused_submit_shows_its_escaped_error() -> None:
+async def test_a_refused_submit_shows_its_escaped_error_and_awaiting_raises() -> None:
     client = FakeClient()
     card = StatusCard.submit(client, "fake:image", prompt="ok", bad=1)
     assert card.state == "submitting"
-    await card.wait()
-    assert card.state == "error"
-    assert card.task is None
-    assert "InvalidParams" in card._error.value and "&lt;script&gt;" in card._error.value
-    assert "<script>" not in card._error.value
+    with pytest.raises(InvalidParams):
+        await card
+    assert card.state == "error" and card.task is None and card.status == "error"
+    assert "InvalidParams" in card._body.value and "&lt;script&gt;" in card._body.value
+    assert "<script>" not in card._body.value
     assert "genwidgets-retry" in classes(card)
     card.close()
 
 
 # ---------------------------------------------------------------------------------- tracking
 async def test_track_downloads_then_shows_the_image_from_the_file(image_file: Path) -> None:
+    import base64
+
     client = FakeClient((("image", image_file),))
     task = await client.submit("fake:image", prompt="a red rose", seed=3)
     card = StatusCard(task)
     job = card.track(client, task)
     assert isinstance(job, asyncio.Task)
-    final = await card.wait()
-    assert final is not None and final.status is Status.SUCCEEDED
+    final = await card
+    assert final.status is Status.SUCCEEDED
     assert [c[0] for c in client.calls] == ["submit", "updates", "download"]
-    images = [w for w in card._media.children if isinstance(w, widgets.Image)]
-    assert len(images) == 1 and bytes(images[0].value) == image_file.read_bytes()
-    assert images[0].format == "png"
-    assert str(image_file) in card._details.value  # the saved path
-    assert "seed=3" in card._details.value  # the parameters
-    assert "total" in card._details.value  # the timings
-    assert card.settled and card._tick_job is None
+    body = card._body.value
+    encoded = base64.b64encode(image_file.read_bytes()).decode()
+    assert f'src="data:image/png;base64,{encoded}" width="64"' in body  # natural size
+    assert "seed=3" in body and "total" in body  # parameters and timings
+    assert '<details class="genwidgets-details"' in body and "<details open" not in body
+    assert "image.png" in body and str(image_file.parent) not in body  # no absolute path
+    assert card.settled and card not in _follow.TICKER
     card.close()
 
 
-async def test_video_and_audio_never_autoplay(video_file: Path, audio_file: Path) -> None:
+async def test_video_and_audio_play_inline_and_never_autoplay(
+    video_file: Path, audio_file: Path
+) -> None:
     client = FakeClient((("video", video_file), ("audio", audio_file)))
     card = StatusCard.submit(client, "fake:image", prompt="waves")
-    await card.wait()
-    (video,) = [w for w in card._media.children if isinstance(w, widgets.Video)]
-    (audio,) = [w for w in card._media.children if isinstance(w, widgets.Audio)]
-    for player in (video, audio):
-        assert player.autoplay is False and player.loop is False and player.controls is True
-    assert video.format == "mp4" and bytes(video.value) == video_file.read_bytes()
-    assert audio.format == "wav"
+    await card
+    body = card._body.value
+    assert body.count("<video ") == 1 and body.count("<audio ") == 1
+    assert "data:video/mp4;base64," in body and "data:audio/wav;base64," in body
+    assert 'poster="data:image/' in body and ' width="64"' in body
+    assert "autoplay" not in body and "loop" not in body and "controls" in body
     card.close()
 
 
-async def test_large_video_shows_its_poster_and_path_not_the_bytes(video_file: Path) -> None:
+async def test_a_large_video_shows_its_first_frame_and_size_not_the_bytes(
+    video_file: Path,
+) -> None:
+    import base64
+
     size = video_file.stat().st_size
     client = FakeClient((("video", video_file),))
     card = StatusCard(model="fake:image", client=client, max_inline_bytes=size - 1)
     card._spawn(card._submit_and_follow(client, "fake:image", {"prompt": "waves"}))
     await card.wait()
-    assert not any(isinstance(w, widgets.Video) for w in card._media.children)
-    (poster,) = [w for w in card._media.children if isinstance(w, widgets.Image)]
-    assert "genwidgets-poster" in poster._dom_classes
-    assert bytes(poster.value).startswith(b"\x89PNG")
-    assert str(video_file) in card._note.value and "first frame" in card._note.value
-    video_bytes = video_file.read_bytes()
-    for widget in list(_instances.values()):  # no widget anywhere holds the video's bytes
-        value = getattr(widget, "value", None)
-        assert not (isinstance(value, (bytes, memoryview)) and bytes(value) == video_bytes)
+    body = card._body.value
+    assert "<video" not in body and 'class="genwidgets-poster"' in body
+    assert "too large to embed" in body and "first frame" in body
+    encoded = base64.b64encode(video_file.read_bytes()).decode()
+    assert encoded not in body and encoded not in card.mimebundle()["text/html"]
     card.close()
 
 
-async def test_media_bytes_are_sent_once(image_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The bytes travel in exactly one message (the Image's comm open); refreshes never resend."""
-    image_bytes = image_file.read_bytes()
-    carried: list[str] = []
-    original_open, original_send = widgets.Widget.open, widgets.Widget.send_state
-
-    def holds_image(state: dict[str, Any]) -> bool:
-        value = state.get("value")
-        return isinstance(value, (bytes, memoryview)) and bytes(value) == image_bytes
-
-    def spy_open(self: widgets.Widget) -> None:
-        original_open(self)
-        if holds_image(self.get_state()):
-            carried.append("open")
-
-    def spy_send(self: widgets.Widget, key: Any = None) -> None:
-        if holds_image(self.get_state(key)):
-            carried.append("update")
-        original_send(self, key)
-
-    monkeypatch.setattr(widgets.Widget, "open", spy_open)
-    monkeypatch.setattr(widgets.Widget, "send_state", spy_send)
-    client = FakeClient((("image", image_file),))
-    card = StatusCard.submit(client, "fake:image", prompt="rose")
-    await card.wait()
-    card.set_task(card.task.evolve())  # refreshes after the media is shown
-    card._refresh()
-    assert carried == ["open"]
-    card.close()
-
-
-async def test_errors_in_the_tracking_task_are_shown_not_lost(image_file: Path) -> None:
+async def test_errors_in_the_tracking_task_are_shown_not_lost() -> None:
     client = FakeClient(updates_error=TransportError("connection reset <by peer>"))
     card = StatusCard.submit(client, "fake:image", prompt="rose")
     await card.wait()
     assert card.state == "error"
-    assert "TransportError" in card._error.value
-    assert "connection reset &lt;by peer&gt;" in card._error.value
-    assert card._tick_job is None and card.settled
+    assert "TransportError" in card._body.value
+    assert "connection reset &lt;by peer&gt;" in card._body.value
+    assert card.settled and card not in _follow.TICKER
+    card.close()
 
 
 async def test_download_error_keeps_the_status_and_shows_the_error(image_file: Path) -> None:
@@ -455,21 +478,19 @@ async def test_download_error_keeps_the_status_and_shows_the_error(image_file: P
     client = FakeClient((("image", image_file),), download_error=DownloadError("URL expired"))
     card = StatusCard.submit(client, "fake:image", prompt="rose")
     await card.wait()
-    assert card.state == "succeeded"
-    assert "URL expired" in card._error.value
+    assert card.state == "succeeded" and "URL expired" in (card.error or "")
+    assert "URL expired" in card._body.value and "downloading" not in card._body.value
     assert "genwidgets-retry" in classes(card)
-    assert "downloading" not in card._note.value or card._media not in card.children
     card.close()
 
 
 async def test_cancel_button_cancels_in_a_loop_task() -> None:
     client = FakeClient(hold=True)
     card = StatusCard.submit(client, "fake:image", prompt="rose")
-    while card.state != "running":
-        await asyncio.sleep(0.005)
+    await until(lambda: card.state == "running")
     assert "genwidgets-cancel" in classes(card)
     card._cancel_button.click()
-    assert card._cancel_button.disabled is True
+    assert card._cancel_button.disabled is True and "Cancelling" in card._cancel_button.description
     await card.wait()
     assert card.state == "cancelled"
     assert client.names("cancel") == [("cancel", "task-1")]
@@ -486,102 +507,165 @@ async def test_retry_submits_the_same_again_in_the_same_card(image_file: Path) -
     client.files = (("image", image_file),)
     card._retry_button.click()
     assert card.state == "submitting" and card.task is None
-    await card.wait()
-    assert card.state == "succeeded" and card.task is not None and card.task.id == "task-2"
+    final = await card
+    assert card.state == "succeeded" and final.id == "task-2"
     submits = client.names("submit")
     assert len(submits) == 2 and submits[0][1:] == submits[1][1:]
-    assert "out of memory" not in card._error.value
-    assert any(isinstance(w, widgets.Image) for w in card._media.children)
+    assert "out of memory" not in card._body.value and "data:image/png" in card._body.value
     card.close()
 
 
-async def test_elapsed_ticks_while_live_and_stops_at_the_end(
-    sent: list[tuple[str, dict[str, Any]]],
-) -> None:
-    client = FakeClient(hold=True)
-    card = StatusCard(model="fake:image", client=client)
-    card.tick_seconds = 0.02
-    card._spawn(card._submit_and_follow(client, "fake:image", {"prompt": "rose"}))
-    while card.state != "running":
-        await asyncio.sleep(0.005)
-    sent.clear()
-    await asyncio.sleep(0.15)
-    ticks = [msg for model_id, msg in sent if model_id == card._elapsed.model_id]
-    assert 1 <= len(ticks) <= 10  # one short string per tick, only when it changed
-    assert len(sent) == len(ticks)  # nothing else is pushed while the task sits still
-    for msg in ticks:
-        assert set(msg["state"]) == {"value"} and len(msg["state"]["value"]) < 12
-    card.cancel()
+async def test_a_waiting_card_says_why_until_when_and_keeps_its_cancel() -> None:
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    notice = SimpleNamespace(
+        message="waiting for a slot: 1 of 1 fake tasks in flight", seconds=90.0
+    )
+    client = FakeClient(notice=notice)
+    card = StatusCard.submit(client, "fake:image", prompt="rose")
+    await until(lambda: card.state == "waiting")
+    body = card._body.value
+    assert "waiting for a slot: 1 of 1 fake tasks in flight" in body
+    expected = (utcnow() + timedelta(seconds=90)).astimezone()
+    assert f"expected to go on at ~{expected:%H:%M}" in body
+    assert "genwidgets-cancel" in classes(card) and card.can_cancel
+    card.cancel()  # withdrawn: the submit never goes out
     await card.wait()
-    assert card._tick_job is None
-    frozen = card._elapsed.value
-    await asyncio.sleep(0.05)
-    assert card._elapsed.value == frozen
+    assert card.state == "cancelled" and "nothing was sent" in card._body.value
     card.close()
+
+
+async def test_one_ticker_for_all_cards_and_the_time_never_goes_back(
+    sent: list[tuple[str, dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_follow.TICKER, "period", 0.05)
+    client = FakeClient(hold=True)
+    cards = [StatusCard.submit(client, "fake:image", prompt=f"rose {i}") for i in range(5)]
+    await until(lambda: all(c.state == "running" for c in cards))
+    assert all(card in _follow.TICKER for card in cards)
+    jobs = {t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "Ticker._run"}
+    assert len(jobs) == 1  # one asyncio task ticks every card
+    first = cards[0]
+    sent.clear()
+    values = []
+    for _ in range(6):
+        await asyncio.sleep(0.05)
+        values.append(float(first._elapsed.value.split()[0]))
+    assert values == sorted(values) and values[-1] > values[0]
+    ticks = [msg for model_id, msg in sent if model_id == first._elapsed.model_id]
+    assert ticks and all(set(m["state"]) == {"value"} for m in ticks)
+    others = {model_id for model_id, _ in sent} - {c._elapsed.model_id for c in cards}
+    assert others == set()  # nothing but the clocks is pushed while the tasks sit still
+    for card in cards:
+        card.cancel()
+    for card in cards:
+        await card.wait()
+    assert not any(card in _follow.TICKER for card in cards)
+    frozen = first.elapsed
+    await asyncio.sleep(0.06)
+    assert first.elapsed == frozen and first.elapsed >= values[-1]
+    for card in cards:
+        card.close()
+
+
+# ---------------------------------------------------------------------------------- the handle
+async def test_the_card_is_the_live_handle(image_file: Path) -> None:
+    client = FakeClient((("image", image_file),), hold=True)
+    card = StatusCard.submit(client, "fake:image", prompt="a red rose", seed=3)
+    assert card.status == "submitting" and card.outputs == () and card.task is None
+    assert "submitting" in repr(card)
+    await until(lambda: card.state == "running")
+    assert card.status is Status.RUNNING and "running" in repr(card) and "task-1" in repr(card)
+    client._release["task-1"].set()
+    task = await card
+    assert task is card.task and card.status == "succeeded" and card.status is Status.SUCCEEDED
+    assert card.outputs[0].path == image_file  # the real path, downloaded
+    assert "succeeded" in repr(card) and "image.png" in repr(card)
+    assert str(image_file.parent) not in repr(card)
+    assert await card is task  # awaiting again returns at once
+    card.close()
+    assert card.status == "succeeded" and card.outputs[0].path == image_file  # still there
 
 
 # ---------------------------------------------------------------------------------- display
-async def test_display_then_update_display_with_the_final_bundle(
-    image_file: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_finished_card_leaves_a_static_output_and_closes_its_widgets(
+    image_file: Path, shown: list[tuple[str, dict[str, Any], dict[str, Any]]]
 ) -> None:
-    import IPython.display
-
-    shown: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-    monkeypatch.setattr(card_module, "_shell_active", lambda: True)
-    monkeypatch.setattr(
-        IPython.display, "display", lambda obj, **kw: shown.append(("display", obj, kw))
-    )
-    monkeypatch.setattr(
-        IPython.display, "update_display", lambda obj, **kw: shown.append(("update", obj, kw))
-    )
+    """JupyterLab prefers the widget view and shows "model not found" once the widget is gone,
+    so the finished card's output has no widget view: only the static card."""
     client = FakeClient((("image", image_file),))
     card = StatusCard.submit(client, "fake:image", prompt="a red rose")
     card._ipython_display_()  # what a bare `card` at the end of a cell does
-    assert len(shown) == 1
     kind, first, kw = shown[0]
     assert kind == "display" and kw["raw"] is True and kw["display_id"].startswith("genwidgets-")
     assert first[WIDGET_VIEW_MIME]["model_id"] == card.model_id
-    assert "submitting" in first["text/html"] and "<img" not in first["text/html"]
+    assert 'data-state="submitting"' in first["text/html"] and "<img" not in first["text/html"]
 
-    while not card.settled:  # the background task updates the display when the task ends
-        await asyncio.sleep(0.005)
+    await card
     updates = [s for s in shown if s[0] == "update"]
-    assert len(updates) == 1
-    _, final, kw2 = updates[0]
-    assert kw2["display_id"] == kw["display_id"] and kw2["raw"] is True
-    assert final[WIDGET_VIEW_MIME]["model_id"] == card.model_id
-    html_text = final["text/html"]
-    assert 'data-state="succeeded"' in html_text
-    assert "data:image/jpeg;base64," in html_text and str(image_file) in html_text
-    assert "<script" not in html_text
-    assert "succeeded" in final["text/plain"] and str(image_file) in final["text/plain"]
-    assert card._repr_mimebundle_() == card.mimebundle()
-    await card.wait()  # and again from the awaiting cell, which nbclient listens to
-    assert shown[-1] == ("update", final, kw2)
+    assert all(u[2]["display_id"] == kw["display_id"] for u in updates)
+    phases = [u[1]["text/html"].split('data-state="', 1)[1].split('"', 1)[0] for u in updates]
+    assert phases[0] == "queued" and phases[-1] == "succeeded"  # the saved form follows the phase
+    assert "task-1" in updates[0][1]["text/plain"] and "resume" in updates[0][1]["text/plain"]
+    _, final, _ = updates[-1]
+    assert WIDGET_VIEW_MIME not in final and set(final) == {"text/html", "text/plain"}
+    assert "data:image/png;base64," in final["text/html"] and "<script" not in final["text/html"]
+    assert final["text/plain"].startswith("[succeeded] fake:image")
+    assert card.comm is None and card._body.comm is None  # the widgets are closed
+    assert card.status == "succeeded"
 
-    card.close()  # a closed card leaves only the static summary behind
-    _, closed, _ = shown[-1]
-    assert WIDGET_VIEW_MIME not in closed and "data:image/jpeg" in closed["text/html"]
+    count = len(shown)
+    card._ipython_display_()  # the same cell shows it already: nothing more
+    assert len(shown) == count
+    monkeypatch_cell = card._shown_in
+    card._shown_in = frozenset()  # as in a later cell
+    card._ipython_display_()
+    kind, again, kw2 = shown[-1]
+    assert kind == "display" and kw2["display_id"] == kw["display_id"] and again == final
+    card._shown_in = monkeypatch_cell
+    card.close()
+    assert len(shown) == count + 1  # closing a finished card publishes nothing more
+
+
+async def test_retry_after_the_output_went_static_brings_the_widget_back(
+    image_file: Path, shown: list[tuple[str, dict[str, Any], dict[str, Any]]]
+) -> None:
+    client = FakeClient(fail="out of memory")
+    card = StatusCard.submit(client, "fake:image", prompt="rose")
+    card.display()
+    await card.wait()
+    assert card.comm is None and WIDGET_VIEW_MIME not in shown[-1][1]
+    client.fail, client.files = None, (("image", image_file),)
+    card.retry()
+    assert card.comm is not None and card.state == "submitting"
+    assert shown[-1][1][WIDGET_VIEW_MIME]["model_id"] == card.model_id
+    await card
+    assert WIDGET_VIEW_MIME not in shown[-1][1] and "data:image/png" in shown[-1][1]["text/html"]
+    card.close()
+
+
+async def test_cards_in_a_container_keep_their_widgets(image_file: Path) -> None:
+    client = FakeClient((("image", image_file),))
+    card = StatusCard.submit(client, "fake:image", prompt="rose")
+    card.add_listener(lambda _card: None)  # what Gallery and SubmitForm do
+    await card
+    assert card.comm is not None and "data:image/png" in card._body.value
+    card.close()
 
 
 async def test_show_validates_then_displays_a_live_card(
-    image_file: Path, monkeypatch: pytest.MonkeyPatch
+    image_file: Path, shown: list[tuple[str, dict[str, Any], dict[str, Any]]]
 ) -> None:
-    import IPython.display
-
-    shown: list[dict[str, Any]] = []
-    monkeypatch.setattr(card_module, "_shell_active", lambda: True)
-    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
-    monkeypatch.setattr(IPython.display, "update_display", lambda obj, **kw: None)
     client = FakeClient((("image", image_file),))
     with pytest.raises(InvalidParams):
         show("fake:image", client=client, prompt="")
     assert client.names("submit") == [] and shown == []
     card = show("fake:image", client=client, prompt="a rose", seed=3)
     assert isinstance(card, StatusCard) and card.state == "submitting"
-    assert len(shown) == 1 and shown[0][WIDGET_VIEW_MIME]["model_id"] == card.model_id
-    task = await card.wait()
-    assert task is not None and task.status is Status.SUCCEEDED
+    assert len(shown) == 1 and shown[0][1][WIDGET_VIEW_MIME]["model_id"] == card.model_id
+    task = await card
+    assert task.status is Status.SUCCEEDED
     assert client.names("submit") == [("submit", "fake:image", {"prompt": "a rose", "seed": 3})]
     card.close()
 
@@ -589,7 +673,8 @@ async def test_show_validates_then_displays_a_live_card(
 def test_display_outside_ipython_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
     card = StatusCard(snapshot(Status.RUNNING))
     card.display()
-    assert capsys.readouterr().out.startswith("[running] fake:image")
+    out = capsys.readouterr().out
+    assert out.startswith("[running] fake:image") and "t-1" in out and "resume()" in out
     card.close()
 
 
@@ -597,8 +682,7 @@ def test_display_outside_ipython_prints_a_summary(capsys: pytest.CaptureFixture[
 async def test_close_releases_every_widget_and_stops_following(image_file: Path) -> None:
     client = FakeClient((("image", image_file),), hold=True)
     card = StatusCard.submit(client, "fake:image", prompt="rose")
-    while card.state != "running":
-        await asyncio.sleep(0.005)
+    await until(lambda: card.state == "running")
     ids = [w.model_id for w in tree(card)]
     assert all(model_id in _instances for model_id in ids)
     job = card._follow_job
@@ -606,17 +690,25 @@ async def test_close_releases_every_widget_and_stops_following(image_file: Path)
     await asyncio.sleep(0)
     assert job is not None and job.cancelled()
     assert not [model_id for model_id in ids if model_id in _instances]
+    assert card not in _follow.TICKER
 
 
 # ---------------------------------------------------------------------------------- real client
 async def test_with_the_real_client_and_the_local_provider(tmp_path: Path) -> None:
+    import base64
+
     from genwidgets import AsyncClient
 
     async with AsyncClient(cache_dir=tmp_path / "cache", journal=False) as client:
         card = StatusCard.submit(client, "local:image", prompt="a red rose", seed=3, duration=0.2)
         task = await asyncio.wait_for(card.wait(), 10)
         assert task is not None and task.status is Status.SUCCEEDED, card.error
-        (image,) = [w for w in card._media.children if isinstance(w, widgets.Image)]
-        assert task.outputs[0].path is not None
-        assert bytes(image.value) == Path(task.outputs[0].path).read_bytes()
+        path = card.outputs[0].path
+        assert path is not None
+        encoded = base64.b64encode(Path(path).read_bytes()).decode()
+        assert encoded in card._body.value
+        static = card.mimebundle()
+        for text in (static["text/html"], static["text/plain"], repr(card)):
+            assert str(tmp_path) not in text and str(Path.home()) not in text
+            assert "[genwidgets cache]/" in text
         card.close()

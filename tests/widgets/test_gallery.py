@@ -142,7 +142,7 @@ async def test_static_fallback_has_every_card(image: Path) -> None:
     await gallery.wait(timeout=5)
     bundle = gallery.mimebundle()
     html_text = bundle["text/html"]
-    assert html_text.count("data:image/jpeg;base64,") == 2
+    assert html_text.count("data:image/") == 2
     assert "&lt;b&gt;a&lt;/b&gt;" in html_text and "<b>a</b>" not in html_text
     assert "2 succeeded" in html_text
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == gallery.model_id
@@ -171,4 +171,4 @@ async def test_closing_a_shown_gallery_leaves_its_static_snapshot(
     gallery.close()
     kind, closed = published[-1]
     assert kind == "update" and "application/vnd.jupyter.widget-view+json" not in closed
-    assert str(closed["text/html"]).count("data:image/jpeg;base64,") == 3
+    assert str(closed["text/html"]).count("data:image/") == 3

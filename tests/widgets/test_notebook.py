@@ -1,5 +1,6 @@
 """In a real kernel: the card's display id is updated from the background task after the cell
-returned, and `nbconvert --to html` of the saved notebook shows the finished card (no widget JS)."""
+returned, the finished card's output is static only (no widget view: JupyterLab would show
+"model not found" without the widget), and `nbconvert --to html` shows the finished card."""
 
 from __future__ import annotations
 
@@ -39,13 +40,13 @@ def test_executed_notebook_keeps_the_final_static_card(tmp_path: Path) -> None:
     outputs = nb.cells[1].outputs
     assert [o["output_type"] for o in outputs] == ["display_data"]  # one output, updated in place
     data = outputs[0]["data"]
-    assert "application/vnd.jupyter.widget-view+json" in data
+    assert "application/vnd.jupyter.widget-view+json" not in data
     html_text = data["text/html"]
     assert 'data-state="succeeded"' in html_text  # the final bundle replaced the first one
-    assert "data:image/jpeg;base64," in html_text
+    assert "data:image/png;base64," in html_text
     assert HOSTILE not in html_text and "&lt;img src=x onerror=alert(1)&gt;" in html_text
     assert data["text/plain"].startswith("[succeeded] local:image")
 
     page, _ = HTMLExporter().from_notebook_node(nb)
-    assert 'data-state="succeeded"' in page and "data:image/jpeg;base64," in page
+    assert 'data-state="succeeded"' in page and "data:image/png;base64," in page
     assert HOSTILE not in page

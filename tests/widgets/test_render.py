@@ -1,4 +1,4 @@
-"""Pure formatting: escaping, times, media previews and their size bounds, the static fallback."""
+"""Pure formatting: escaping, times, paths, media previews and their bounds, the card renderer."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from PIL import Image
 from genwidgets import Output, Status, Task
 from genwidgets._media import render_audio, render_image, render_video
 from genwidgets._models import utcnow
+from genwidgets.widgets import _preview as preview_module
 from genwidgets.widgets import _render as render
+from genwidgets.widgets._state import CardState, WaitInfo
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -35,30 +37,58 @@ def test_format_seconds(seconds: float | None, text: str) -> None:
 def test_format_bytes() -> None:
     assert render.format_bytes(512) == "512 B"
     assert render.format_bytes(300 * 1024 * 1024) == "300.0 MB"
+    assert render.format_bytes(3 * 1024**3) == "3.0 GB"
+
+
+def test_paths_are_relative_never_absolute(tmp_path: Path) -> None:
+    notebook = tmp_path / "nb"
+    cache = tmp_path / "home" / ".cache" / "genwidgets" / "blobs"
+    inside = notebook / "data" / "blobs" / "ab" / "abc.png"
+    cached = cache / "cd" / "cde.png"
+    assert render.display_path(inside, cache, base=notebook) == "data/blobs/ab/abc.png"
+    assert render.display_path(cached, cache, base=notebook) == "[genwidgets cache]/cd/cde.png"
+    assert render.display_path(tmp_path / "elsewhere" / "x.mp4", cache, base=notebook) == "…/x.mp4"
 
 
 def test_fragments_escape_their_input() -> None:
+    state = CardState.submitting(HOSTILE, HOSTILE, 0.0)
     for fragment in (
-        render.prompt_html(HOSTILE),
-        render.error_html(HOSTILE),
-        render.logs_html([HOSTILE]),
-        render.title_html(HOSTILE, HOSTILE),
+        render.headline_html(HOSTILE, HOSTILE),
         render.badge_html(HOSTILE),
+        render.card_body_html(state.failed(HOSTILE, 1.0)),
+        render.card_body_html(state.waiting(WaitInfo(HOSTILE))),
+        render.card_html(state.failed(HOSTILE, 1.0), 2.0),
     ):
         assert HOSTILE not in fragment and "&lt;img src=x onerror=alert(1)&gt;" in fragment
 
 
-def test_logs_keep_only_the_tail() -> None:
-    text = render.logs_html([f"line {i}" for i in range(render.MAX_LOG_LINES + 5)])
-    assert "5 earlier lines" in text and "line 4\n" not in text and "line 204" in text
+def running(**changes: object) -> Task:
+    return Task(
+        id="local-0123456789abcdef",
+        provider="fake",
+        model="image",
+        status=Status.RUNNING,
+        params={"prompt": "p", "seed": 3},
+        created_at=utcnow(),
+    ).model_copy(update=changes)
 
 
-def test_progress_text() -> None:
-    task = Task(id="t", provider="p", model="m", status=Status.QUEUED, queue_position=3)
-    assert render.progress_text(task) == "queue position 3"
-    assert render.progress_text(task.evolve(status=Status.RUNNING, queue_position=None)) == ""
-    assert render.progress_text(task.evolve(queue_position=None, progress=0.5)) == "50 %"
-    assert render.progress_text(task.evolve(status=Status.SUCCEEDED)) == ""
+def test_logs_keep_only_the_tail_and_start_folded() -> None:
+    logs = tuple(f"line {i}" for i in range(render.MAX_LOG_LINES + 5))
+    state = CardState.submitting("m", None, 0.0).snapshot(running(logs=logs), 1)
+    body = render.card_body_html(state)
+    assert "5 earlier lines" in body and "line 4\n" not in body and "line 204" in body
+    assert "<details class=\"genwidgets-logs\"" in body and "<details open" not in body
+
+
+def test_status_lines() -> None:
+    state = CardState.submitting("m", None, 0.0)
+    assert render.progress_text(state) == "submitting…"
+    queued = state.snapshot(running(status=Status.QUEUED, queue_position=3), 1.0)
+    assert render.progress_text(queued) == "queue position 3"
+    assert render.progress_text(state.snapshot(running(progress=0.5), 1.0)) == "50 %"
+    assert render.progress_text(state.snapshot(running(), 1.0)) == "running"
+    assert render.progress_text(state.snapshot(running(status=Status.SUCCEEDED), 1.0)) == ""
 
 
 # ---------------------------------------------------------------------------------- previews
@@ -68,69 +98,87 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def test_image_within_budget_is_inline_with_a_bounded_thumbnail(tmp_path: Path) -> None:
-    path = write(tmp_path, "a.png", render_image("rose", 1, 800, 600))
-    (preview,) = render.prepare_previews([Output(kind="image", path=path)])
-    assert preview.data == path.read_bytes() and preview.format == "png"
-    assert preview.note is None and preview.thumb is not None
-    thumb = Image.open(io.BytesIO(preview.thumb))
-    assert max(thumb.size) <= render.THUMB_SIZE and preview.thumb_mime == "image/jpeg"
+def test_a_small_image_is_embedded_as_it_is_at_its_natural_size(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.png", render_image("rose", 1, 256, 128))
+    (preview,) = preview_module.prepare_previews([Output(kind="image", path=path)])
+    assert preview.data == path.read_bytes() and preview.preview is None
+    assert (preview.width, preview.height) == (256, 128)
+    html = render.media_html(preview)
+    assert 'width="256"' in html and "max-width:100%" in html and "full size" not in html
 
 
-def test_image_over_budget_gets_a_reduced_copy_and_a_note(tmp_path: Path) -> None:
+def test_a_wide_image_is_shown_512_wide_with_full_size_one_click_away(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.png", render_image("rose", 1, 1024, 512))
+    (preview,) = preview_module.prepare_previews([Output(kind="image", path=path)])
+    assert preview.data == path.read_bytes() and preview.preview is not None
+    assert Image.open(io.BytesIO(preview.preview)).size == (512, 256)
+    html = render.media_html(preview)
+    assert 'width="512"' in html and "<summary>full size (1024 × 512)</summary>" in html
+    assert base64.b64encode(preview.data).decode() in html
+
+
+def test_an_oversized_image_gets_a_reduced_copy_and_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(tmp_path, "a.png", render_image("rose", 1, 256, 256))
-    (preview,) = render.prepare_previews([Output(kind="image", path=path)], limit=1000)
-    assert preview.data is None and preview.poster is not None
-    assert str(path) in (preview.note or "") and "reduced copy" in (preview.note or "")
+    monkeypatch.setattr(preview_module, "MAX_IMAGE_EMBED", 1000)
+    (preview,) = preview_module.prepare_previews([Output(kind="image", path=path)])
+    assert preview.data is None and preview.preview is not None
+    assert "too large to embed" in (preview.note or "") and "reduced copy" in (preview.note or "")
+    assert str(tmp_path) not in (preview.note or "")
 
 
-def test_video_over_budget_gets_its_first_frame(tmp_path: Path) -> None:
-    data = render_video("waves", 1, seconds=0.5, fps=6, width=64, height=64)
+def test_video_plays_inline_up_to_its_limit_else_its_first_frame(tmp_path: Path) -> None:
+    data = render_video("waves", 1, seconds=0.5, fps=6, width=64, height=48)
     path = write(tmp_path, "v.mp4", data)
-    (preview,) = render.prepare_previews([Output(kind="video", path=path)], limit=len(data) - 1)
-    assert preview.data is None
-    assert preview.poster is not None and preview.poster.startswith(b"\x89PNG")
-    assert "first frame" in (preview.note or "") and str(path) in (preview.note or "")
-    (inline,) = render.prepare_previews([Output(kind="video", path=path)])
-    assert inline.data == data and inline.format == "mp4" and inline.note is None
+    (inline,) = preview_module.prepare_previews([Output(kind="video", path=path)])
+    assert inline.data == data and (inline.width, inline.height) == (64, 48)
+    html = render.media_html(inline)
+    assert "<video " in html and "controls" in html and 'poster="data:image/' in html
+    assert "autoplay" not in html and "loop" not in html and 'width="64"' in html
+    outputs = [Output(kind="video", path=path)]
+    (large,) = preview_module.prepare_previews(outputs, limit=len(data) - 1)
+    assert large.data is None and large.preview is not None
+    assert "first frame" in (large.note or "")
+    html = render.media_html(large)
+    assert "<video" not in html and 'class="genwidgets-poster"' in html
 
 
-def test_budget_is_shared_by_all_outputs(tmp_path: Path) -> None:
+def test_outputs_share_the_embedding_budget(tmp_path: Path) -> None:
     first = write(tmp_path, "a.png", render_image("a", 1, 64, 64))
     second = write(tmp_path, "b.png", render_image("b", 2, 64, 64))
     limit = first.stat().st_size + 10
-    previews = render.prepare_previews(
+    previews = preview_module.prepare_previews(
         [Output(kind="image", path=first), Output(kind="image", path=second)], limit=limit
     )
     assert previews[0].data is not None and previews[1].data is None
 
 
-def test_audio_data_uri_only_when_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_audio_is_embedded_only_when_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = render_audio("hello", 1, seconds=0.3, speech=False)
     path = write(tmp_path, "s.wav", data)
-    (small,) = render.prepare_previews([Output(kind="audio", path=path)])
-    assert small.mime == "audio/wav" and small.format == "wav"
-    assert small.audio_uri is not None and small.audio_uri.startswith("data:audio/wav;base64,")
-    monkeypatch.setattr(render, "MAX_AUDIO_DATA_URI", len(data) - 1)
-    (large,) = render.prepare_previews([Output(kind="audio", path=path)])
-    assert large.audio_uri is None
-    assert "<audio" not in render.fallback_html(name="x", state="succeeded", previews=[large])
-    assert "<audio controls" in render.fallback_html(name="x", state="succeeded", previews=[small])
+    (small,) = preview_module.prepare_previews([Output(kind="audio", path=path)])
+    assert small.mime == "audio/wav" and small.data == data
+    assert '<audio class="genwidgets-audio" controls' in render.media_html(small)
+    monkeypatch.setattr(preview_module, "MAX_AUDIO_EMBED", len(data) - 1)
+    (large,) = preview_module.prepare_previews([Output(kind="audio", path=path)])
+    assert large.data is None and "<audio" not in render.media_html(large)
+    assert "too large" in render.media_html(large)
 
 
 def test_the_bytes_decide_the_kind_and_missing_files_are_reported(tmp_path: Path) -> None:
     path = write(tmp_path, "weird.bin", render_image("a", 1, 32, 32))
-    (preview,) = render.prepare_previews([Output(kind="video", path=path)])
+    (preview,) = preview_module.prepare_previews([Output(kind="video", path=path)])
     assert preview.kind == "image" and preview.mime == "image/png"
-    (gone,) = render.prepare_previews([Output(kind="image", path=tmp_path / "nope.png")])
+    (gone,) = preview_module.prepare_previews([Output(kind="image", path=tmp_path / "no.png")])
     assert gone.data is None and "missing" in (gone.note or "")
-    (text,) = render.prepare_previews([Output(kind="text", text=HOSTILE)])
+    (text,) = preview_module.prepare_previews([Output(kind="text", text=HOSTILE)])
     assert text.text == HOSTILE
-    assert HOSTILE not in render.fallback_html(name="x", state="succeeded", previews=[text])
+    assert HOSTILE not in render.media_html(text)
 
 
-# ---------------------------------------------------------------------------------- fallback
-def finished_task(path: Path) -> Task:
+# ---------------------------------------------------------------------------------- the card
+def finished(path: Path) -> Task:
     start = utcnow() - timedelta(seconds=30)
     return Task(
         id="task-<1>",
@@ -145,18 +193,14 @@ def finished_task(path: Path) -> Task:
     )
 
 
-def test_static_fallback_contents(tmp_path: Path) -> None:
-    path = write(tmp_path, "a.png", render_image("rose", 1, 1024, 1024))
-    task = finished_task(path)
-    previews = render.prepare_previews(task.outputs)
-    html_text = render.fallback_html(
-        name=task.name,
-        state="succeeded",
-        elapsed="20 s",
-        prompt=task.prompt,
-        error=HOSTILE,
-        task=task,
-        previews=previews,
+def test_the_saved_card(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.png", render_image("rose", 1, 300, 200))
+    task = finished(path)
+    previews = preview_module.prepare_previews(task.outputs)
+    state = CardState.submitting("fake:image", None, 100.0).snapshot(task, 112.0)
+    state = state.failed(HOSTILE, 112.5).shown(task, previews)
+    html_text = render.card_html(
+        state, 200.0, media=render.join_media(previews), cache_root=tmp_path
     )
     for raw in (HOSTILE, "<i>oil</i>", "task-<1>"):
         assert raw not in html_text
@@ -164,27 +208,22 @@ def test_static_fallback_contents(tmp_path: Path) -> None:
     assert "<script" not in html_text.lower()
     assert not re.search(r"<[^>]*onerror", html_text)  # no tag carries an event handler
     assert 'data-state="succeeded"' in html_text and "fake:image" in html_text
-    assert str(path) in html_text  # the saved path
+    assert "12 s" in html_text  # the card's own monotonic time, frozen at the end
+    assert "[genwidgets cache]/a.png" in html_text and str(tmp_path) not in html_text
     assert "queued 5.0 s" in html_text and "ran 15 s" in html_text and "total 20 s" in html_text
-    (uri,) = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', html_text)
-    thumb = Image.open(io.BytesIO(base64.b64decode(uri)))
-    assert max(thumb.size) <= render.THUMB_SIZE
-    assert len(html_text) < 60_000  # a 1024 px PNG becomes a small thumbnail, not the file
+    assert "image · 300 × 200" in html_text
+    (uri,) = re.findall(r'src="data:image/png;base64,([^"]+)" width="300"', html_text)
+    assert base64.b64decode(uri) == path.read_bytes()
+    assert '<details class="genwidgets-details"' in html_text and "live updates" not in html_text
 
 
-def test_static_fallback_of_a_video_shows_its_poster(tmp_path: Path) -> None:
-    path = write(
-        tmp_path, "v.mp4", render_video("waves", 1, seconds=0.5, fps=6, width=64, height=64)
-    )
-    previews = render.prepare_previews([Output(kind="video", path=path)])
-    html_text = render.fallback_html(name="fake:video", state="succeeded", previews=previews)
-    assert "first frame" in html_text and "<video" not in html_text
-    assert "data:image/jpeg;base64," in html_text and str(path) in html_text
-
-
-def test_live_fallback_says_it_needs_a_kernel() -> None:
-    html_text = render.fallback_html(name="fake:image", state="running", prompt="p")
+def test_a_card_saved_while_running_says_how_to_resume() -> None:
+    state = CardState.submitting("fake:image", "p", 0.0).snapshot(running(), 1.0)
+    html_text = render.card_html(state, 5.0)
     assert "live updates need a running kernel" in html_text
+    assert "genwidgets.resume()" in html_text and "local-0123456789abcdef" in html_text
+    text = render.summary_text(state, 5.0)
+    assert "local-0123456789abcdef" in text and "genwidgets.resume()" in text
 
 
 def test_bundle_and_summary() -> None:
@@ -196,5 +235,5 @@ def test_bundle_and_summary() -> None:
     }
     assert bundle["text/html"] == "<div></div>" and bundle["text/plain"] == "plain"
     assert render.WIDGET_VIEW_MIME not in render.fallback_bundle("", "", None)
-    text = render.summary_text("fake:image", "failed", elapsed="3 s", prompt="p", error="boom")
-    assert text == "[failed] fake:image (3 s): 'p'\nerror: boom"
+    state = CardState.submitting("fake:image", "p", 0.0).failed("boom", 3.0)
+    assert render.summary_text(state, 9.0) == "[error] fake:image (3.0 s): 'p'\nerror: boom"
