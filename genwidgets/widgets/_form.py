@@ -19,7 +19,7 @@ import ipywidgets as widgets
 
 from .._exceptions import GenError, InvalidParams
 from ..providers import ModelInfo, Param
-from ..providers._base import SEED
+from ..providers._catalogue import SEED
 from . import _render as render
 from ._card import StaticDisplay, StatusCard, TaskClient, assign, close_tree, css
 from ._static_grid import static_grid_html

@@ -28,7 +28,7 @@ from .._exceptions import ConfirmationRequired
 from .._models import Task
 from . import _render as render
 from ._card import StaticDisplay, StatusCard, TaskClient, assign, close_tree, css
-from ._static_grid import static_grid_html
+from ._static_grid import static_grid_html, static_swap_allowed
 
 __all__ = ["Gallery", "explore"]
 
@@ -65,6 +65,7 @@ class Gallery(StaticDisplay, widgets.VBox):
         self.plan = plan
         self._cards: list[StatusCard] = []
         self._closed = False
+        self._frozen = False  # finished and shown: static snapshot published, widgets closed
         self._pending = list(pending)  # requests held until the user confirms
         self._decision: str | None = None
         self._summary = widgets.HTML(**css("genwidgets-gallery-summary"))
@@ -162,6 +163,8 @@ class Gallery(StaticDisplay, widgets.VBox):
         return dict(Counter(card.state for card in self._cards))
 
     def add(self, *cards: StatusCard) -> None:
+        if self._frozen:
+            raise RuntimeError("this gallery finished and froze into its snapshot: make a new one")
         for card in cards:
             if card in self._cards:
                 continue
@@ -221,7 +224,29 @@ class Gallery(StaticDisplay, widgets.VBox):
     def _on_card(self, card: StatusCard) -> None:
         self._update_header()
         if card.settled and all(c.settled for c in self._cards):
+            self._finish()
+
+    def display(self) -> None:
+        super().display()
+        self._finish()  # replayed from the journal: everything may have settled already
+
+    def _finish(self) -> None:
+        """Once every card has settled, replace the shown gallery with its static snapshot and
+        close its widgets (tasks, counts and the snapshot stay): a saved notebook then shows the
+        results in JupyterLab without a kernel, where a widget view reads "model not found".
+
+        Not under Voilà, which never applies an update to an output it already rendered: there
+        the live gallery stays. Nor before the gallery is shown (a later display shows it live)."""
+        if self._closed or self._frozen or self._display_id is None:
+            return
+        if self.awaiting_confirmation or not self._cards:
+            return
+        if not all(card.settled for card in self._cards) or not static_swap_allowed():
             self.refresh_display()
+            return
+        final = self._final_bundle()
+        self._frozen = True
+        self._close_widgets(final)
 
     def _summary_html(self) -> str:
         counts = self.counts()
@@ -270,17 +295,25 @@ class Gallery(StaticDisplay, widgets.VBox):
         return self._static_text()
 
     def close(self) -> None:
+        """Stop following every card and close every widget; a shown gallery leaves its static
+        snapshot in the output."""
         if self._closed:
             return
         final = self._final_bundle() if self._display_id is not None else None
-        self._closed = True
         cards, self._cards = self._cards, []
-        for card in cards:
+        if not self._frozen:
+            self._close_widgets(final, cards)
+        self._closed = True
+
+    def _close_widgets(
+        self, final: dict[str, Any] | None, cards: Sequence[StatusCard] | None = None
+    ) -> None:
+        for card in self._cards if cards is None else cards:
             card.close()
         for widget in (self._header, self._grid):
             close_tree(widget)
         layout = self.layout
-        super().close()
+        widgets.VBox.close(self)
         layout.close()
         self._publish(final)  # the output keeps the static snapshot of what was shown
 

@@ -172,3 +172,67 @@ async def test_closing_a_shown_gallery_leaves_its_static_snapshot(
     kind, closed = published[-1]
     assert kind == "update" and "application/vnd.jupyter.widget-view+json" not in closed
     assert str(closed["text/html"]).count("data:image/") == 3
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, object]]]:
+    """What the gallery sends to the notebook, as if shown in a kernel."""
+    import IPython.display
+
+    from genwidgets.widgets import _card
+
+    sent: list[tuple[str, dict[str, object]]] = []
+    monkeypatch.setattr(_card, "_shell_active", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", lambda o, **kw: sent.append(("show", o)))
+    monkeypatch.setattr(
+        IPython.display, "update_display", lambda o, **kw: sent.append(("update", o))
+    )
+    monkeypatch.delenv("VOILA_KERNEL_ID", raising=False)
+    return sent
+
+
+VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+async def test_a_finished_shown_gallery_freezes_into_its_snapshot(
+    image: Path, published: list[tuple[str, dict[str, object]]]
+) -> None:
+    client = FakeClient((("image", image),))
+    gallery = explore("fake:image", ["a", "b", "c"], client=client)
+    gallery.display()
+    assert VIEW in published[0][1]  # live while the cards run
+    tasks = await gallery.wait(timeout=5)
+    kind, final = published[-1]
+    assert kind == "update" and VIEW not in final  # a saved notebook shows the static grid
+    assert "3 succeeded" in str(final["text/html"]) and "genwidgets-static-grid" in str(
+        final["text/html"]
+    )
+    assert gallery.comm is None and all(card.comm is None for card in gallery.cards)
+    assert len(tasks) == 3 and gallery.tasks == tasks and gallery.counts() == {"succeeded": 3}
+    with pytest.raises(RuntimeError, match="froze"):
+        gallery.add(StatusCard.submit(client, "fake:image", prompt="d"))
+    gallery.close()
+
+
+async def test_a_gallery_that_settled_before_it_was_shown_freezes_when_shown(
+    image: Path, published: list[tuple[str, dict[str, object]]]
+) -> None:
+    client = FakeClient((("image", image),))
+    gallery = explore("fake:image", ["a", "b"], client=client)
+    await gallery.wait(timeout=5)  # e.g. replayed from the journal
+    assert gallery.comm is not None  # never shown: stays live for a later display
+    gallery.display()
+    assert VIEW not in published[-1][1] and gallery.comm is None
+    gallery.close()
+
+
+async def test_under_voila_a_finished_gallery_stays_live(
+    image: Path, published: list[tuple[str, dict[str, object]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOILA_KERNEL_ID", "k")  # Voilà never applies update_display
+    client = FakeClient((("image", image),))
+    gallery = explore("fake:image", ["a", "b"], client=client)
+    gallery.display()
+    await gallery.wait(timeout=5)
+    assert VIEW in published[-1][1] and gallery.comm is not None
+    gallery.close()
