@@ -5,8 +5,9 @@
     a red rose on a wooden table, studio lighting
 
 The magic submits at once (bad input is reported before anything is sent), shows a live status
-card and returns the submitted `Task`; the card keeps updating while you work on. The prompt is
-taken literally: no `$var` or `{var}` expansion, quotes work as in a shell.
+card and returns it: `card.status`, `card.outputs` and `card.task` stay current while you work
+on, and `await card` gives the final `Task`. The prompt is taken literally: no `$var` or `{var}`
+expansion, quotes work as in a shell.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ import json
 import re
 import shlex
 import textwrap
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Dict, Unicode
 
 from ._exceptions import GenError
-from ._models import Task
 from .providers import provider_names
+
+if TYPE_CHECKING:
+    from .widgets import StatusCard
 
 __all__ = ["GenMagics", "load_ipython_extension", "parse_gen_args"]
 
@@ -164,7 +167,7 @@ class GenMagics(Magics):
 
     @no_var_expand
     @line_cell_magic
-    def gen(self, line: str, cell: str | None = None) -> Task | list[Task] | None:
+    def gen(self, line: str, cell: str | None = None) -> StatusCard | CardList | None:
         """Generate an image, video or audio and show a live status card.
 
         Usage:
@@ -205,14 +208,18 @@ class GenMagics(Magics):
           anything is sent: an unknown one gets "did you mean".
 
         Returns:
-          The submitted Task (a list with --count > 1); the card shows its progress.
+          The live card (a list of cards with --count > 1), shown once: card.status,
+          card.outputs (with .path once downloaded) and card.task stay current, and
+          `task = await card` waits for the final Task. With --wait the cards have
+          finished when the cell returns.
 
         Examples:
           %gen local:image a red rose on a table --seed 3 --aspect_ratio 1:1
           %gen local:video waves at dusk --seconds 2 --fps 12
           %gen local:audio "Hello there" --speech false --seconds 3
           %gen segmind:seedream-4.5 'a lighthouse, 35mm photo' --count 4 --seed 10
-          task = %gen local:image a blue tulip --wait
+          tulip = %gen local:image a blue tulip --wait
+          tulip.status, tulip.outputs[0].path
 
           %%gen local:image --seed 8
           a quiet harbour at night,
@@ -240,7 +247,7 @@ class GenMagics(Magics):
             raise _usage_error("a prompt is required")
         params = {**self.default_params, **args["params"], "prompt": args["prompt"]}
         runner = LoopRunner.shared()
-        tasks: list[Task] = []
+        cards = CardList()
         for index in range(args["count"]):
             if args["seed"] is not None:
                 params["seed"] = args["seed"] + index
@@ -248,13 +255,23 @@ class GenMagics(Magics):
                 task = runner.run(client.submit(args["model"], fresh=args["fresh"], **params))
             except GenError as exc:
                 raise _usage_error(str(exc), usage=False) from None
-            card = StatusCard(task)
+            card = StatusCard(task, client=client)
             card.track(client, task)
             card.display()
-            tasks.append(task)
+            cards.append(card)
         if args["wait"]:
-            tasks = [runner.run(client.wait(task)) for task in tasks]
-        return tasks[0] if len(tasks) == 1 else tasks
+            for card in cards:
+                runner.run(card.wait())
+        return cards[0] if len(cards) == 1 else cards
+
+
+class CardList(list):  # type: ignore[type-arg]
+    """The cards of one `%gen --count N` line: a list whose display is its cards, each shown
+    once (the magic displayed them already, so `Out[n]` adds nothing in that cell)."""
+
+    def _ipython_display_(self) -> None:
+        for card in self:
+            card._ipython_display_()
 
 
 def load_ipython_extension(ipython: Any) -> None:

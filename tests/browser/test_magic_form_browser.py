@@ -44,6 +44,8 @@ CELLS = [
     "genwidgets.run('local:video', prompt='slow', duration=30, timeout=0.5)",
     "form = genwidgets.SubmitForm(model='local:image', prompt='a red rose')\nform",
     "audio = genwidgets.SubmitForm(model='local:audio')\naudio",
+    "t = %gen local:image a lighthouse in a storm --seed 5\nt",  # 8: shown once, no Out[]
+    "t.status.value, len(t.outputs), t.outputs[0].path is not None",  # 9: run once it ended
 ]
 
 
@@ -75,11 +77,11 @@ def page(lab: Server) -> Iterator[Any]:
         browser.close()
 
 
-def run_each(page: Any, panel: str, count: int) -> None:
+def run_each(page: Any, panel: str, indexes: range) -> None:
     """Run the cells one at a time, each after the previous ended: Lab's Run All stops at the
     first error, and errors are what this notebook shows."""
     prompt = f"{panel} .jp-CodeCell .jp-InputArea-prompt"
-    for index in range(count):
+    for index in indexes:
         page.locator(f"{panel} .jp-CodeCell").nth(index).locator(".jp-InputPrompt").click()
         page.keyboard.press("Escape")
         page.keyboard.press("Control+Enter")
@@ -103,7 +105,7 @@ def outputs(page: Any, panel: str, index: int) -> list[dict[str, Any]]:
 
 def test_magic_errors_and_form_in_jupyterlab(lab: Server, page: Any) -> None:
     panel = open_notebook_lab(page, lab, "walk.ipynb")
-    run_each(page, panel, len(CELLS))
+    run_each(page, panel, range(len(CELLS) - 1))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     typo = outputs(page, panel, 1)
@@ -160,6 +162,15 @@ def test_magic_errors_and_form_in_jupyterlab(lab: Server, page: Any) -> None:
         )
         placeholders.append(seed.get_attribute("placeholder"))
     assert all("last: " in p for p in placeholders) and placeholders[0] != placeholders[1]
+    # t = %gen ...: one card in its cell (not a second one, not a stale Out[]), and t stays live
+    cell = page.locator(f"{panel} .jp-CodeCell").nth(8)
+    cell.locator(".genwidgets-badge[data-state='succeeded']").wait_for()
+    assert cell.locator(".jp-OutputArea-output").count() == 1
+    assert cell.locator(".genwidgets-badge").count() == 1  # live or, once ended, static
+    run_each(page, panel, range(9, 10))
+    (result,) = outputs(page, panel, 9)
+    assert result["text"].strip() == "('succeeded', 1, True)", result
+
     page.locator(f"{panel} .jp-CodeCell").nth(1).evaluate("e => e.scrollIntoView()")
     page.screenshot(path=str(ARTIFACTS / "walk-magic-errors.png"))
     page.locator(f"{panel} .genwidgets-form").first.evaluate("e => e.scrollIntoView()")
