@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 
 from .._exceptions import GenError, InvalidParams, MalformedResponse, NotSupported
 from .._models import Output, OutputKind, Status, Task
-from ._catalogue import SEED as SEED  # re-exported: widgets/_form imports it from here
 from ._catalogue import ModelInfo, check_filters, check_params
 from ._errors import (
     DEFAULT_RULES,
