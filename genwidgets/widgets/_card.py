@@ -28,7 +28,7 @@ import ipywidgets as widgets
 from .._models import Output, Status, Task
 from . import _render as render
 from ._base import TaskClient, assign, close_tree, css
-from ._display import StaticDisplay, shell_active
+from ._display import StaticDisplay, shell_active, static_swap_allowed
 from ._follow import TICKER, Following
 from ._preview import MAX_CARD_EMBED
 from ._state import CardState
@@ -124,8 +124,10 @@ class StatusCard(Following, StaticDisplay, widgets.VBox):
             layout=widgets.Layout(align_items="center", grid_gap="8px"),
             **css("genwidgets-header"),
         )
+        self._prompt = widgets.HTML(**css("genwidgets-prompt"))
+        self._status = widgets.HTML(**css("genwidgets-status"))  # the part a poll changes
         self._body = widgets.HTML(**css("genwidgets-body"))
-        self.children = (self._header, self._body)
+        self.children = (self._header, self._prompt, self._status, self._body)
 
     def _button(self, kind: str) -> widgets.Button:
         name = f"_{kind}_button"
@@ -249,8 +251,13 @@ class StatusCard(Following, StaticDisplay, widgets.VBox):
             with self.hold_sync():
                 assign(self._headline, value=render.headline_html(state.phase, state.name))
                 self.tick(time.monotonic())
+                assign(self._prompt, value=render.card_prompt_html(state.prompt))
+                assign(self._status, value=render.card_status_html(state))
+                # A card shown on its own is replaced by its static form when it ends: its
+                # widgets never need the media (they would cross the comm for nothing).
+                media = "" if self._goes_static() else self._media
                 root = self._cache_root()
-                body = render.card_body_html(state, media=self._media, cache_root=root)
+                body = render.card_body_html(state, media=media, cache_root=root)
                 assign(self._body, value=body)
                 assign(self._buttons, children=self._button_row())
         if state.live and self._live and not self._view_closed:
@@ -262,6 +269,10 @@ class StatusCard(Following, StaticDisplay, widgets.VBox):
         if self._notified != state.phase:
             self._notified = state.phase
             self._notify()
+
+    def _goes_static(self) -> bool:
+        """Shown on its own (not in a gallery or form): its output becomes static at the end."""
+        return self._display_id is not None and not self._listeners and static_swap_allowed()
 
     def tick(self, now: float) -> None:
         """Refresh the elapsed time (the shared ticker calls it about once a second)."""
@@ -309,7 +320,8 @@ class StatusCard(Following, StaticDisplay, widgets.VBox):
             return
         self._view_closed = True
         TICKER.discard(self)
-        for part in (self._header, self._body, self._cancel_button, self._retry_button):
+        parts = (self._header, self._prompt, self._status, self._body)
+        for part in (*parts, self._cancel_button, self._retry_button):
             if part is not None:
                 close_tree(part)
         layout = self.layout

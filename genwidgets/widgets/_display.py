@@ -12,6 +12,8 @@ Three notebook facts shape this module:
   copied) and would be dropped. So updates are published with the parent of the cell executing
   now (captured by a `pre_run_cell` hook), and an update sent while no cell runs is sent again
   when the next cell starts.
+- Voila never applies an `update_display` to an output already shown: there (see
+  `static_swap_allowed`) finished objects keep their widgets.
 - A bare `card` as a cell's last line and `display(card)` both reach `_ipython_display_`. An
   object already shown by the same cell (`%gen` displays its card and returns it) shows nothing
   more.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import uuid
 import weakref
 from collections.abc import Iterator
@@ -28,7 +31,7 @@ from typing import Any
 
 from . import _render as render
 
-__all__ = ["StaticDisplay", "shell", "shell_active", "this_cell"]
+__all__ = ["StaticDisplay", "shell", "shell_active", "static_swap_allowed", "this_cell"]
 
 log = logging.getLogger("genwidgets.widgets")
 
@@ -56,6 +59,13 @@ def shell() -> Any:
     from IPython.core.interactiveshell import InteractiveShell
 
     return InteractiveShell.instance() if InteractiveShell.initialized() else _NoKernel()
+
+
+def static_swap_allowed() -> bool:
+    """May a finished object replace its widget output with static HTML? Not under Voila: it
+    never applies an `update_display` to an output already on the page, so the closed widget
+    would read "model not found" there (Voila sets VOILA_KERNEL_ID in its kernels)."""
+    return "VOILA_KERNEL_ID" not in os.environ
 
 
 def this_cell() -> int | None:

@@ -54,6 +54,9 @@ class Following:
     def _close_view(self) -> None:
         raise NotImplementedError
 
+    def _goes_static(self) -> bool:
+        raise NotImplementedError
+
     # From `StaticDisplay` (after this mixin in the card's bases): _final_bundle, _publish and
     # refresh_display.
 
@@ -203,12 +206,12 @@ class Following:
         closes its widgets (a container's cards keep theirs)."""
         self._live = False
         TICKER.discard(self)
-        self._render(None)
-        if self._display_id is not None and self._state.terminal and not self._listeners:
+        if self._state.terminal and self._goes_static():
             final = self._final_bundle()
             self._close_view()
             self._publish(final)
         else:
+            self._render(None)
             self.refresh_display()
         self._notify()
 

@@ -1,12 +1,13 @@
 """Pure formatting for the widgets: the card's HTML (live body and saved form), its text summary
 and the display bundle. No ipywidgets import.
 
-The card is rendered here and only here: `card_body_html(state)` is both the live card's body and,
-under `card_head_html`, the saved card a notebook keeps (`card_html`), so a finished card looks the
-same with and without a kernel. Everything from a server or a user (prompt, error text, logs,
-parameter values, paths) goes through `esc`. The markup keeps to what JupyterLab's sanitizer lets
-through for an untrusted notebook (inline styles, `<details>`, `<img>`/`<video>`/`<audio>` with
-data URIs), so a notebook opened by someone else shows the same card.
+The card is rendered here and only here: `card_prompt_html`, `card_status_html` and
+`card_body_html` are the live card's parts and, under `card_head_html`, the saved card a notebook
+keeps (`card_html`), so a finished card looks the same with and without a kernel. Everything
+from a server or a user (prompt, error text, logs, parameter values, paths) goes through `esc`.
+The markup keeps to what JupyterLab's sanitizer lets through for an untrusted notebook (inline
+styles, `<details>`, `<img>`/`<video>`/`<audio>` with data URIs, `overflow-wrap:break-word`
+rather than `anywhere`), so a notebook opened by someone else shows the same card.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ __all__ = [
     "card_body_html",
     "card_head_html",
     "card_html",
+    "card_prompt_html",
+    "card_status_html",
     "details_html",
     "display_path",
     "esc",
@@ -156,11 +159,11 @@ def _progress_bar(fraction: float | None) -> str:
     )
 
 
-def _prompt_html(prompt: str | None) -> str:
+def card_prompt_html(prompt: str | None) -> str:
     if not prompt:
         return ""
     return (
-        '<div class="genwidgets-prompt" style="white-space:pre-wrap;overflow-wrap:anywhere;'
+        '<div class="genwidgets-prompt" style="white-space:pre-wrap;overflow-wrap:break-word;'
         f'max-height:4.5em;overflow:auto;margin:2px 0">{esc(prompt)}</div>'
     )
 
@@ -172,7 +175,7 @@ def _error_html(*texts: str | None) -> str:
     body = "<br>".join(esc(t) for t in shown)
     return (
         '<div class="genwidgets-error" style="color:#b02a37;white-space:pre-wrap;'
-        f'overflow-wrap:anywhere">{body}</div>'
+        f'overflow-wrap:break-word">{body}</div>'
     )
 
 
@@ -222,7 +225,7 @@ def details_html(state: CardState, cache_root: Path | None = None, open_: bool =
             size = f" · {preview.width} × {preview.height}" if preview.width else ""
             rows.append(
                 f"<div>{esc(preview.kind)}{esc(size)} · {esc(format_bytes(preview.size))}: "
-                f'<code style="overflow-wrap:anywhere">'
+                f'<code style="overflow-wrap:break-word">'
                 f"{esc(display_path(preview.path, cache_root))}</code></div>"
             )
     if task is not None:
@@ -231,7 +234,7 @@ def details_html(state: CardState, cache_root: Path | None = None, open_: bool =
             items = ", ".join(
                 f"<code>{esc(k)}={esc(_param_value(v))}</code>" for k, v in sorted(params.items())
             )
-            rows.append(f'<div style="overflow-wrap:anywhere">parameters: {items}</div>')
+            rows.append(f'<div style="overflow-wrap:break-word">parameters: {items}</div>')
         times = timings(task)
         if times:
             rows.append("<div>" + " · ".join(f"{esc(k)} {esc(v)}" for k, v in times) + "</div>")
@@ -316,6 +319,25 @@ def media_html(preview: MediaPreview) -> str:
 
 
 # ---------------------------------------------------------------------------------- the card
+def card_status_html(state: CardState, now: float | None = None) -> str:
+    """The part that changes while the task runs: one status line and a progress bar, both
+    always there while live so the card keeps its height; 'downloading…' and notes after."""
+    task = state.task
+    if state.live:
+        progress = task.progress if task is not None else None
+        line = esc(progress_text(state, now)) or "&nbsp;"
+        return (
+            f'<div class="genwidgets-queue" style="{_SMALL};white-space:nowrap;overflow:hidden;'
+            f'text-overflow:ellipsis">{line}</div>{_progress_bar(progress)}'
+        )
+    lines = ["downloading…"] if state.downloading else []
+    if state.note:
+        lines.append(state.note)
+    return "".join(
+        f'<div class="genwidgets-queue" style="{_SMALL}">{esc(line)}</div>' for line in lines
+    )
+
+
 def card_body_html(
     state: CardState,
     now: float | None = None,
@@ -323,24 +345,10 @@ def card_body_html(
     media: str = "",
     cache_root: Path | None = None,
 ) -> str:
-    """Everything under the card's header. While live: the prompt, one status line and a
-    progress bar, always present so the card keeps its height; when done: the media (`media`,
-    from `media_html`, built once by the caller), the error, and the folded details."""
+    """What is under the status line: the error, the media (`media`, from `media_html`, built
+    once by the caller), the logs and the folded details."""
     task = state.task
-    parts = [_prompt_html(state.prompt)]
-    if state.live:
-        progress = task.progress if task is not None else None
-        parts.append(
-            f'<div class="genwidgets-queue" style="{_SMALL};white-space:nowrap;overflow:hidden;'
-            f'text-overflow:ellipsis">{esc(progress_text(state, now)) or "&nbsp;"}</div>'
-        )
-        parts.append(_progress_bar(progress))
-    elif state.downloading:
-        parts.append(f'<div class="genwidgets-queue" style="{_SMALL}">downloading…</div>')
-    parts.append(_error_html(task.error if task is not None else None, state.error))
-    if state.note:
-        parts.append(f'<div class="genwidgets-queue" style="{_SMALL}">{esc(state.note)}</div>')
-    parts.append(media)
+    parts = [_error_html(task.error if task is not None else None, state.error), media]
     empty = task is not None and task.done and not state.downloading and not state.previews
     if empty and task.status.value == "succeeded" and not state.error:  # type: ignore[union-attr]
         parts.append(f'<div style="{_SMALL}">The task succeeded but returned no output.</div>')
@@ -370,7 +378,11 @@ def card_html(
             f'<div style="font-size:0.8em;color:#888">Saved while {esc(state.phase)}: live '
             f"updates need a running kernel; {esc(RESUME_HINT)}.</div>"
         )
-    body = card_body_html(state, now, media=media, cache_root=cache_root)
+    body = (
+        card_prompt_html(state.prompt)
+        + card_status_html(state, now)
+        + card_body_html(state, now, media=media, cache_root=cache_root)
+    )
     return (
         f'<div class="genwidgets-static" data-state="{esc(state.phase)}" '
         'style="font-family:var(--jp-ui-font-family, sans-serif);border:1px solid #ddd;'

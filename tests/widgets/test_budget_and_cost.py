@@ -54,7 +54,7 @@ async def _second_waits(client: AsyncClient, prompt: str) -> tuple[StatusCard, S
 async def test_a_card_waits_for_a_slot_visibly_then_runs(sb: Any, tmp_path: Path) -> None:
     async with _client(sb, tmp_path, budgets={"oxen": (None, 1)}) as client:
         first, second = await _second_waits(client, "next")
-        assert "waiting for a slot: 1 of 1 oxen tasks in flight" in second._body.value
+        assert "waiting for a slot: 1 of 1 oxen tasks in flight" in second._status.value
         assert 'data-state="waiting"' in second._headline.value
         assert second.can_cancel
         assert sum(sb.stats()["submits"].values()) == 1  # the second has not gone out
@@ -70,7 +70,7 @@ async def test_cancelling_a_waiting_card_withdraws_the_submit(sb: Any, tmp_path:
         first, second = await _second_waits(client, "never sent")
         second.cancel()
         assert await asyncio.wait_for(second.wait(), 5) is None
-        assert second.state == "cancelled" and "nothing was sent" in second._body.value
+        assert second.state == "cancelled" and "nothing was sent" in second._status.value
         first.cancel()
         await asyncio.wait_for(first.wait(), 10)
         budget = client.budget("oxen")

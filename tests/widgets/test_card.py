@@ -284,12 +284,12 @@ def test_states_from_a_scripted_sequence_of_snapshots() -> None:
     card = StatusCard(snapshot(Status.QUEUED, queue_position=4), client=FakeClient())
     assert card.state == "queued" and card.status is Status.QUEUED
     assert 'data-state="queued"' in card._headline.value
-    assert "queue position 4" in card._body.value
+    assert "queue position 4" in card._status.value
     assert "genwidgets-cancel" in classes(card)
 
     card.set_task(snapshot(Status.RUNNING, progress=0.42, logs=("one", "two")))
     assert card.state == "running"
-    assert "42 %" in card._body.value and "width:42%" in card._body.value
+    assert "42 %" in card._status.value and "width:42%" in card._status.value
     assert '<details class="genwidgets-logs"' in card._body.value  # logs start folded
     assert "Logs (2)" in card._body.value and "<details open" not in card._body.value
 
@@ -298,7 +298,7 @@ def test_states_from_a_scripted_sequence_of_snapshots() -> None:
     assert "boom" in card._body.value and "genwidgets-error" in card._body.value
     shown = classes(card)
     assert "genwidgets-retry" in shown and "genwidgets-cancel" not in shown
-    assert "genwidgets-progress" not in card._body.value  # a finished card has no progress bar
+    assert "genwidgets-progress" not in card._status.value  # a finished card has no progress bar
     card.close()
 
 
@@ -314,9 +314,8 @@ def test_a_live_card_keeps_its_shape_while_it_runs() -> None:
         snapshot(Status.RUNNING, progress=0.7),
     ):
         card.set_task(task)
-        body = card._body.value
-        shape = (body.count("<div"), body.count("genwidgets-queue"), "genwidgets-progress" in body)
-        shapes.append(shape)
+        status = card._status.value
+        shapes.append((status.count("<div"), "genwidgets-progress" in status))
     assert len(set(shapes)) == 1, shapes
     assert 'white-space:nowrap">t-1</code>' in card._body.value
     card.close()
@@ -365,7 +364,7 @@ def test_set_task_sends_only_changes(sent: list[tuple[str, dict[str, Any]]]) -> 
         assert msg["method"] == "update"
         per_widget[model_id] = per_widget.get(model_id, 0) + 1
     assert per_widget and max(per_widget.values()) == 1  # hold_sync: one message per widget
-    assert card._headline.model_id in per_widget and card._body.model_id in per_widget
+    assert card._headline.model_id in per_widget and card._status.model_id in per_widget
 
     sent.clear()
     card.set_task(card.task.evolve())  # a poll that changed nothing (fresh updated_at only)
@@ -383,7 +382,7 @@ async def test_hostile_text_is_escaped_everywhere(image_file: Path) -> None:
     for raw in (HOSTILE_PROMPT, HOSTILE_ERROR, HOSTILE_LOG, "<i>x</i>"):
         assert raw not in joined
     body = card._body.value
-    assert "&lt;img src=x onerror=alert(1)&gt;" in body
+    assert "&lt;img src=x onerror=alert(1)&gt;" in card._prompt.value
     assert "&lt;script&gt;alert(&quot;err&quot;)&lt;/script&gt;" in body
     assert "&lt;b onmouseover=alert(2)&gt;" in body
     assert "&lt;i&gt;x&lt;/i&gt;" in body
@@ -479,7 +478,7 @@ async def test_download_error_keeps_the_status_and_shows_the_error(image_file: P
     card = StatusCard.submit(client, "fake:image", prompt="rose")
     await card.wait()
     assert card.state == "succeeded" and "URL expired" in (card.error or "")
-    assert "URL expired" in card._body.value and "downloading" not in card._body.value
+    assert "URL expired" in card._body.value and "downloading" not in card._status.value
     assert "genwidgets-retry" in classes(card)
     card.close()
 
@@ -525,14 +524,14 @@ async def test_a_waiting_card_says_why_until_when_and_keeps_its_cancel() -> None
     client = FakeClient(notice=notice)
     card = StatusCard.submit(client, "fake:image", prompt="rose")
     await until(lambda: card.state == "waiting")
-    body = card._body.value
+    body = card._status.value
     assert "waiting for a slot: 1 of 1 fake tasks in flight" in body
     expected = (utcnow() + timedelta(seconds=90)).astimezone()
     assert f"expected to go on at ~{expected:%H:%M}" in body
     assert "genwidgets-cancel" in classes(card) and card.can_cancel
     card.cancel()  # withdrawn: the submit never goes out
     await card.wait()
-    assert card.state == "cancelled" and "nothing was sent" in card._body.value
+    assert card.state == "cancelled" and "nothing was sent" in card._status.value
     card.close()
 
 
@@ -642,6 +641,22 @@ async def test_retry_after_the_output_went_static_brings_the_widget_back(
     assert shown[-1][1][WIDGET_VIEW_MIME]["model_id"] == card.model_id
     await card
     assert WIDGET_VIEW_MIME not in shown[-1][1] and "data:image/png" in shown[-1][1]["text/html"]
+    card.close()
+
+
+async def test_under_voila_a_finished_card_keeps_its_widget(
+    image_file: Path,
+    shown: list[tuple[str, dict[str, Any], dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Voila never applies update_display to a rendered output: a closed widget would read
+    "model not found" there, so the card stays a widget with its media."""
+    monkeypatch.setenv("VOILA_KERNEL_ID", "k")
+    card = StatusCard.submit(FakeClient((("image", image_file),)), "fake:image", prompt="rose")
+    card.display()
+    await card
+    assert card.comm is not None and "data:image/png" in card._body.value
+    assert WIDGET_VIEW_MIME in shown[-1][1]
     card.close()
 
 

@@ -56,7 +56,8 @@ def test_fragments_escape_their_input() -> None:
         render.headline_html(HOSTILE, HOSTILE),
         render.badge_html(HOSTILE),
         render.card_body_html(state.failed(HOSTILE, 1.0)),
-        render.card_body_html(state.waiting(WaitInfo(HOSTILE))),
+        render.card_status_html(state.waiting(WaitInfo(HOSTILE))),
+        render.card_prompt_html(HOSTILE),
         render.card_html(state.failed(HOSTILE, 1.0), 2.0),
     ):
         assert HOSTILE not in fragment and "&lt;img src=x onerror=alert(1)&gt;" in fragment
