@@ -163,7 +163,7 @@ def card_prompt_html(prompt: str | None) -> str:
     if not prompt:
         return ""
     return (
-        '<div class="genwidgets-prompt" style="white-space:pre-wrap;overflow-wrap:break-word;'
+        '<div class="genwidgets-prompt-text" style="white-space:pre-wrap;overflow-wrap:break-word;'
         f'max-height:4.5em;overflow:auto;margin:2px 0">{esc(prompt)}</div>'
     )
 
