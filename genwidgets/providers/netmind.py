@@ -25,11 +25,10 @@ from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from .._exceptions import UnknownModel
 from .._models import Output, OutputKind, Status, Task
 from ._base import Provider
 from ._catalogue import ModelInfo, Param, catalogue
-from ._errors import DEFAULT_RULES, SERVER, ErrorRule
+from ._errors import DEFAULT_RULES, SERVER, ErrorRule, model_refused
 from ._fields import dig, guess_kind, is_http_url, kind_word, parse_time, text, unwrap
 from ._wire import Request, Response
 
@@ -53,7 +52,7 @@ _NO_MODEL = (
 )
 _PREMIUM = " (NetMind also answers this for premium models the account has not unlocked)"
 ERRORS: tuple[ErrorRule, ...] = (
-    ErrorRule(UnknownModel, "{provider} said: {message}", {400, 404}, text=_NO_MODEL, submit=True),
+    model_refused(codes={400, 404}, text=_NO_MODEL),
     SERVER.where(codes={500}, text="unavailable", submit=True, message=SERVER.message + _PREMIUM),
     *DEFAULT_RULES,
 )

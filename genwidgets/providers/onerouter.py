@@ -22,11 +22,11 @@ from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from .._exceptions import GenError, InvalidParams, ProviderError, ServerError, UnknownModel
+from .._exceptions import GenError, InvalidParams, ProviderError, ServerError
 from .._models import Status, Task
 from ._base import Provider
 from ._catalogue import ModelInfo, Param, catalogue
-from ._errors import DEFAULT_RULES, MODEL_NOT_FOUND, ErrorRule
+from ._errors import DEFAULT_RULES, MODEL_NOT_FOUND, ErrorRule, model_refused
 from ._fields import as_float, as_int, dig, kind_word, parse_time, same_site
 from ._wire import Request, Response
 
@@ -53,13 +53,7 @@ _MODERATED = ErrorRule(
     codes={400, 403, 422},
 )
 ERRORS: tuple[ErrorRule, ...] = (
-    ErrorRule(
-        UnknownModel,
-        "{provider} said: {message}",
-        codes={400, 404, 422},
-        text=MODEL_NOT_FOUND,
-        submit=True,
-    ),
+    model_refused(codes={400, 404, 422}, text=MODEL_NOT_FOUND),
     # OneRouter's 403 means moderation (type content_policy_violation), not a refused key.
     _MODERATED.where(kind=_MODERATION),
     _MODERATED.where(text=_MODERATION),

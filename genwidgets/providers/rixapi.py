@@ -19,11 +19,11 @@ from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from .._exceptions import InvalidParams, QuotaError, UnknownModel
+from .._exceptions import InvalidParams, QuotaError
 from .._models import Status, Task
 from ._base import Provider
 from ._catalogue import ModelInfo, Param, catalogue
-from ._errors import DEFAULT_RULES, MODEL_NOT_FOUND, ErrorRule
+from ._errors import DEFAULT_RULES, MODEL_NOT_FOUND, ErrorRule, model_refused
 from ._fields import as_float, dig, is_http_url, unwrap
 from ._wire import Request, Response
 
@@ -35,10 +35,10 @@ STATUSES: Mapping[str, Status] = {
     "completed": Status.SUCCEEDED,
     "failed": Status.FAILED,
 }
-_REFUSED_MODEL = ErrorRule(UnknownModel, "{provider} said: {message}", codes={400, 404, 422, 503})
+_REFUSED = {400, 404, 422, 503}
 ERRORS: tuple[ErrorRule, ...] = (
-    _REFUSED_MODEL.where(kind=r"^(model_not_found|model_not_exist|invalid_model)$", submit=True),
-    _REFUSED_MODEL.where(text=MODEL_NOT_FOUND, submit=True),
+    model_refused(codes=_REFUSED, kind=r"^(model_not_found|model_not_exist|invalid_model)$"),
+    model_refused(codes=_REFUSED, text=MODEL_NOT_FOUND),
     # An empty account gets HTTP 403 with code insufficient_user_quota: billing, not the key.
     ErrorRule(QuotaError, "{provider} refused for credits ({kind}): {message}", kind="quota"),
     *DEFAULT_RULES,

@@ -27,11 +27,11 @@ from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from .._exceptions import ProviderError, UnknownModel
+from .._exceptions import ProviderError
 from .._models import Output, Status, Task
 from ._base import Provider
 from ._catalogue import ModelInfo, Param, catalogue
-from ._errors import DEFAULT_RULES, QUOTA, ErrorRule
+from ._errors import DEFAULT_RULES, QUOTA, ErrorRule, model_refused
 from ._fields import first_id, is_http_url, is_id, same_site
 from ._wire import Request, Response
 
@@ -45,9 +45,7 @@ STATUSES: Mapping[str, Status] = {
 }
 #: A 406 is a billing refusal only when its text says so (it also means "wrong content type").
 _MONEY = r"credit|balance|spend|limit|recharge|billing|payment|insufficient"
-_NO_MODEL = ErrorRule(
-    UnknownModel, "{provider}: model not found ({status}): {message}", {404}, submit=True
-)
+_NO_MODEL = model_refused("{provider}: model not found ({status}): {message}", codes={404})
 ERRORS: tuple[ErrorRule, ...] = (
     # 410 is a retired model: the fix is the same as for 404 (name another model), so a submit
     # gets UnknownModel (a ConfigError, never retried), which lists the models we know.
