@@ -4,10 +4,16 @@ The parameter fields are generated from the model's `Param` specs; models withou
 free `key=value` lines. Submit runs `client.validate` on every request first: bad input shows an
 inline error on the form and sends nothing. Valid input adds one live card per task to a box the
 form owns (traits only; no print, no Output capture from a task).
+
+A shown form also shows its results: as each card ends it leaves the form for a static output of
+its own right below (a grid of finished cards, no widget view), so a saved notebook shows every
+result in JupyterLab without a kernel, where the form itself reads "model not found". Under Voilà,
+which never updates an output it has rendered, the cards stay in the form.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import ipywidgets as widgets
@@ -28,9 +34,42 @@ from ._fields import (
     parse_extra,
     parse_seed,
 )
-from ._static_grid import static_grid_html
+from ._static_grid import static_grid_html, static_swap_allowed
 
 __all__ = ["UNSET", "SubmitForm", "draw_seed", "expand_requests", "parse_extra", "parse_seed"]
+
+
+class _Results(StaticDisplay):
+    """The form's finished cards: a static-only output of its own (no widget view), newest first."""
+
+    def __init__(self) -> None:
+        self.cards: list[StatusCard] = []
+
+    def mimebundle(self) -> dict[str, Any]:
+        return self._final_bundle()
+
+    def _static_html(self) -> str:
+        if not self.cards:
+            return '<div class="genwidgets-form-results"></div>'
+        count = len(self.cards)
+        head = f"<b>{count} finished</b> (newest first)"
+        cells = [card._static_html() + _seed_line(card) for card in self.cards]
+        return f'<div class="genwidgets-form-results">{static_grid_html(cells, header=head)}</div>'
+
+    def _static_text(self) -> str:
+        return f"{len(self.cards)} finished genwidgets tasks" if self.cards else ""
+
+
+def _seed_line(card: StatusCard) -> str:
+    """The seed a result was made with, in sight: a blank Seed drew it, typing it back repeats."""
+    task = card.task
+    seed = task.params.get("seed") if task is not None else None
+    if seed is None:
+        return ""
+    return (
+        '<div class="genwidgets-seed-line" style="font-size:0.8em;color:#555;margin:0 0 4px 2px">'
+        f"seed <code>{render.esc(seed)}</code> (type it in Seed to repeat this one)</div>"
+    )
 
 
 def _full_width() -> widgets.Layout:
@@ -62,7 +101,8 @@ class SubmitForm(StaticDisplay, widgets.VBox):
         self.max_cards = max_cards
         self._closed = False
         self._fields: dict[str, _Field] = {}
-        self._cards_list: list[StatusCard] = []
+        self._cards_list: list[StatusCard] = []  # still running (or never shown)
+        self._results = _Results()
         options = [
             f"{provider}:{info.name}"
             for provider, infos in client.available_models().items()
@@ -139,7 +179,8 @@ class SubmitForm(StaticDisplay, widgets.VBox):
 
     @property
     def cards(self) -> tuple[StatusCard, ...]:
-        return tuple(self._cards_list)
+        """Every card the form made and keeps: running ones, then finished ones, newest first."""
+        return tuple(self._cards_list + self._results.cards)
 
     @property
     def fields(self) -> dict[str, widgets.ValueWidget]:
@@ -254,6 +295,9 @@ class SubmitForm(StaticDisplay, widgets.VBox):
 
     def _trim(self) -> None:
         """Close the oldest settled cards beyond `max_cards` (they would leak otherwise)."""
+        results = self._results.cards
+        while results and len(self._cards_list) + len(results) > self.max_cards:
+            results.pop().close()
         while len(self._cards_list) > self.max_cards:
             settled = [c for c in reversed(self._cards_list) if c.settled]
             if not settled:
@@ -264,16 +308,43 @@ class SubmitForm(StaticDisplay, widgets.VBox):
     def clear(self, everything: bool = False) -> None:
         """Close the finished cards (all of them with `everything=True`; tasks keep running)."""
         keep = [] if everything else [c for c in self._cards_list if not c.settled]
-        for card in self._cards_list:
+        for card in self._cards_list + self._results.cards:
             if card not in keep:
                 card.close()
         self._cards_list = keep
+        self._results.cards = []
         assign(self._cards, children=tuple(keep))
         self.refresh_display()
+        self._results.refresh_display()
+
+    def display(self) -> None:
+        """Show the form, and below it the output its finished cards move to."""
+        super().display()
+        if static_swap_allowed():
+            self._results.display()
 
     def _on_card(self, card: StatusCard) -> None:
-        if card.settled and all(c.settled for c in self._cards_list):
+        if not card.settled:
+            return
+        if self._display_id is not None and static_swap_allowed():
+            try:  # after the card's own notification has run: it is closed next
+                asyncio.get_running_loop().call_soon(self._finished, card)
+            except RuntimeError:
+                self._finished(card)
+        elif all(c.settled for c in self._cards_list):
             self.refresh_display()
+
+    def _finished(self, card: StatusCard) -> None:
+        """Move an ended card from the form to the results output, as static HTML."""
+        if self._closed or card not in self._cards_list:
+            return
+        self._cards_list.remove(card)
+        self._results.cards.insert(0, card)
+        card.close()  # its widgets; the handle keeps its state and its static form
+        self._trim()
+        assign(self._cards, children=tuple(self._cards_list))
+        self._results.refresh_display()
+        self.refresh_display()
 
     # ------------------------------------------------------------------ static fallback
     def _static_html(self) -> str:
@@ -284,7 +355,7 @@ class SubmitForm(StaticDisplay, widgets.VBox):
         return static_grid_html(cells, header=note, min_px=None)
 
     def _static_text(self) -> str:
-        return f"<SubmitForm {self._model.value or ''}: {len(self._cards_list)} cards>"
+        return f"<SubmitForm {self._model.value or ''}: {len(self.cards)} cards>"
 
     def __repr__(self) -> str:
         return self._static_text()
@@ -294,7 +365,7 @@ class SubmitForm(StaticDisplay, widgets.VBox):
             return
         final = self._final_bundle() if self._display_id is not None else None
         self._closed = True
-        for card in self._cards_list:
+        for card in self._cards_list + self._results.cards:
             card.close()
         self._cards_list = []
         for field in self._fields.values():

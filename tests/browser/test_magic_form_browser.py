@@ -157,11 +157,14 @@ def test_magic_errors_and_form_in_jupyterlab(lab: Server, page: Any) -> None:
     for click in (1, 2):
         form.locator("button.genwidgets-submit").first.click()
         page.wait_for_function(
-            f"() => [...document.querySelectorAll('{panel} .genwidgets-form-cards"
+            f"() => [...document.querySelectorAll('{panel} .genwidgets-form-results"
             f" .genwidgets-badge')].filter(e => e.dataset.state === 'succeeded').length >= {click}"
         )
         placeholders.append(seed.get_attribute("placeholder"))
     assert all("last: " in p for p in placeholders) and placeholders[0] != placeholders[1]
+    # the finished cards sit in an HTML output of their own: a saved notebook shows them
+    html = f"{panel} .jp-OutputArea-output[data-mime-type='text/html'] .genwidgets-form-results"
+    assert page.locator(f"{html} img").count() == 2
     # t = %gen ...: one card in its cell (not a second one, not a stale Out[]), and t stays live
     cell = page.locator(f"{panel} .jp-CodeCell").nth(8)
     cell.locator(".genwidgets-badge[data-state='succeeded']").wait_for()

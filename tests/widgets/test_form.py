@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as widgets
 import pytest
@@ -246,4 +247,68 @@ async def test_a_blank_seed_gets_a_fresh_seed_at_each_generate(tmp_path: Path) -
     form._count.value = 1
     await asyncio.gather(*(card.wait() for card in form.submit() + form.submit()))
     assert [call[2]["seed"] for call in client.names("submit")][4:] == [7, 7]
+    form.close()
+
+
+VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """What the form sends to the notebook, as if shown in a kernel: (display id, bundle)."""
+    import IPython.display
+
+    from genwidgets.widgets import _card
+
+    sent: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(_card, "_shell_active", lambda: True)
+    monkeypatch.setattr(
+        IPython.display, "display", lambda o, **kw: sent.append((kw["display_id"], o))
+    )
+    monkeypatch.setattr(
+        IPython.display, "update_display", lambda o, **kw: sent.append((kw["display_id"], o))
+    )
+    monkeypatch.delenv("VOILA_KERNEL_ID", raising=False)
+    return sent
+
+
+async def test_finished_cards_move_to_a_static_results_output(
+    tmp_path: Path, published: list[tuple[str, dict[str, Any]]]
+) -> None:
+    image = tmp_path / "i.png"
+    image.write_bytes(render_image("rose", 1, 32, 32))
+    form = SubmitForm(FakeClient((("image", image),)), model="fake:free", prompt="a rose")
+    form.display()
+    (form_id, first), (results_id, empty) = published
+    assert VIEW in first and VIEW not in empty and form_id != results_id
+    form._count.value = 2
+    cards = form.submit()
+    await asyncio.gather(*(card.wait() for card in cards))
+    await asyncio.sleep(0.01)  # the move runs just after the cards' own notification
+    assert form._cards.children == () and set(form.cards) == set(cards)
+    assert all(card.comm is None for card in cards)  # their widgets are closed
+    results = [bundle for shown_id, bundle in published if shown_id == results_id][-1]
+    assert VIEW not in results  # a saved notebook shows them without a kernel
+    assert "2 finished" in results["text/html"] and results["text/html"].count("data:image/") == 2
+    seeds = [card.task.params["seed"] for card in cards]  # drawn for the blank Seed, in sight
+    assert all(f"seed <code>{seed}</code>" in results["text/html"] for seed in seeds)
+    form.clear()
+    results = [bundle for shown_id, bundle in published if shown_id == results_id][-1]
+    assert "data:image/" not in results["text/html"] and form.cards == ()
+    form.close()
+
+
+async def test_under_voila_finished_cards_stay_in_the_form(
+    tmp_path: Path, published: list[tuple[str, dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOILA_KERNEL_ID", "k")
+    image = tmp_path / "i.png"
+    image.write_bytes(render_image("rose", 1, 32, 32))
+    form = SubmitForm(FakeClient((("image", image),)), model="fake:free", prompt="a rose")
+    form.display()
+    assert len(published) == 1  # no results output: Voilà would never update it
+    (card,) = form.submit()
+    await card.wait()
+    await asyncio.sleep(0.01)
+    assert form._cards.children == (card,) and card.comm is not None
     form.close()
