@@ -22,6 +22,7 @@ from .._exceptions import GenError, InvalidParams
 from ..providers import ModelInfo
 from . import _render as render
 from ._card import StaticDisplay, StatusCard, TaskClient, assign, close_tree, css
+from ._display import static_swap_allowed
 from ._fields import (
     _OWN_FIELDS,
     _SEED_PLACEHOLDER,
@@ -34,7 +35,7 @@ from ._fields import (
     parse_extra,
     parse_seed,
 )
-from ._static_grid import static_grid_html, static_swap_allowed
+from ._static_grid import static_grid_html
 
 __all__ = ["UNSET", "SubmitForm", "draw_seed", "expand_requests", "parse_extra", "parse_seed"]
 

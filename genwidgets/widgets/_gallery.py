@@ -28,7 +28,8 @@ from .._exceptions import ConfirmationRequired
 from .._models import Task
 from . import _render as render
 from ._card import StaticDisplay, StatusCard, TaskClient, assign, close_tree, css
-from ._static_grid import static_grid_html, static_swap_allowed
+from ._display import static_swap_allowed
+from ._static_grid import static_grid_html
 
 __all__ = ["Gallery", "explore"]
 

@@ -14,10 +14,9 @@ running into the next one, and clips (`overflow:hidden`) as a last resort.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
-__all__ = ["CELL_MIN_PX", "static_grid_html", "static_swap_allowed"]
+__all__ = ["CELL_MIN_PX", "static_grid_html"]
 
 #: the narrowest column: a card's thumbnail, badge and model name fit without wrapping
 CELL_MIN_PX = 240
@@ -47,10 +46,3 @@ def static_grid_html(
         f"{foot}</div>"
     )
 
-
-def static_swap_allowed() -> bool:
-    """May a finished widget replace its shown output with a static one? Not under Voilà: it
-    renders each output once and never applies a later `update_display`, so the page would keep
-    the widget view of closed widgets ("model not found"). Voilà sets VOILA_KERNEL_ID in the
-    kernel before any cell runs."""
-    return not os.environ.get("VOILA_KERNEL_ID")
