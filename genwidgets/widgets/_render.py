@@ -113,6 +113,15 @@ def display_path(path: Path | str, cache_root: Path | None = None, base: Path | 
     return f"…/{target.name}"
 
 
+def _short(where: str) -> str:
+    """A cache file's 64-hex name shortened for reading (the full one is the tooltip)."""
+    folder, _, name = where.rpartition("/")
+    stem, dot, ext = name.partition(".")
+    if len(stem) <= 24:
+        return where
+    return f"{folder}/{stem[:12]}…{stem[-8:]}{dot}{ext}"
+
+
 # ---------------------------------------------------------------------------------- fragments
 def badge_html(state: str) -> str:
     colour = STATE_COLORS.get(state, "#6c757d")
@@ -223,10 +232,11 @@ def details_html(state: CardState, cache_root: Path | None = None, open_: bool =
     for preview in state.previews:
         if preview.path is not None:
             size = f" · {preview.width} × {preview.height}" if preview.width else ""
+            where = display_path(preview.path, cache_root)
             rows.append(
                 f"<div>{esc(preview.kind)}{esc(size)} · {esc(format_bytes(preview.size))}: "
-                f'<code style="overflow-wrap:break-word">'
-                f"{esc(display_path(preview.path, cache_root))}</code></div>"
+                f'<code title="{esc(where)}" style="overflow-wrap:break-word">'
+                f"{esc(_short(where))}</code></div>"
             )
     if task is not None:
         params = {k: v for k, v in task.params.items() if k != "prompt"}

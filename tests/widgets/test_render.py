@@ -48,6 +48,11 @@ def test_paths_are_relative_never_absolute(tmp_path: Path) -> None:
     assert render.display_path(inside, cache, base=notebook) == "data/blobs/ab/abc.png"
     assert render.display_path(cached, cache, base=notebook) == "[genwidgets cache]/cd/cde.png"
     assert render.display_path(tmp_path / "elsewhere" / "x.mp4", cache, base=notebook) == "…/x.mp4"
+    sha = "0123456789ab" + "c" * 44 + "deadbeef"
+    assert render._short(f"[genwidgets cache]/01/{sha}.png") == (
+        "[genwidgets cache]/01/0123456789ab…deadbeef.png"
+    )
+    assert render._short("data/a.png") == "data/a.png"
 
 
 def test_fragments_escape_their_input() -> None:
