@@ -1,8 +1,9 @@
 """Saved notebooks show their results, in a real browser.
 
-A user-written notebook runs in JupyterLab: `t = genwidgets.show(...)` (and `%gen`) cards update
-by themselves, and a later cell reads `t.status` as succeeded. The notebook is saved, its kernel
-shut down, and it is reopened: in JupyterLab (the same server: a trusted notebook, where the
+A user-written notebook runs in JupyterLab: `t = genwidgets.show(...)` and `lh = %gen ...` cards
+update by themselves, a later cell reads `t.status` and `lh.status` as succeeded, and a bare
+`%gen` line shows its card once (no second card, no stale `Out[n]`). The notebook is saved, its
+kernel shut down, and it is reopened: in JupyterLab (the same server: a trusted notebook, where the
 widget view would win over the static HTML) and in Notebook 7 on a fresh server (an untrusted
 notebook: JupyterLab's sanitizer filters the HTML). Both show every image, audio and video, and
 never "Error displaying widget". Screenshots of the cards go to the artifacts folder.
@@ -43,11 +44,12 @@ CELLS = [
     "t = genwidgets.show('local:image', prompt='a red rose on a wooden table', seed=3)",
     "hello = genwidgets.show('local:audio', prompt='Hello from genwidgets', seed=1)",
     "waves = genwidgets.show('local:video', prompt='waves at dusk', seed=2, seconds=2)",
-    "%gen local:image a lighthouse in a storm --seed 5 --aspect_ratio 16:9",
+    "lh = %gen local:image a lighthouse in a storm --seed 5 --aspect_ratio 16:9",
+    "%gen local:image a quiet harbour at night --seed 8",
     "long = genwidgets.show('local:video', prompt='a very long video', seconds=2, duration=600)",
-    "f'{t.status} {t.outputs[0].path.suffix if t.outputs else None}'",
+    "f'{t.status} {lh.status} {lh.outputs[0].path.suffix if lh.outputs else None}'",
 ]
-FINISHED = 4  # cards that succeed; `long` runs until cancelled
+FINISHED = 5  # cards that succeed; `long` runs until cancelled
 
 
 def write_notebook(folder: Path) -> None:
@@ -105,7 +107,7 @@ def check_reopened(page: Any, scope: str, shots: str) -> None:
         f"{scope} .genwidgets-static img.genwidgets-image",
         "es => es.map(e => [e.naturalWidth, e.getBoundingClientRect().width])",
     )
-    assert len(images) == 2, images
+    assert len(images) == 3, images
     for natural, shown in images:  # at natural size up to 512 px, never stretched
         assert natural > 0 and shown <= min(natural, 512) + 1, images
     for tag in ("audio", "video"):
@@ -141,7 +143,11 @@ def test_a_saved_notebook_shows_every_result_when_reopened(
         last = page.locator(f"{panel} .jp-CodeCell").last
         last.locator(".jp-InputArea-editor").click()
         page.keyboard.press("Control+Enter")
-        last.locator(".jp-OutputArea-output", has_text="succeeded .png").wait_for(timeout=30_000)
+        last.locator(".jp-OutputArea-output", has_text="succeeded succeeded .png").wait_for(
+            timeout=30_000
+        )
+        bare = page.locator(f"{panel} .jp-CodeCell").nth(5).locator(".jp-OutputArea-output")
+        assert bare.count() == 1, bare.all_inner_texts()  # the card, once; no Out[n]
         # A live card: running, with its Cancel; the screenshot shows the card mid-run.
         running = page.locator(f"{panel} .genwidgets-card", has_text="a very long video").first
         running.locator(".genwidgets-badge[data-state='running']").wait_for(timeout=30_000)
