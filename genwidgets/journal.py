@@ -1,115 +1,92 @@
-"""The journal: a SQLite record of every task, for resume, replay and provenance.
+"""The journal: a record of every task, for resume, replay and provenance.
 
-Every snapshot the client sees is recorded: the request (provider, model, canonical params and
-their fingerprint), the provider's task id and polling data, each status change with its time,
-the outputs with url, sha256, size and local path, cost and the error. Never an API key: keys are
-not parameters and adapters keep them out of `provider_data`.
+Every snapshot the client sees is recorded (the journal observes the client's tasks): the
+request (provider, model, canonical params and their fingerprint), the provider's task id and
+polling data, each status change with its time, the outputs with url, sha256, size and local
+path, cost and the error. Never an API key: keys are not parameters and adapters keep them out of
+`provider_data`.
 
 Replay: a request whose fingerprint already succeeded is answered from the journal and the cache,
 with zero provider calls. Resume: tasks that were running when the kernel died are found again
 and followed to the end.
 
-Submits in flight: a submit is noted (`begin_submit`) before it is sent and the note removed once
+A busy journal never holds up the work: records are written in order by a background thread
+(`_journal_writer`), lookups see what is still waiting to be written, and `flush`/`close` (also
+at exit) wait until everything is on disk, however long another process holds the write lock.
+
+Submits in flight: a submit is noted (`begin_submit`) before it is sent and the note ended once
 the provider's answer is recorded. A note left by a process that died in between (kill -9, a
 crashed kernel) means the request may have been accepted and billed without its task id ever
 reaching the journal; the client then refuses to send it again blindly (`orphaned_submits`).
 
-Two kernels may write at once: WAL mode, a busy timeout, and short transactions.
+Storage is two small interfaces, so another backend (PostgreSQL for a team, issue 13) plugs in
+with `Journal(store=..., notes=...)` and no change to the client: `JournalStore` keeps the
+records (SQLite here, `_journal_sqlite`), `SubmitNotes` keeps the notes (per-process files beside
+the SQLite file, `_journal_notes`; a lease with a heartbeat where senders are on other machines).
 """
 
 from __future__ import annotations
 
+import atexit
 import csv
 import hashlib
 import json
+import logging
 import os
-import socket
-import sqlite3
 import threading
-import uuid
-from collections.abc import Iterator, Mapping
-from datetime import datetime
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ._models import Output, Status, Task
+from ._journal_notes import FileNotes
+from ._journal_sqlite import SQLiteStore, iso
+from ._journal_writer import Writer
+from ._models import Status, Task
 
-__all__ = ["Journal", "default_journal_path", "export", "fingerprint"]
+__all__ = [
+    "Journal",
+    "JournalStore",
+    "SubmitNotes",
+    "default_journal_path",
+    "export",
+    "fingerprint",
+]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (
-    provider TEXT NOT NULL,
-    id TEXT NOT NULL,
-    model TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    params TEXT NOT NULL,
-    status TEXT NOT NULL,
-    provider_status TEXT,
-    error TEXT,
-    created_at TEXT,
-    started_at TEXT,
-    finished_at TEXT,
-    updated_at TEXT NOT NULL,
-    cost REAL,
-    usage TEXT,
-    provider_data TEXT NOT NULL,
-    PRIMARY KEY (provider, id)
-);
-CREATE INDEX IF NOT EXISTS tasks_fingerprint ON tasks (fingerprint, status);
-CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
-CREATE TABLE IF NOT EXISTS status_changes (
-    provider TEXT NOT NULL,
-    id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    provider_status TEXT,
-    at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS status_changes_task ON status_changes (provider, id);
-CREATE TABLE IF NOT EXISTS submits (
-    token TEXT PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    model TEXT NOT NULL,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    process TEXT NOT NULL,
-    started_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS submits_fingerprint ON submits (fingerprint);
-CREATE TABLE IF NOT EXISTS outputs (
-    provider TEXT NOT NULL,
-    id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    url TEXT,
-    content_type TEXT,
-    size INTEGER,
-    sha256 TEXT,
-    path TEXT,
-    text TEXT,
-    PRIMARY KEY (provider, id, idx)
-);
-"""
+log = logging.getLogger("genwidgets.journal")
 
-_TERMINAL = tuple(s.value for s in Status if s.is_terminal)
-#: This process, as the owner of its submit notes (a pid alone can be reused after a restart).
-_PROCESS = uuid.uuid4().hex
-_HOST = socket.gethostname()
+#: How long closing a journal (or leaving the interpreter) waits for records another process's
+#: lock still holds back, before it gives up on them with an error in the log.
+CLOSE_WAIT_SECONDS = 60.0
 
 
-def _alive(host: str, pid: int, process: str) -> bool:
-    """Whether the process that wrote a submit note may still be running."""
-    if process == _PROCESS:
-        return True
-    if host != _HOST:
-        return True  # another machine: we cannot tell, so assume it still works on it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()  # our pid but another process token: a reused pid, long dead
+class JournalStore(Protocol):
+    """Where a journal keeps its records. `write` is called from one thread only, in order;
+    lookups from any thread, and they must not wait for a writer's lock."""
+
+    def write(self, snapshots: Sequence[tuple[str, Task]]) -> None:
+        """Record `(fingerprint, snapshot)` pairs atomically; raise to have them retried."""
+
+    def get(self, provider: str, task_id: str) -> Task | None: ...
+    def tasks(self) -> list[Task]: ...
+    def latest(self, fp: str, status: Status | None = None) -> Task | None: ...
+    def unfinished(self) -> list[Task]: ...
+    def durations(self, provider: str, model: str, limit: int) -> list[float]: ...
+    def status_changes(self, provider: str, task_id: str) -> list[tuple[str, str]]: ...
+    def close(self) -> None: ...
+
+
+class SubmitNotes(Protocol):
+    """Notes of submits on the wire (see the module docstring)."""
+
+    def begin(self, fp: str, provider: str, model: str) -> str:
+        """Note a submit about to be sent: durable when this returns; returns its token."""
+
+    def end(self, token: str) -> None: ...
+    def orphans(self, fp: str) -> list[dict[str, Any]]: ...
+    def forget(self, fp: str) -> None: ...
+    def close(self) -> None: ...
 
 
 def fingerprint(provider: str, model: str, params: Mapping[str, Any]) -> str:
@@ -131,237 +108,196 @@ def default_journal_path() -> Path:
     return Path(env) if env else Path.cwd() / ".genwidgets" / "journal.sqlite"
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+def _unfinished(task: Task) -> bool:
+    """Still running at the provider, or succeeded but not yet downloaded."""
+    if not task.done:
+        return True
+    return task.status is Status.SUCCEEDED and any(o.path is None for o in task.outputs)
+
+
+def _newest(task: Task) -> datetime:
+    stamp = task.updated_at
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+class _Shared:
+    """One journal's store, notes and writer, shared by every `Journal` on the same file in this
+    process, so each sees the others' records before they are written."""
+
+    def __init__(self, store: JournalStore, notes: SubmitNotes, name: str) -> None:
+        self.store, self.notes = store, notes
+        self.writer: Writer[tuple[str, Task] | str] = Writer(self._commit, name)
+        self.lock = threading.Lock()
+        self.unwritten: dict[tuple[str, str], tuple[str, Task]] = {}  # newest, by task
+        self.last: dict[tuple[str, str], bytes] = {}  # digest of each task's last record
+        self.users = 0
+
+    def _commit(self, batch: list[tuple[str, Task] | str]) -> None:
+        """Snapshots first, in one transaction, then the notes ended after them (a note never
+        goes before the task it announced is on disk). Trims what landed, for a retry."""
+        snapshots = [item for item in batch if isinstance(item, tuple)]
+        if snapshots:
+            self.store.write(snapshots)
+            with self.lock:
+                for item in snapshots:
+                    key = (item[1].provider, item[1].id)
+                    if self.unwritten.get(key) is item:
+                        del self.unwritten[key]
+            batch[:] = [item for item in batch if isinstance(item, str)]
+        while batch:
+            self.notes.end(batch[0])  # type: ignore[arg-type]
+            del batch[0]
+
+    def close(self) -> bool:
+        flushed = self.writer.close(CLOSE_WAIT_SECONDS)
+        if not flushed:
+            log.error(
+                "journal %s: %d records could not be written in %g s (locked by another "
+                "process?); they are lost",
+                self.store,
+                self.writer.waiting,
+                CLOSE_WAIT_SECONDS,
+            )
+        self.notes.close()
+        self.store.close()
+        return flushed
+
+
+_OPEN: dict[Path, _Shared] = {}
+_OPEN_LOCK = threading.Lock()
+_ALL: weakref.WeakSet[Journal] = weakref.WeakSet()
 
 
 class Journal:
-    """A task journal in one SQLite file."""
+    """A task journal: SQLite at `path` by default, or any `store` and `notes`."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = Path(path) if path is not None else default_journal_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        self._last: dict[tuple[str, str], bytes] = {}  # digest of each task's last record
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        store: JournalStore | None = None,
+        notes: SubmitNotes | None = None,
+    ) -> None:
+        self._key: Path | None = None
+        if store is not None:
+            if notes is None:
+                raise TypeError("a custom journal store needs its submit notes too")
+            self.path = None if path is None else Path(path)
+            self._shared = _Shared(store, notes, f"journal {store!r}")
+        else:
+            self.path = Path(path) if path is not None else default_journal_path()
+            self._key = self.path.resolve()
+            with _OPEN_LOCK:
+                shared = _OPEN.get(self._key)
+                if shared is None:
+                    notes = FileNotes(self._key.with_name(self._key.name + "-submits"))
+                    shared = _OPEN[self._key] = _Shared(
+                        SQLiteStore(self._key), notes, f"journal {str(self.path)!r}"
+                    )
+                shared.users += 1
+            self._shared = shared
+        self._closed = False
+        _ALL.add(self)
 
     def __repr__(self) -> str:
-        return f"<Journal {str(self.path)!r}>"
+        return f"<Journal {str(self.path) if self.path else self._shared.store!r}>"
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every record so far is written; False if `timeout` passed first."""
+        return self._shared.writer.flush(timeout)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Write what is still waiting, then release the file (the last `Journal` on it)."""
+        if self._closed:
+            return
+        self._closed = True
+        shared = self._shared
+        if self._key is None:
+            shared.close()
+            return
+        with _OPEN_LOCK:
+            shared.users -= 1
+            last = shared.users == 0
+            if last:
+                del _OPEN[self._key]
+        if last:
+            shared.close()
+        else:
+            shared.writer.flush(CLOSE_WAIT_SECONDS)
 
     # ------------------------------------------------------------------ writing
     def record(self, task: Task) -> None:
-        """Record a snapshot: upsert the task and its outputs, append a status change if any."""
+        """Record a snapshot (the client's observer): queued for the writer, never blocking.
+        Replayed snapshots and ones equal to the task's last record are skipped."""
         if task.replayed:
             return
-        key = (task.provider, task.id)
+        shared, key = self._shared, (task.provider, task.id)
         digest = hashlib.sha1(task.model_dump_json(exclude={"updated_at"}).encode()).digest()
-        if self._last.get(key) == digest:
-            return
-        self._last[key] = digest
-        fp = fingerprint(task.provider, task.model, task.params)
-        with self._lock, self._db:
-            previous = self._db.execute(
-                "SELECT status FROM tasks WHERE provider=? AND id=?", key
-            ).fetchone()
-            self._db.execute(
-                """INSERT INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-                ON CONFLICT (provider, id) DO UPDATE SET
-                    status=excluded.status, provider_status=excluded.provider_status,
-                    error=excluded.error, started_at=coalesce(excluded.started_at, started_at),
-                    finished_at=coalesce(excluded.finished_at, finished_at),
-                    updated_at=excluded.updated_at, cost=coalesce(excluded.cost, cost),
-                    usage=coalesce(excluded.usage, usage), provider_data=excluded.provider_data""",
-                (
-                    task.provider,
-                    task.id,
-                    task.model,
-                    fp,
-                    json.dumps(task.params, sort_keys=True, default=str),
-                    task.status.value,
-                    task.provider_status,
-                    task.error,
-                    _iso(task.created_at),
-                    _iso(task.started_at),
-                    _iso(task.finished_at),
-                    _iso(task.updated_at),
-                    task.cost,
-                    json.dumps(task.usage) if task.usage is not None else None,
-                    json.dumps(task.provider_data, default=str),
-                ),
-            )
-            if previous is None or previous["status"] != task.status.value:
-                self._db.execute(
-                    "INSERT INTO status_changes VALUES (?,?,?,?,?)",
-                    (*key, task.status.value, task.provider_status, _iso(task.updated_at)),
-                )
-            for index, output in enumerate(task.outputs):
-                self._db.execute(
-                    """INSERT INTO outputs VALUES (?,?,?,?,?,?,?,?,?,?)
-                    ON CONFLICT (provider, id, idx) DO UPDATE SET
-                        url=coalesce(excluded.url, url),
-                        content_type=coalesce(excluded.content_type, content_type),
-                        size=coalesce(excluded.size, size),
-                        sha256=coalesce(excluded.sha256, sha256),
-                        path=coalesce(excluded.path, path), text=coalesce(excluded.text, text)""",
-                    (
-                        *key,
-                        index,
-                        output.kind,
-                        output.url,
-                        output.content_type,
-                        output.size,
-                        output.sha256,
-                        str(output.path) if output.path else None,
-                        output.text,
-                    ),
-                )
+        item = (fingerprint(task.provider, task.model, task.params), task)
+        with shared.lock:
+            if shared.last.get(key) == digest:
+                return
+            shared.last[key] = digest
+            shared.unwritten[key] = item
+        shared.writer.put(item)
 
     def begin_submit(self, provider: str, model: str, params: Mapping[str, Any]) -> str:
-        """Note a submit about to be sent; returns the token for `end_submit`."""
-        token = uuid.uuid4().hex
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT INTO submits VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    token,
-                    fingerprint(provider, model, params),
-                    provider,
-                    model,
-                    _HOST,
-                    os.getpid(),
-                    _PROCESS,
-                    datetime.now().astimezone().isoformat(),
-                ),
-            )
-        return token
+        """Note a submit about to be sent (durable on return); returns the token for
+        `end_submit`."""
+        return self._shared.notes.begin(fingerprint(provider, model, params), provider, model)
 
     def end_submit(self, token: str) -> None:
-        """The submit's outcome is known (its task is recorded, or it was refused)."""
-        with self._lock, self._db:
-            self._db.execute("DELETE FROM submits WHERE token=?", (token,))
+        """The submit's outcome is known (its task is recorded, or it never reached the
+        provider). The note ends after every snapshot recorded before this call is written."""
+        self._shared.writer.put(token)
 
     def orphaned_submits(self, fp: str) -> list[dict[str, Any]]:
         """Notes for this request left by processes that died between sending and recording."""
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM submits WHERE fingerprint=?", (fp,)).fetchall()
-        return [dict(row) for row in rows if not _alive(row["host"], row["pid"], row["process"])]
+        return self._shared.notes.orphans(fp)
 
     def forget_submits(self, fp: str) -> None:
         """Drop this request's notes (the user chose to submit it again: `fresh=True`)."""
-        with self._lock, self._db:
-            self._db.execute("DELETE FROM submits WHERE fingerprint=?", (fp,))
+        self._shared.notes.forget(fp)
 
     # ------------------------------------------------------------------ reading
-    def _task(self, row: sqlite3.Row) -> Task:
-        outputs = tuple(
-            Output(
-                kind=o["kind"],
-                url=o["url"],
-                content_type=o["content_type"],
-                size=o["size"],
-                sha256=o["sha256"],
-                path=Path(o["path"]) if o["path"] else None,
-                text=o["text"],
-            )
-            for o in self._db.execute(
-                "SELECT * FROM outputs WHERE provider=? AND id=? ORDER BY idx",
-                (row["provider"], row["id"]),
-            )
-        )
-        return Task(
-            id=row["id"],
-            provider=row["provider"],
-            model=row["model"],
-            status=Status(row["status"]),
-            provider_status=row["provider_status"],
-            error=row["error"],
-            created_at=row["created_at"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
-            updated_at=row["updated_at"],
-            cost=row["cost"],
-            usage=json.loads(row["usage"]) if row["usage"] else None,
-            params=json.loads(row["params"]),
-            provider_data=json.loads(row["provider_data"]),
-            outputs=outputs,
-        )
+    def _unwritten(self) -> list[tuple[str, Task]]:
+        with self._shared.lock:
+            return list(self._shared.unwritten.values())
 
     def get(self, provider: str, task_id: str) -> Task | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM tasks WHERE provider=? AND id=?", (provider, task_id)
-            ).fetchone()
-            return self._task(row) if row else None
+        with self._shared.lock:
+            pending = self._shared.unwritten.get((provider, task_id))
+        return pending[1] if pending else self._shared.store.get(provider, task_id)
 
     def tasks(self) -> list[Task]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM tasks ORDER BY created_at, rowid").fetchall()
-            return [self._task(row) for row in rows]
+        """Every task recorded (waits for the records still being written)."""
+        self.flush(CLOSE_WAIT_SECONDS)
+        return self._shared.store.tasks()
 
     def latest(self, fp: str, status: Status | None = None) -> Task | None:
         """The newest task with this request fingerprint (and status, if given)."""
-        query = "SELECT * FROM tasks WHERE fingerprint=?"
-        args: tuple[Any, ...] = (fp,)
-        if status is not None:
-            query += " AND status=?"
-            args += (status.value,)
-        with self._lock:
-            row = self._db.execute(query + " ORDER BY updated_at DESC LIMIT 1", args).fetchone()
-            return self._task(row) if row else None
+        mine = [
+            task
+            for noted, task in self._unwritten()
+            if noted == fp and (status is None or task.status is status)
+        ]
+        return max(mine, key=_newest) if mine else self._shared.store.latest(fp, status)
 
     def durations(self, provider: str, model: str, limit: int = 25) -> list[float]:
-        """Seconds from creation to finish of this model's latest succeeded tasks (to time the
-        first poll of a new one before this process has seen any finish)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT created_at, finished_at FROM tasks WHERE provider=? AND model=? AND "
-                "status='succeeded' AND created_at IS NOT NULL AND finished_at IS NOT NULL "
-                "ORDER BY updated_at DESC LIMIT ?",
-                (provider, model, limit),
-            ).fetchall()
-        seconds = []
-        for row in rows:
-            try:
-                span = datetime.fromisoformat(row["finished_at"]) - datetime.fromisoformat(
-                    row["created_at"]
-                )
-            except (TypeError, ValueError):
-                continue
-            if span.total_seconds() > 0:
-                seconds.append(span.total_seconds())
-        return seconds[::-1]
+        """Seconds from creation to finish of this model's latest succeeded tasks, oldest first
+        (to time the first poll of a new one before this process has seen any finish)."""
+        return self._shared.store.durations(provider, model, limit)
 
     def unfinished(self) -> list[Task]:
         """Tasks still running at the provider, or succeeded but not yet downloaded."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT * FROM tasks WHERE status NOT IN ({','.join('?' * len(_TERMINAL))}) "
-                "OR (status='succeeded' AND EXISTS (SELECT 1 FROM outputs o WHERE "
-                "o.provider=tasks.provider AND o.id=tasks.id AND o.path IS NULL)) "
-                "ORDER BY created_at, rowid",
-                _TERMINAL,
-            ).fetchall()
-            return [self._task(row) for row in rows]
+        pending = {(t.provider, t.id): t for _, t in self._unwritten()}
+        found = [t for t in self._shared.store.unfinished() if (t.provider, t.id) not in pending]
+        found += [t for t in pending.values() if _unfinished(t)]
+        return found
 
     def status_changes(self, provider: str, task_id: str) -> list[tuple[str, str]]:
-        with self._lock:
-            return [
-                (row["status"], row["at"])
-                for row in self._db.execute(
-                    "SELECT status, at FROM status_changes WHERE provider=? AND id=? "
-                    "ORDER BY rowid",
-                    (provider, task_id),
-                )
-            ]
+        self.flush(CLOSE_WAIT_SECONDS)
+        return self._shared.store.status_changes(provider, task_id)
 
     # ------------------------------------------------------------------ provenance
     def provenance(self) -> Iterator[dict[str, Any]]:
@@ -381,9 +317,9 @@ class Journal:
                     "seed": task.params.get("seed"),
                     "prompt": task.params.get("prompt"),
                     "params": json.dumps(task.params, sort_keys=True, default=str),
-                    "created_at": _iso(task.created_at),
-                    "started_at": _iso(task.started_at),
-                    "finished_at": _iso(task.finished_at),
+                    "created_at": iso(task.created_at),
+                    "started_at": iso(task.started_at),
+                    "finished_at": iso(task.finished_at),
                     "cost": task.cost,
                     "fingerprint": fingerprint(task.provider, task.model, task.params),
                 }
@@ -411,3 +347,10 @@ def export(path: str | os.PathLike[str], journal: str | os.PathLike[str] | None 
         return book.export(path)
     finally:
         book.close()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Leaving the interpreter: write what every open journal still holds."""
+    for journal in list(_ALL):
+        journal.close()

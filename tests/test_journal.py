@@ -1,15 +1,27 @@
-"""The journal: every snapshot recorded, status history, fingerprints, provenance, two writers."""
+"""The journal: every snapshot recorded, status history, fingerprints, provenance, two writers,
+and a journal another process holds locked holding up nothing."""
 
 from __future__ import annotations
 
 import csv
 import json
 import multiprocessing
+import sqlite3
+import subprocess
+import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+import genwidgets
 from genwidgets import Output, Status, Task
+from genwidgets._journal_sqlite import SCHEMA_VERSION
 from genwidgets.journal import Journal, fingerprint
+from tests.client.test_replay import make_client
+from tests.client.test_submit_notes import open_notes
 
 
 def make_task(task_id: str = "t1", **changes: object) -> Task:
@@ -109,3 +121,93 @@ def test_two_processes_write_at_once(tmp_path: Path) -> None:
         assert proc.exitcode == 0
     tasks = Journal(path).tasks()
     assert len(tasks) == 300 and all(t.status is Status.SUCCEEDED for t in tasks)
+
+
+HOLDER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")  # the write lock, as a long transaction in another kernel holds it
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("COMMIT")
+"""
+HOLD_SECONDS = 6.0
+
+
+def on_disk(path: Path) -> dict[str, str]:
+    """Task id -> status as another process reading the file sees them (no unwritten records)."""
+    db = sqlite3.connect(path)
+    try:
+        return dict(db.execute("SELECT id, status FROM tasks").fetchall())
+    finally:
+        db.close()
+
+
+async def test_a_journal_locked_by_another_process_holds_up_nothing(
+    sb: Any, tmp_path: Path
+) -> None:
+    from genwidgets import StatusCard
+
+    path = tmp_path / "journal.sqlite"
+    async with make_client(sb, tmp_path) as client:
+        first = await client.run("rixapi:flux-pro", prompt="before the lock")
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(path), str(HOLD_SECONDS)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        started = time.monotonic()
+        tasks = [await client.submit("rixapi:flux-pro", prompt=f"held {i}") for i in range(3)]
+        submitted = time.monotonic() - started
+        card = StatusCard(tasks[2])
+        card.track(client, tasks[2])  # a card follows one of them: polls, download, view
+        done = [await client.download(await client.wait(t)) for t in tasks[:2]]
+        done.append(await card.wait())
+        elapsed = time.monotonic() - started
+        again = await client.run("rixapi:flux-pro", prompt="held 0")  # lookups see unwritten ones
+        assert holder.poll() is None, "the lock was released before the work ended"
+        assert submitted < 1.0 and elapsed < HOLD_SECONDS / 2, (submitted, elapsed)
+        assert [t.status for t in done] == [Status.SUCCEEDED] * 3 and card.settled
+        assert again.replayed and again.id == tasks[0].id
+        assert on_disk(path) == {first.id: "succeeded"}  # nothing else written yet
+        held_notes = open_notes(path)
+        card.close()
+    assert len(held_notes) == 3  # a note ends only after its task is on disk
+    holder.wait(30)
+    journal = Journal(path)
+    assert journal.flush(timeout=10), "the records did not land once the lock was released"
+    assert on_disk(path) == {t.id: "succeeded" for t in [first, *done]}
+    assert [s for s, _ in journal.status_changes("rixapi", done[0].id)][-1] == "succeeded"
+    assert all(journal.get("rixapi", t.id).outputs[0].path for t in done)  # type: ignore[union-attr]
+    assert open_notes(path) == []
+
+
+def test_reading_a_committed_journal_leaves_it_byte_identical(tmp_path: Path) -> None:
+    # A journal as notebooks/data/ holds it: written before schema versions, no submits table.
+    committed = Path(__file__).parent.parent / "notebooks" / "data" / "journal.sqlite"
+    path = tmp_path / "journal.sqlite"
+    path.write_bytes(committed.read_bytes())
+    before = path.read_bytes()
+    journal = Journal(path)
+    (task, *_) = journal.tasks()
+    assert journal.latest(fingerprint(task.provider, task.model, task.params), Status.SUCCEEDED)
+    assert journal.unfinished() == [] and journal.durations(task.provider, task.model)
+    assert journal.orphaned_submits("0" * 64) == []
+    journal.export(tmp_path / "provenance.json")
+    journal.close()
+    assert path.read_bytes() == before
+    assert not (tmp_path / "journal.sqlite-submits").exists()
+
+
+def test_the_first_write_versions_the_schema_and_a_newer_one_is_refused(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "new.sqlite")
+    assert journal.tasks() == [] and not (tmp_path / "new.sqlite").exists()  # reads create nothing
+    journal.record(make_task())
+    journal.close()
+    db = sqlite3.connect(tmp_path / "new.sqlite")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(genwidgets.ConfigError, match="newer than this genwidgets"):
+        Journal(tmp_path / "new.sqlite").tasks()

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from genwidgets import AsyncClient, Status, SubmitUncertain
+from genwidgets._journal_notes import _read
 from genwidgets.journal import Journal, fingerprint
 from tests.conftest import KEYS
 
@@ -38,27 +39,40 @@ WORKER = textwrap.dedent(
 )
 
 
+def open_notes(journal_path: Path) -> list[dict[str, Any]]:
+    """Every note still open in the notes folder beside a journal, whoever wrote it."""
+    folder = journal_path.with_name(journal_path.name + "-submits")
+    return [note for path in folder.glob("*.jsonl") for note in _read(path)[1].values()]
+
+
 def test_notes_of_dead_processes_are_orphans_and_ours_are_not(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite")
     mine = journal.begin_submit("rixapi", "m", {"prompt": "x"})
     fp = fingerprint("rixapi", "m", {"prompt": "x"})
     assert journal.orphaned_submits(fp) == []  # this process may still be waiting for it
+    assert [n["token"] for n in open_notes(tmp_path / "j.sqlite")] == [mine]  # on disk already
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         text=True,
         capture_output=True,
         check=True,
     )
-    with journal._db:  # a note written by a process that has since exited
-        journal._db.execute(
-            "INSERT INTO submits VALUES ('t2', ?, 'rixapi', 'm', ?, ?, 'other', '2026-01-01')",
-            (fp, socket.gethostname(), int(dead.stdout)),
-        )
+    note = {"token": "t2", "fingerprint": fp, "provider": "rixapi", "model": "m",
+            "host": socket.gethostname(), "pid": int(dead.stdout), "process": "other",
+            "started_at": "2026-01-01"}  # fmt: skip
+    # A note written by a process that has since exited.
+    (tmp_path / "j.sqlite-submits" / f"{dead.stdout.strip()}-other.jsonl").write_text(
+        json.dumps(note) + "\n"
+    )
     (orphan,) = journal.orphaned_submits(fp)
     assert orphan["pid"] == int(dead.stdout)
+    assert journal.orphaned_submits(fingerprint("rixapi", "m", {"prompt": "y"})) == []
     journal.end_submit(mine)
     journal.forget_submits(fp)
     assert journal.orphaned_submits(fp) == []
+    journal.close()
+    assert open_notes(tmp_path / "j.sqlite") == []
+    assert list((tmp_path / "j.sqlite-submits").iterdir()) == []  # nothing left behind
 
 
 async def test_a_submit_killed_in_the_air_is_not_resent_without_fresh(
@@ -94,4 +108,5 @@ async def test_a_submit_killed_in_the_air_is_not_resent_without_fresh(
         other = await client.run(MODEL, prompt="an unrelated request is not held back")
         assert other.status is Status.SUCCEEDED
     assert sb.stats()["requests"]["rixapi"]["submit"] == 3
-    assert Journal(journal_path)._db.execute("SELECT count(*) FROM submits").fetchone()[0] == 0
+    Journal(journal_path).flush()
+    assert open_notes(journal_path) == []

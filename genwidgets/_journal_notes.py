@@ -1,0 +1,193 @@
+"""Submit notes in append-only files, one per process, in a folder beside the journal.
+
+A submit is noted before its request is sent and the note is ended once the provider's answer is
+recorded (or the request certainly never left). A note still open in the file of a process that
+has died means the request may have been accepted and billed without its task id ever reaching
+the journal: the client refuses to send it again blindly (`orphans`).
+
+Why files and not a table in the journal: the note must be on disk before the request goes out,
+and a journal table would make every submit wait for SQLite's write lock whenever another kernel
+holds it. Appending a line to a file this process alone writes takes no lock; `fsync` makes the
+note survive a crash of the machine, not only of the process. Ending a note is not fsync'd: an
+end lost in a machine crash leaves a note open, which only makes the next run ask (`fresh=True`)
+instead of resending, the safe side.
+
+Each line is JSON: ``{"token", "fingerprint", "provider", "model", "host", "pid", "process",
+"started_at"}`` begins a note, ``{"end": token}`` ends one. Only a dead process's notes are ended
+by others (`forget` appends to its file); a file whose notes have all ended is deleted by its
+owner when the journal closes, or by the first reader once its owner is dead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FileNotes"]
+
+#: This process, as the owner of its notes (a pid alone can be reused after a restart).
+_PROCESS = uuid.uuid4().hex
+_HOST = socket.gethostname()
+
+
+def _ours(note: dict[str, Any]) -> bool:
+    return note.get("process") == _PROCESS and note.get("pid") == os.getpid()
+
+
+def _alive(note: dict[str, Any]) -> bool:
+    """Whether the process that wrote a note may still be running."""
+    if _ours(note):
+        return True
+    if note.get("host") != _HOST:
+        return True  # another machine: we cannot tell, so assume it still works on it
+    pid = int(note.get("pid", 0))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()  # our pid but another process token: a reused pid, long dead
+
+
+def _append(path: Path, records: list[dict[str, Any]], durable: bool) -> None:
+    data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)  # one write of whole lines: O_APPEND keeps writers from interleaving
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read(path: Path) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
+    """A notes file's owner (its first note, which names host, pid and process) and the notes
+    no line has ended yet, by token."""
+    owner: dict[str, Any] | None = None
+    notes: dict[str, dict[str, Any]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return owner, notes
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash of the machine: the note was never complete
+        if "end" in record:
+            notes.pop(record["end"], None)
+        elif "token" in record:
+            owner = owner or record
+            notes[record["token"]] = record
+    return owner, notes
+
+
+class FileNotes:
+    """This process's submit notes for one journal, and the orphan check over everyone's."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._mine = folder / f"{os.getpid()}-{_PROCESS}.jsonl"
+        self._open: dict[str, str] = {}  # token -> fingerprint, for notes not yet ended
+        self._lock = threading.Lock()
+
+    def begin(self, fp: str, provider: str, model: str) -> str:
+        """Note a submit about to be sent; on disk (fsync'd) when this returns."""
+        token = uuid.uuid4().hex
+        note = {
+            "token": token,
+            "fingerprint": fp,
+            "provider": provider,
+            "model": model,
+            "host": _HOST,
+            "pid": os.getpid(),
+            "process": _PROCESS,
+            "started_at": datetime.now().astimezone().isoformat(),
+        }
+        with self._lock:
+            new_folder = not self.folder.is_dir()
+            self.folder.mkdir(parents=True, exist_ok=True)
+            new_file = not self._mine.exists()
+            _append(self._mine, [note], durable=True)
+            if new_folder or new_file:  # the file's name must survive a crash too
+                _fsync_dir(self.folder)
+                if new_folder:
+                    _fsync_dir(self.folder.parent)
+            self._open[token] = fp
+        return token
+
+    def end(self, token: str) -> None:
+        """The submit's outcome is known: its note no longer counts."""
+        with self._lock:
+            if self._open.pop(token, None) is not None:
+                _append(self._mine, [{"end": token}], durable=False)
+
+    def _others(self) -> list[tuple[Path, dict[str, dict[str, Any]]]]:
+        """Other processes' files whose owner has died, with their open notes; a dead owner's
+        file with nothing left open is deleted on the way."""
+        try:
+            paths = sorted(self.folder.glob("*.jsonl"))
+        except OSError:
+            return []
+        found = []
+        for path in paths:
+            owner, notes = _read(path)
+            if path == self._mine or owner is None or _alive(owner):
+                continue
+            if notes:
+                found.append((path, notes))
+            else:
+                path.unlink(missing_ok=True)
+        return found
+
+    def orphans(self, fp: str) -> list[dict[str, Any]]:
+        """Open notes for this request left by processes that have died."""
+        return [
+            note
+            for _, notes in self._others()
+            for note in notes.values()
+            if note["fingerprint"] == fp
+        ]
+
+    def forget(self, fp: str) -> None:
+        """Drop this request's notes, ours and dead processes' (`fresh=True`: the user chose to
+        submit it again)."""
+        with self._lock:
+            mine = [token for token, noted in self._open.items() if noted == fp]
+            for token in mine:
+                del self._open[token]
+            if mine:
+                _append(self._mine, [{"end": token} for token in mine], durable=False)
+        for path, notes in self._others():
+            ended = [token for token, note in notes.items() if note["fingerprint"] == fp]
+            if len(ended) == len(notes):
+                path.unlink(missing_ok=True)
+            elif ended:
+                _append(path, [{"end": token} for token in ended], durable=False)
+
+    def close(self) -> None:
+        """Delete this process's file if none of its notes is still open (an uncertain submit
+        keeps its note: once this process is gone, the next run must not resend it blindly)."""
+        with self._lock:
+            if not self._open:
+                self._mine.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a directory; the file itself is synced
+    finally:
+        os.close(fd)
