@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._cost import CostPlan
+from ._cost import CostPlan, shared_guard
 from ._exceptions import GenError
 
 __all__ = ["main"]
@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "batch":
-            from ._batch import batch_file
+            from ._batch import batch_file, summarize
 
             results = batch_file(
                 args.jobs,
@@ -153,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 yes=args.yes,
                 confirm=_ask if sys.stdin.isatty() else None,
             )
+            print(summarize(results, shared_guard().currency))
             counts = {str(entry["status"]) for entry in results}
             return 0 if counts <= {"succeeded"} else 1
         if args.command == "models":
