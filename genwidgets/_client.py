@@ -135,6 +135,7 @@ class AsyncClient:
         self._observers: list[TaskObserver] = []
         self._closed = False
         self._replay = Replay(self.cache, journal, replay_mode(replay))
+        self.add_observer(self._replay.record)  # the journal records every snapshot
         # Tasks this client follows (submitted, re-attached or resumed), by (provider, id): the
         # newest snapshot, so `cancel_all` can reach them; and their deadlines (loop time).
         self._live: dict[tuple[str, str], Task] = {}
@@ -224,7 +225,6 @@ class AsyncClient:
                 del self._live[key]
         if task.done:
             self._task_ended(task)
-        self._replay.record(task)
         for callback in self._observers:
             try:
                 callback(task)
@@ -654,6 +654,7 @@ class AsyncClient:
             self._local.close()
         if self._own_http:
             await self._http.aclose()
+        await self._replay.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self

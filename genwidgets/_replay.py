@@ -8,12 +8,15 @@ The client asks this module before it sends anything (see `AsyncClient.submit`):
 - orphaned submits: a request an earlier process died while sending is refused (it may have been
   accepted and billed); the submit note that makes this possible is `SubmitNote`.
 
-It is also the only place the client reads or writes the journal (snapshots, unfinished tasks,
-the durations that time first polls).
+It is also the client's only way to the journal: `record` is registered as the client's
+observer of task snapshots (the journal writes them in the background), and the lookups for
+unfinished tasks and for the durations that time first polls go through here. `aclose` waits
+until every record is written.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Container
 from pathlib import Path
@@ -24,7 +27,7 @@ from ._cache import Cache
 from ._config import journal_off
 from ._exceptions import ReplayMissing, SubmitUncertain
 from ._models import Output, Status, Task
-from .journal import Journal, fingerprint
+from .journal import CLOSE_WAIT_SECONDS, Journal, fingerprint
 
 __all__ = ["JournalSetting", "Replay", "SubmitNote"]
 
@@ -144,10 +147,23 @@ class Replay:
 
     # ------------------------------------------------------------------ records
     def record(self, task: Task) -> None:
-        """Record a snapshot the client saw (the journal skips replayed and unchanged ones)."""
+        """The client's observer: record a snapshot (queued, never blocking; the journal skips
+        replayed and unchanged ones)."""
         journal = self.journal
         if journal is not None:
             journal.record(task)
+
+    async def aclose(self) -> None:
+        """Wait (off the event loop) until every record is written; close the journal if this
+        client opened it (one given to the client stays open for its owner)."""
+        journal = self._journal
+        if journal is None:
+            return
+        if isinstance(self._setting, Journal):
+            await asyncio.to_thread(journal.flush, CLOSE_WAIT_SECONDS)
+        else:
+            self._journal = None
+            await asyncio.to_thread(journal.close)
 
     def unfinished(self) -> list[Task]:
         """Tasks the journal holds as running, or succeeded but not downloaded."""
@@ -163,11 +179,13 @@ class Replay:
 class SubmitNote:
     """The journal's note that one submit is on the wire, kept only while its outcome is unknown.
 
-    `sending()` right before the bytes go writes the note; `clear()` removes it once the outcome
-    is known, and also when the request certainly never reached the server (a refused
-    connection), so a process stopped while it could not even connect leaves nothing behind.
-    Leaving the `with` block removes the note, except on `SubmitUncertain`: then the request may
-    have been accepted and billed, and a later run must not resend it blindly either.
+    `sending()` right before the bytes go writes the note (on disk when it returns); the
+    transport calls `clear()` when the request certainly never reached the server (a refused
+    connection, a 429), which ends the note at once, so a process stopped while it could not even
+    connect leaves nothing behind; the next attempt's `sending()` notes it again. Leaving the
+    `with` block ends the note after the task's record is written (`_submit` records it first),
+    except on `SubmitUncertain`: then the request may have been accepted and billed, and a later
+    run must not resend it blindly either.
     """
 
     def __init__(
@@ -182,8 +200,11 @@ class SubmitNote:
             self._token = self._journal.begin_submit(*self._request)
 
     def clear(self) -> None:
+        self._end(at_once=True)
+
+    def _end(self, at_once: bool) -> None:
         if self._journal is not None and self._token is not None:
-            self._journal.end_submit(self._token)
+            self._journal.end_submit(self._token, at_once=at_once)
         self._token = None
 
     def __enter__(self) -> SubmitNote:
@@ -196,4 +217,4 @@ class SubmitNote:
         traceback: TracebackType | None,
     ) -> None:
         if not isinstance(exc, SubmitUncertain):
-            self.clear()
+            self._end(at_once=False)

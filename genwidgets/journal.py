@@ -246,10 +246,14 @@ class Journal:
         `end_submit`."""
         return self._shared.notes.begin(fingerprint(provider, model, params), provider, model)
 
-    def end_submit(self, token: str) -> None:
-        """The submit's outcome is known (its task is recorded, or it never reached the
-        provider). The note ends after every snapshot recorded before this call is written."""
-        self._shared.writer.put(token)
+    def end_submit(self, token: str, *, at_once: bool = False) -> None:
+        """The submit's outcome is known. By default the note ends once every snapshot recorded
+        before this call is written (its task's among them); `at_once` when the request
+        certainly never reached the provider (there is no task to wait for)."""
+        if at_once:
+            self._shared.notes.end(token)
+        else:
+            self._shared.writer.put(token)
 
     def orphaned_submits(self, fp: str) -> list[dict[str, Any]]:
         """Notes for this request left by processes that died between sending and recording."""
