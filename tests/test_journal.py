@@ -211,3 +211,52 @@ def test_the_first_write_versions_the_schema_and_a_newer_one_is_refused(tmp_path
     db.close()
     with pytest.raises(genwidgets.ConfigError, match="newer than this genwidgets"):
         Journal(tmp_path / "new.sqlite").tasks()
+
+
+class MemoryStore:
+    """A second backend in a few lines: what a PostgreSQL store (issue 13) implements."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], tuple[str, Task]] = {}
+        self.writes = 0
+
+    def write(self, snapshots: Any) -> None:
+        self.writes += 1
+        for fp, task in snapshots:
+            self.rows[(task.provider, task.id)] = (fp, task)
+
+    def get(self, provider: str, task_id: str) -> Task | None:
+        return self.rows[(provider, task_id)][1] if (provider, task_id) in self.rows else None
+
+    def tasks(self) -> list[Task]:
+        return [task for _, task in self.rows.values()]
+
+    def latest(self, fp: str, status: Status | None = None) -> Task | None:
+        found = [t for f, t in self.rows.values() if f == fp and status in (None, t.status)]
+        return found[-1] if found else None
+
+    def unfinished(self) -> list[Task]:
+        return [task for task in self.tasks() if not task.done]
+
+    def durations(self, provider: str, model: str, limit: int) -> list[float]:
+        return []
+
+    def status_changes(self, provider: str, task_id: str) -> list[tuple[str, str]]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_second_backend_plugs_in_behind_the_protocols(sb: Any, tmp_path: Path) -> None:
+    from genwidgets._journal_notes import FileNotes
+
+    store = MemoryStore()
+    journal = Journal(store=store, notes=FileNotes(tmp_path / "notes"))
+    async with make_client(sb, tmp_path, journal=journal) as client:
+        first = await client.run("segmind:seedream-4.5", prompt="any backend", seed=1)
+    assert store.writes and journal.get("segmind", first.id) == store.get("segmind", first.id)
+    async with make_client(sb, tmp_path, journal=journal) as client:
+        again = await client.run("segmind:seedream-4.5", prompt="any backend", seed=1)
+    assert again.replayed and again.id == first.id
+    assert sb.stats()["submits"] == {"segmind": 1}
