@@ -94,9 +94,13 @@ class FileNotes:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._mine = folder / f"{os.getpid()}-{_PROCESS}.jsonl"
         self._open: dict[str, str] = {}  # token -> fingerprint, for notes not yet ended
         self._lock = threading.Lock()
+
+    @property
+    def _mine(self) -> Path:
+        """This process's file (named by the pid now: a forked child gets its own)."""
+        return self.folder / f"{os.getpid()}-{_PROCESS}.jsonl"
 
     def begin(self, fp: str, provider: str, model: str) -> str:
         """Note a submit about to be sent; on disk (fsync'd) when this returns."""

@@ -9,11 +9,13 @@ is busy or unreachable, keeps the batch and tries again until it lands. Nothing 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["Writer"]
 
@@ -39,6 +41,7 @@ class Writer(Generic[T]):
         self._done = 0  # items committed so far
         self._closing = False
         self._thread: threading.Thread | None = None
+        _WRITERS.add(self)
 
     @property
     def waiting(self) -> int:
@@ -74,6 +77,14 @@ class Writer(Generic[T]):
             thread.join(timeout)
         return flushed
 
+    def _after_fork(self) -> None:
+        """In a forked child: the thread did not come along, and its lock may be held."""
+        self._cond = threading.Condition()
+        self._thread = None
+        if self._queue:
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -108,3 +119,14 @@ class Writer(Generic[T]):
             if failures:
                 log.info("%s: written again after %d attempts", self._name, failures + 1)
             return
+
+
+_WRITERS: weakref.WeakSet[Writer[Any]] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for writer in list(_WRITERS):
+        writer._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
