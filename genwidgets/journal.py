@@ -233,11 +233,11 @@ class Journal:
             return
         shared, key = self._shared, (task.provider, task.id)
         digest = hashlib.sha1(task.model_dump_json(exclude={"updated_at"}).encode()).digest()
-        item = (fingerprint(task.provider, task.model, task.params), task)
         with shared.lock:
             if shared.last.get(key) == digest:
                 return
             shared.last[key] = digest
+            item = (fingerprint(task.provider, task.model, task.params), task)
             shared.unwritten[key] = item
         shared.writer.put(item)
 
