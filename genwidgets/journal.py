@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from ._exceptions import ConfigError
 from ._journal_notes import FileNotes
 from ._journal_sqlite import SQLiteStore, iso
 from ._journal_writer import Writer
@@ -105,7 +106,18 @@ def default_journal_path() -> Path:
     """`GENWIDGETS_JOURNAL`, else `.genwidgets/journal.sqlite` in the working directory (beside
     the notebook, since Jupyter starts kernels in the notebook's folder)."""
     env = os.environ.get("GENWIDGETS_JOURNAL")
-    return Path(env) if env else Path.cwd() / ".genwidgets" / "journal.sqlite"
+    return _file(env) if env else Path.cwd() / ".genwidgets" / "journal.sqlite"
+
+
+def _file(value: str | os.PathLike[str]) -> Path:
+    """A journal file path; a URL is refused (naming its scheme only: it may hold a password)
+    rather than taken as a folder named after it."""
+    scheme, sep, _ = os.fspath(value).partition("://")
+    if sep and scheme.replace("+", "").isalnum():
+        raise ConfigError(
+            f"The journal must be a file path; {scheme}:// journals are not supported yet"
+        )
+    return Path(value)
 
 
 def _unfinished(task: Task) -> bool:
@@ -185,7 +197,7 @@ class Journal:
             self.path = None if path is None else Path(path)
             self._shared = _Shared(store, notes, f"journal {store!r}")
         else:
-            self.path = Path(path) if path is not None else default_journal_path()
+            self.path = _file(path) if path is not None else default_journal_path()
             self._key = self.path.resolve()
             with _OPEN_LOCK:
                 shared = _OPEN.get(self._key)

@@ -19,7 +19,7 @@ import pytest
 import genwidgets
 from genwidgets import Output, Status, Task
 from genwidgets._journal_sqlite import SCHEMA_VERSION
-from genwidgets.journal import Journal, fingerprint
+from genwidgets.journal import Journal, export, fingerprint
 from tests.client.test_replay import make_client
 from tests.client.test_submit_notes import open_notes
 
@@ -260,3 +260,16 @@ async def test_a_second_backend_plugs_in_behind_the_protocols(sb: Any, tmp_path:
         again = await client.run("segmind:seedream-4.5", prompt="any backend", seed=1)
     assert again.replayed and again.id == first.id
     assert sb.stats()["submits"] == {"segmind": 1}
+
+
+def test_a_journal_url_is_refused_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = "postgresql://user:secret@db.example:5432/team"
+    for attempt in (lambda: Journal(url), lambda: Journal(), lambda: export("p.json", url)):
+        monkeypatch.setenv("GENWIDGETS_JOURNAL", url)
+        with pytest.raises(genwidgets.ConfigError, match="postgresql:// journals") as info:
+            attempt()
+        assert "secret" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # no folder named after the URL
