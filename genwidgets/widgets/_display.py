@@ -12,6 +12,10 @@ Three notebook facts shape this module:
   copied) and would be dropped. So updates are published with the parent of the cell executing
   now (captured by a `pre_run_cell` hook), and an update sent while no cell runs is sent again
   when the next cell starts.
+- A kernel that shuts down takes its widgets along, and the front end keeps a dead card (saved,
+  it reads "model not found"). So the kernel's `do_shutdown` first gives every output still
+  showing a widget its static form ("running, task id, how to resume"); JupyterLab applies it
+  on "Shut Down Kernel" (not on "Restart Kernel", where it drops the kernel's last messages).
 - Voila never applies an `update_display` to an output already shown: there (see
   `static_swap_allowed`) finished objects keep their widgets.
 - A bare `card` as a cell's last line and `display(card)` both reach `_ipython_display_`. An
@@ -84,6 +88,7 @@ class _Cells:
         self.pending: weakref.WeakValueDictionary[str, StaticDisplay] = (
             weakref.WeakValueDictionary()
         )
+        self.shown: weakref.WeakSet[StaticDisplay] = weakref.WeakSet()
 
     def install(self, current: Any) -> None:
         if self.hooked == id(current) or not hasattr(current, "events"):
@@ -93,6 +98,27 @@ class _Cells:
         self.parent = _kernel_parent(current)
         current.events.register("pre_run_cell", self._pre)
         current.events.register("post_run_cell", self._post)
+        self._hook_shutdown(current)
+
+    def _hook_shutdown(self, current: Any) -> None:
+        """Before the kernel shuts down or restarts, every output still showing a widget gets
+        its static form: the widget is about to vanish with the kernel, and the front end would
+        keep a dead card (or save "model not found")."""
+        kernel = getattr(current, "kernel", None)
+        original = getattr(kernel, "do_shutdown", None)
+        if original is None or getattr(original, "genwidgets", False):
+            return
+
+        def do_shutdown(restart: bool) -> Any:
+            for shown in [s for s in self.shown if getattr(s, "comm", None) is not None]:
+                try:
+                    shown._publish(shown._final_bundle())
+                except Exception:  # never stand in the way of a shutdown
+                    log.debug("static form at shutdown failed", exc_info=True)
+            return original(restart)
+
+        do_shutdown.genwidgets = True  # type: ignore[attr-defined]
+        kernel.do_shutdown = do_shutdown
 
     def _pre(self, *_args: Any) -> None:
         self.running = True
@@ -179,6 +205,7 @@ class StaticDisplay:
             self._display_id = f"genwidgets-{uuid.uuid4().hex}"
         if current.execution_count is not None:
             self._shown_in = self._shown_in | {current.execution_count}
+        _cells.shown.add(self)
         display(self.mimebundle(), raw=True, display_id=self._display_id)
 
     def refresh_display(self) -> None:
