@@ -89,7 +89,8 @@ class StatusCard(Following, StaticDisplay, widgets.VBox):
         self._client = client
         now = time.monotonic()
         prompt = (params or {}).get("prompt")
-        self._state = CardState.submitting(model, prompt if isinstance(prompt, str) else None, now)
+        text = prompt if isinstance(prompt, str) else None
+        self._state = CardState.submitting(model, text, now, params)
         self._request = (model, dict(params or {})) if model is not None else None
         if task is not None:
             self._state = CardState.following(task, now)

@@ -238,13 +238,16 @@ def details_html(state: CardState, cache_root: Path | None = None, open_: bool =
                 f'<code title="{esc(where)}" style="overflow-wrap:break-word">'
                 f"{esc(_short(where))}</code></div>"
             )
+    asked = task.params if task is not None else dict(state.request)
+    params = {k: v for k, v in asked.items() if k != "prompt"}
+    if params:
+        items = ", ".join(
+            f"<code>{esc(k)}={esc(_param_value(v))}</code>" for k, v in sorted(params.items())
+        )
+        rows.append(f'<div style="overflow-wrap:break-word">parameters: {items}</div>')
+    if task is None and state.live:
+        rows.append("<div>no task id yet: the request has not been accepted</div>")
     if task is not None:
-        params = {k: v for k, v in task.params.items() if k != "prompt"}
-        if params:
-            items = ", ".join(
-                f"<code>{esc(k)}={esc(_param_value(v))}</code>" for k, v in sorted(params.items())
-            )
-            rows.append(f'<div style="overflow-wrap:break-word">parameters: {items}</div>')
         times = timings(task)
         if times:
             rows.append("<div>" + " · ".join(f"{esc(k)} {esc(v)}" for k, v in times) + "</div>")

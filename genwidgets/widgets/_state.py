@@ -12,6 +12,7 @@ only grows while the card is live and stays put once it ends (a server's clock n
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -78,6 +79,7 @@ class CardState:
     cancel_requested: bool = False
     downloading: bool = False
     previews: tuple[MediaPreview, ...] = ()
+    request: tuple[tuple[str, Any], ...] = ()  # the parameters asked for, before a task exists
     started: float = 0.0
     ended: float | None = None
 
@@ -107,8 +109,15 @@ class CardState:
 
     # ------------------------------------------------------------------ transitions
     @classmethod
-    def submitting(cls, name: str | None, prompt: str | None, now: float) -> CardState:
-        return cls(phase="submitting", name=name, prompt=prompt, started=now)
+    def submitting(
+        cls,
+        name: str | None,
+        prompt: str | None,
+        now: float,
+        params: Mapping[str, Any] | None = None,
+    ) -> CardState:
+        request = tuple(sorted((params or {}).items()))
+        return cls(phase="submitting", name=name, prompt=prompt, request=request, started=now)
 
     @classmethod
     def following(cls, task: Task, now: float, wall: datetime | None = None) -> CardState:
@@ -166,7 +175,7 @@ class CardState:
 
     def retried(self, now: float) -> CardState:
         """A new attempt with the same request: a fresh start, nothing of the last result."""
-        return CardState.submitting(self.name, self.prompt, now)
+        return CardState.submitting(self.name, self.prompt, now, dict(self.request))
 
     def fetching(self) -> CardState:
         return dataclasses.replace(self, downloading=True)

@@ -303,10 +303,20 @@ def test_states_from_a_scripted_sequence_of_snapshots() -> None:
 
 
 def test_a_live_card_keeps_its_shape_while_it_runs() -> None:
-    """Prompt, one status line and the progress bar are there in every live phase (the card
-    does not jump), and the task id does not wrap."""
-    card = StatusCard(model="fake:image", params={"prompt": "rose"}, client=FakeClient())
-    shapes = []
+    """Prompt, one status line, the progress bar and the folded details are there in every live
+    phase, from submitting on (the card does not jump), and the task id does not wrap."""
+    from genwidgets.widgets._state import WaitInfo
+
+    card = StatusCard(model="fake:image", params={"prompt": "rose", "seed": 3}, client=FakeClient())
+
+    def shape() -> tuple[int, bool, int, bool]:
+        status, body = card._status.value, card._body.value
+        return (status.count("<div"), "genwidgets-progress" in status, body.count("<div"),
+                "seed=3" in body)
+
+    shapes = [shape()]
+    card._apply(card.card_state.waiting(WaitInfo("waiting for a slot")))
+    shapes.append(shape())
     for task in (
         snapshot(Status.QUEUED),
         snapshot(Status.QUEUED, queue_position=3),
@@ -314,8 +324,7 @@ def test_a_live_card_keeps_its_shape_while_it_runs() -> None:
         snapshot(Status.RUNNING, progress=0.7),
     ):
         card.set_task(task)
-        status = card._status.value
-        shapes.append((status.count("<div"), "genwidgets-progress" in status))
+        shapes.append(shape())
     assert len(set(shapes)) == 1, shapes
     assert 'white-space:nowrap">t-1</code>' in card._body.value
     card.close()
