@@ -273,3 +273,23 @@ def test_a_journal_url_is_refused_without_its_password(
             attempt()
         assert "secret" not in str(info.value)
     assert list(tmp_path.iterdir()) == []  # no folder named after the URL
+
+
+EXITING = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from genwidgets import Status
+from genwidgets.journal import Journal
+from tests.test_journal import make_task
+
+journal = Journal(sys.argv[1])
+commit = journal._shared.writer._commit
+journal._shared.writer._commit = lambda batch: (time.sleep(0.5), commit(batch))  # a slow disk
+journal.record(make_task("left-open", status=Status.RUNNING))
+"""  # ...and the interpreter exits with the record still queued, the journal never closed
+
+
+def test_records_still_waiting_are_written_when_the_interpreter_exits(tmp_path: Path) -> None:
+    root = str(Path(__file__).parent.parent)
+    subprocess.run([sys.executable, "-c", EXITING, str(tmp_path / "j.sqlite"), root], check=True)
+    assert on_disk(tmp_path / "j.sqlite") == {"left-open": "running"}
