@@ -141,6 +141,7 @@ class _Shared:
         self.writer: Writer[tuple[str, Task] | str] = Writer(self._commit, name)
         self.lock = threading.Lock()
         self.unwritten: dict[tuple[str, str], tuple[str, Task]] = {}  # newest, by task
+        self.unwritten_by_fp: dict[str, set[tuple[str, str]]] = {}  # for lookups in O(1)
         self.last: dict[tuple[str, str], bytes] = {}  # digest of each task's last record
         self.users = 0
 
@@ -155,6 +156,10 @@ class _Shared:
                     key = (item[1].provider, item[1].id)
                     if self.unwritten.get(key) is item:
                         del self.unwritten[key]
+                        keys = self.unwritten_by_fp[item[0]]
+                        keys.discard(key)
+                        if not keys:
+                            del self.unwritten_by_fp[item[0]]
             batch[:] = [item for item in batch if isinstance(item, str)]
         while batch:
             self.notes.end(batch[0])  # type: ignore[arg-type]
@@ -251,6 +256,7 @@ class Journal:
             shared.last[key] = digest
             item = (fingerprint(task.provider, task.model, task.params), task)
             shared.unwritten[key] = item
+            shared.unwritten_by_fp.setdefault(item[0], set()).add(key)
         shared.writer.put(item)
 
     def begin_submit(self, provider: str, model: str, params: Mapping[str, Any]) -> str:
@@ -276,9 +282,13 @@ class Journal:
         self._shared.notes.forget(fp)
 
     # ------------------------------------------------------------------ reading
-    def _unwritten(self) -> list[tuple[str, Task]]:
-        with self._shared.lock:
-            return list(self._shared.unwritten.values())
+    def _unwritten(self, fp: str | None = None) -> list[Task]:
+        """Snapshots still waiting to be written (of this request only, given `fp`)."""
+        shared = self._shared
+        with shared.lock:
+            if fp is None:
+                return [task for _, task in shared.unwritten.values()]
+            return [shared.unwritten[key][1] for key in shared.unwritten_by_fp.get(fp, ())]
 
     def get(self, provider: str, task_id: str) -> Task | None:
         with self._shared.lock:
@@ -292,11 +302,7 @@ class Journal:
 
     def latest(self, fp: str, status: Status | None = None) -> Task | None:
         """The newest task with this request fingerprint (and status, if given)."""
-        mine = [
-            task
-            for noted, task in self._unwritten()
-            if noted == fp and (status is None or task.status is status)
-        ]
+        mine = [t for t in self._unwritten(fp) if status is None or t.status is status]
         return max(mine, key=_newest) if mine else self._shared.store.latest(fp, status)
 
     def durations(self, provider: str, model: str, limit: int = 25) -> list[float]:
@@ -306,7 +312,7 @@ class Journal:
 
     def unfinished(self) -> list[Task]:
         """Tasks still running at the provider, or succeeded but not yet downloaded."""
-        pending = {(t.provider, t.id): t for _, t in self._unwritten()}
+        pending = {(t.provider, t.id): t for t in self._unwritten()}
         found = [t for t in self._shared.store.unfinished() if (t.provider, t.id) not in pending]
         found += [t for t in pending.values() if _unfinished(t)]
         return found
