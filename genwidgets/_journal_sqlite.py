@@ -193,6 +193,12 @@ class SQLiteStore:
                     [_output_row(task, i, output) for i, output in enumerate(task.outputs)],
                 )
 
+    def retryable(self, error: Exception) -> bool:
+        """Another process holds the lock (SQLITE_BUSY/LOCKED): it will let go."""
+        return isinstance(error, sqlite3.OperationalError) and (
+            "locked" in str(error) or "busy" in str(error)
+        )
+
     # ------------------------------------------------------------------ reading
     def _read(self, query: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         """Rows of a query on the read-only connection; none while the file or table is missing

@@ -2,8 +2,10 @@
 
 Another kernel may hold the journal's write lock for seconds (a long transaction, a slow disk).
 `put` only appends to a queue; the thread commits what has queued in batches and, when the store
-is busy or unreachable, keeps the batch and tries again until it lands. Nothing is dropped:
-`flush` waits until everything put so far is committed, and `close` (also run at exit) flushes.
+is busy or unreachable (`retryable`), keeps the batch and tries again until it lands: `flush`
+waits until everything put so far is committed, and `close` (also run at exit) flushes. A batch
+that can never land (a read-only file, a bug) is dropped with an error in the log rather than
+retried for ever; its submit notes stay open, so a later run asks before resending.
 """
 
 from __future__ import annotations
@@ -32,8 +34,14 @@ RETRY_FIRST, RETRY_MAX = 0.05, 1.0
 class Writer(Generic[T]):
     """Commits items in the order they were put, off the caller's thread."""
 
-    def __init__(self, commit: Callable[[list[T]], None], name: str) -> None:
-        self._commit = commit  # commits a batch, or raises to have it retried
+    def __init__(
+        self,
+        commit: Callable[[list[T]], None],
+        name: str,
+        retryable: Callable[[Exception], bool] = lambda error: True,
+    ) -> None:
+        self._commit = commit  # commits a batch, or raises
+        self._retryable = retryable  # whether that error passes (busy, locked, unreachable)
         self._name = name
         self._queue: deque[T] = deque()
         self._cond = threading.Condition()
@@ -104,8 +112,11 @@ class Writer(Generic[T]):
         while True:
             try:
                 self._commit(batch)
-            except Exception as exc:  # busy, locked, unreachable: keep the batch, try again
-                failures += 1
+            except Exception as exc:
+                if not self._retryable(exc):
+                    log.error("%s: %d records cannot be written: %r", self._name, len(batch), exc)
+                    return
+                failures += 1  # busy, locked, unreachable: keep the batch, try again
                 if failures == 1:
                     log.warning(
                         "%s: %s; %d records wait and will be written once it is free",

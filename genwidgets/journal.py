@@ -67,7 +67,11 @@ class JournalStore(Protocol):
     lookups from any thread, and they must not wait for a writer's lock."""
 
     def write(self, snapshots: Sequence[tuple[str, Task]]) -> None:
-        """Record `(fingerprint, snapshot)` pairs atomically; raise to have them retried."""
+        """Record `(fingerprint, snapshot)` pairs atomically, or raise."""
+
+    def retryable(self, error: Exception) -> bool:
+        """Whether a failed `write` may succeed later (busy, locked, unreachable): then it is
+        retried until it lands; otherwise its records are dropped with an error in the log."""
 
     def get(self, provider: str, task_id: str) -> Task | None: ...
     def tasks(self) -> list[Task]: ...
@@ -138,7 +142,7 @@ class _Shared:
 
     def __init__(self, store: JournalStore, notes: SubmitNotes, name: str) -> None:
         self.store, self.notes = store, notes
-        self.writer: Writer[tuple[str, Task] | str] = Writer(self._commit, name)
+        self.writer: Writer[tuple[str, Task] | str] = Writer(self._commit, name, store.retryable)
         self.lock = threading.Lock()
         self.unwritten: dict[tuple[str, str], tuple[str, Task]] = {}  # newest, by task
         self.unwritten_by_fp: dict[str, set[tuple[str, str]]] = {}  # for lookups in O(1)

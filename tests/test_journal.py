@@ -238,6 +238,9 @@ class MemoryStore:
     def unfinished(self) -> list[Task]:
         return [task for task in self.tasks() if not task.done]
 
+    def retryable(self, error: Exception) -> bool:
+        return False
+
     def durations(self, provider: str, model: str, limit: int) -> list[float]:
         return []
 
@@ -293,3 +296,14 @@ def test_records_still_waiting_are_written_when_the_interpreter_exits(tmp_path: 
     root = str(Path(__file__).parent.parent)
     subprocess.run([sys.executable, "-c", EXITING, str(tmp_path / "j.sqlite"), root], check=True)
     assert on_disk(tmp_path / "j.sqlite") == {"left-open": "running"}
+
+
+def test_records_that_can_never_be_written_are_dropped_with_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "j.sqlite").mkdir()  # not a database: no write can ever succeed (unlike a lock)
+    journal = Journal(tmp_path / "j.sqlite")
+    journal.record(make_task())
+    assert journal.flush(timeout=5), "retried for ever"
+    journal.close()
+    assert "1 records cannot be written" in caplog.text
