@@ -17,6 +17,19 @@ import pytest
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
+def snapshot() -> dict[str, bytes]:
+    """Every file under notebooks/ but the journal's SQLite files (the journal's own tests own
+    those): running a notebook must leave the .ipynb files and the cache as committed."""
+    return {
+        str(path.relative_to(NOTEBOOKS)): path.read_bytes()
+        for path in sorted(NOTEBOOKS.rglob("*"))
+        if path.is_file()
+        and not path.name.startswith("journal.sqlite")
+        and "__pycache__" not in path.parts
+        and ".ipynb_checkpoints" not in path.parts
+    }
+
+
 @pytest.mark.parametrize(
     ("notebook", "replay"),
     [
@@ -38,6 +51,7 @@ def test_notebook_runs_under_nbval(notebook: str, replay: str, tmp_path: Path) -
         GENWIDGETS_CACHE_DIR=str(tmp_path / "cache"),
         GENWIDGETS_LOCAL_DURATION="0.3",
     )
+    before = snapshot()
     done = subprocess.run(
         [
             sys.executable,
@@ -58,3 +72,7 @@ def test_notebook_runs_under_nbval(notebook: str, replay: str, tmp_path: Path) -
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "failed" not in done.stdout
+    after = snapshot()
+    names = before.keys() | after.keys()
+    changed = sorted(name for name in names if before.get(name) != after.get(name))
+    assert changed == [], f"running {notebook} changed {changed}"
