@@ -24,9 +24,11 @@ def snapshot() -> dict[str, bytes]:
         str(path.relative_to(NOTEBOOKS)): path.read_bytes()
         for path in sorted(NOTEBOOKS.rglob("*"))
         if path.is_file()
-        and not path.name.startswith("journal.sqlite")
-        and "__pycache__" not in path.parts
-        and ".ipynb_checkpoints" not in path.parts
+        and not any(
+            part.startswith("journal.sqlite")  # the database, its -wal/-shm, its -submits/ notes
+            or part in ("__pycache__", ".ipynb_checkpoints")
+            for part in path.relative_to(NOTEBOOKS).parts
+        )
     }
 
 
