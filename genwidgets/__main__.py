@@ -98,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
                     last = line
                 task = snapshot
         except KeyboardInterrupt:
-            if client.aclient.can_cancel(task) and not task.done:
+            if client.can_cancel(task) and not task.done:
                 print("interrupted: cancelling the task", file=sys.stderr, flush=True)
                 client.cancel(task)
             raise
@@ -112,14 +112,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _models() -> int:
-    import os
-
+    from ._config import api_key
     from .providers import get_provider_class, provider_names
 
     for name in provider_names():
         cls = get_provider_class(name)
         if cls.env_var:
-            ready = "key set" if os.environ.get(cls.env_var) else f"set {cls.env_var}"
+            ready = "key set" if api_key(cls.env_var) else f"set {cls.env_var}"
         else:
             ready = "no key needed"
         print(f"{name} ({ready}; {cls.default_base_url or 'in-process'})")
@@ -164,6 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return sandbox_main(args.rest)
     except GenError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a jobs file that is not there, an --out folder that cannot be made
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or type(exc).__name__}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 128 + signal.SIGINT

@@ -1,16 +1,19 @@
 """Rate and concurrency budgets: one per provider and API key, shared by every task in the process.
 
 Providers answer a burst with 429s (OneRouter: 600 requests/min and 30 tasks in flight for
-community accounts; Segmind: 5 or 50 requests/min by plan). A gallery of 60 cells or a batch of
-10,000 lines must not draw those: tasks over budget wait here, in a state the card can show
-("waiting for a slot"), and every request (submit, poll, result, cancel) spends from one leaky
-bucket (aiolimiter). Polls widen to fit: with 30 tasks in flight under 600/min none can be polled
-faster than every ~3.3 s, and tasks that asked for quick polls keep the larger share.
+community accounts; Segmind: 5 or 50 generation requests/min by plan). A gallery of 60 cells or a
+batch of 10,000 lines must not draw those: tasks over budget wait here, in a state the card can
+show ("waiting for a slot", "waiting for segmind's rate limit"), and the requests the provider
+counts (`_limits.PROVIDER_LIMITS`: every request at OneRouter, generation requests only at
+Segmind) spend from one leaky bucket (aiolimiter). Polls widen to fit where they count: with 30
+tasks in flight under 600/min none can be polled faster than every ~3.3 s, and tasks that asked
+for quick polls keep the larger share.
 
 A 429 still happens (another process on the same key, a plan below the default): it pauses the
 budget for the server's Retry-After (or Segmind's reset time), halves the rate and, on a submit,
 shrinks the tasks-in-flight cap to what the server evidently accepts; both recover step by step
-after `recover_after` seconds without another 429.
+after `recover_after` seconds without another 429. A 429 on a kind of request the table says the
+provider does not count means it does: from then on every request counts.
 
 Budgets hold asyncio futures, which belong to one event loop, so the registry is per loop (a
 kernel has one). The arithmetic is in `_policy` and is pure.
@@ -20,105 +23,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import math
 import weakref
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable
 from typing import Any
 
 from aiolimiter import AsyncLimiter
 
-from ._exceptions import ConfigError
+from ._limits import DEFAULT_LIMITS, PROVIDER_LIMITS, BudgetSetting, Limits, resolve_limits
 from ._policy import leaky_bucket, recovered, scaled_poll_delay
 
-__all__ = ["DEFAULT_LIMITS", "Budget", "Limits", "budget_for", "resolve_limits"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "Budget",
+    "BudgetSetting",
+    "Limits",
+    "budget_for",
+    "resolve_limits",
+]
 
 log = logging.getLogger("genwidgets")
 
 #: Share of the request rate polls may use; the rest keeps submits from starving.
 POLL_SHARE = 0.9
-
-
-@dataclass(frozen=True)
-class Limits:
-    """A provider account's limits. None means unlimited."""
-
-    requests_per_minute: float | None = None
-    max_in_flight: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.requests_per_minute is not None and self.requests_per_minute <= 0:
-            raise ConfigError(f"requests_per_minute must be > 0, got {self.requests_per_minute}")
-        if self.max_in_flight is not None and self.max_in_flight < 1:
-            raise ConfigError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
-
-    @property
-    def unlimited(self) -> bool:
-        return self.requests_per_minute is None and self.max_in_flight is None
-
-
-#: From the providers' documentation where it gives numbers (FINDINGS.md); conservative otherwise.
-#: Segmind's 5/min is its Free plan (Pro is 50: `GENWIDGETS_SEGMIND_RPM=50`).
-DEFAULT_LIMITS: Mapping[str, Limits] = {
-    "onerouter": Limits(requests_per_minute=600, max_in_flight=30),
-    "segmind": Limits(requests_per_minute=5, max_in_flight=5),
-    "rixapi": Limits(requests_per_minute=120, max_in_flight=10),
-    "netmind": Limits(requests_per_minute=120, max_in_flight=10),
-    "oxen": Limits(requests_per_minute=120, max_in_flight=10),
-}
-
-BudgetSetting = bool | Mapping[str, "Limits | Mapping[str, Any] | tuple[Any, Any] | None"] | None
-
-
-def _coerce(provider: str, value: Any) -> Limits:
-    if value is None:
-        return Limits()
-    if isinstance(value, Limits):
-        return value
-    if isinstance(value, Mapping):
-        return Limits(**value)
-    if isinstance(value, tuple) and len(value) == 2:
-        return Limits(*value)
-    raise ConfigError(
-        f"budgets[{provider!r}] must be Limits, a dict or (requests_per_minute, max_in_flight); "
-        f"got {value!r}"
-    )
-
-
-def _env_number(name: str, cast: Callable[[str], float]) -> float | None:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return None
-    if raw.strip().lower() in ("off", "none", "unlimited"):
-        return float("inf")
-    try:
-        return cast(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number or 'off'; got {raw!r}") from None
-
-
-def resolve_limits(provider: str, setting: BudgetSetting = None) -> Limits:
-    """The limits that apply to `provider`.
-
-    In order: the client's `budgets={provider: ...}` entry; off everywhere with `budgets=False` or
-    `GENWIDGETS_BUDGETS=off`; else `DEFAULT_LIMITS` adjusted by `GENWIDGETS_<PROVIDER>_RPM` and
-    `GENWIDGETS_<PROVIDER>_MAX_IN_FLIGHT` (a number, or `off`).
-    """
-    if isinstance(setting, Mapping) and provider in setting:
-        return _coerce(provider, setting[provider])
-    env_off = os.environ.get("GENWIDGETS_BUDGETS", "").strip().lower() in ("off", "0", "false")
-    if setting is False or env_off:
-        return Limits()
-    limits = DEFAULT_LIMITS.get(provider, Limits())
-    prefix = f"GENWIDGETS_{provider.upper()}_"
-    rpm = _env_number(prefix + "RPM", float)
-    if rpm is not None:
-        limits = replace(limits, requests_per_minute=None if rpm == float("inf") else rpm)
-    in_flight = _env_number(prefix + "MAX_IN_FLIGHT", int)
-    if in_flight is not None:
-        cap = None if in_flight == float("inf") else int(in_flight)
-        limits = replace(limits, max_in_flight=cap)
-    return limits
+#: Seconds without a 429 before the rate and the cap take one step back up.
+RECOVER_AFTER = 30.0
+#: The longest pause a 429 may impose, whatever its Retry-After says; and the pause without one.
+MAX_PAUSE, DEFAULT_PAUSE = 300.0, 1.0
+#: A 429 divides the rate by this, down to this floor (a share of the limit).
+RATE_DIVISOR, RATE_FLOOR = 2.0, 0.1
 
 
 class Budget:
@@ -130,17 +63,26 @@ class Budget:
     cap, since they are in flight whether we like it or not.
     """
 
-    def __init__(self, provider: str, limits: Limits, *, recover_after: float = 30.0) -> None:
+    def __init__(
+        self,
+        provider: str,
+        limits: Limits,
+        *,
+        recover_after: float = RECOVER_AFTER,
+        counts: frozenset[str] | None = None,
+    ) -> None:
         self.provider = provider
         self.limits = limits
         self.recover_after = recover_after
+        self.counts = counts  # the kinds of request the rate limit counts; None: all
         self.rate_factor = 1.0
         self.cap = limits.max_in_flight
         self.in_flight: set[str] = set()
         self.reserved = 0
         self.limited = 0  # 429s seen
-        self.waited = 0  # submits that had to wait for a slot
         self._paused_until = 0.0
+        self._granted_at: float | None = None  # when the bucket last let a request go
+        self._queued = 0  # requests waiting in the bucket
         self._last_penalty: float | None = None
         self._slot_waiters: list[asyncio.Future[None]] = []
         self._poll_shares: dict[str, float] = {}
@@ -185,11 +127,9 @@ class Budget:
         told = False
         loop = asyncio.get_running_loop()
         while not self.has_slot():
-            if not told:
-                told = True
-                self.waited += 1
-                if on_wait is not None:
-                    on_wait(self.describe_wait())
+            if not told and on_wait is not None:
+                on_wait(self.describe_wait())
+            told = True
             waiter: asyncio.Future[None] = loop.create_future()
             self._slot_waiters.append(waiter)
             try:
@@ -248,33 +188,69 @@ class Budget:
                 waiter.set_result(None)
 
     # ------------------------------------------------------------------ requests per minute
-    async def spend(self) -> None:
-        """Wait until one more request fits the budget (and any 429 pause is over)."""
+    def counted(self, kind: str | None) -> bool:
+        """Whether a request of this kind spends from the rate (None: any request)."""
+        return self.counts is None or kind is None or kind in self.counts
+
+    async def spend(
+        self, kind: str | None = None, on_wait: Callable[[str], None] | None = None
+    ) -> None:
+        """Wait until one more request of `kind` fits the budget (and any 429 pause is over);
+        `on_wait(message)` is called once if it has to wait."""
         loop = asyncio.get_running_loop()
+        tell = _once(on_wait)
         while True:
             pause = self._paused_until - loop.time()
             if pause > 0:
+                tell(self._describe_rate(pause, "paused after a 429, going on"))
                 await asyncio.sleep(pause)
             self._maybe_recover()
             limiter = self._limiter
-            if limiter is None:
+            if limiter is None or not self.counted(kind):
                 return
-            await limiter.acquire()
+            if not limiter.has_capacity():
+                tell(self._describe_rate(self._next_grant(loop.time())))
+            self._queued += 1
+            try:
+                await limiter.acquire()
+            finally:
+                self._queued -= 1
+            self._granted_at = loop.time()
             # A 429 while we waited replaced the limiter or paused the budget: wait again under
             # the new terms rather than go out at the old rate.
             if limiter is self._limiter and self._paused_until <= loop.time():
                 return
 
-    def penalize(self, retry_after: float | None, *, on_submit: bool = False) -> None:
-        """A 429: pause for Retry-After, halve the rate, and on a submit shrink the cap."""
+    def _next_grant(self, now: float) -> float:
+        """Seconds until the bucket lets the next request go, about (requests go out evenly)."""
+        rate = self.requests_per_second
+        if not rate or self._granted_at is None:
+            return 0.0
+        return max(0.0, self._granted_at + (self._queued + 1) / rate - now)
+
+    def _describe_rate(self, seconds: float, why: str = "next request") -> str:
+        rpm = (self.requests_per_second or 0.0) * 60
+        return (
+            f"waiting for {self.provider}'s rate limit ({rpm:.3g} requests/min): "
+            f"{why} in ~{math.ceil(seconds)} s"
+        )
+
+    def penalize(
+        self, retry_after: float | None, *, on_submit: bool = False, kind: str | None = None
+    ) -> None:
+        """A 429: pause for Retry-After, halve the rate, and on a submit shrink the cap. A 429
+        on a kind of request not counted so far proves the provider counts it: count all."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         self.limited += 1
         self._last_penalty = now
-        pause = retry_after if retry_after is not None else 1.0
-        self._paused_until = max(self._paused_until, now + min(pause, 300.0))
+        pause = retry_after if retry_after is not None else DEFAULT_PAUSE
+        self._paused_until = max(self._paused_until, now + min(pause, MAX_PAUSE))
+        if not self.counted(kind):
+            log.info("%s limited a %s request: counting every request now", self.provider, kind)
+            self.counts = None
         if self.limits.requests_per_minute is not None:
-            self.rate_factor = max(0.1, self.rate_factor / 2)
+            self.rate_factor = max(RATE_FLOOR, self.rate_factor / RATE_DIVISOR)
             self._configure_limiter()
         if on_submit and self.limits.max_in_flight is not None:
             self.cap = max(1, min(self.cap or 1, len(self.in_flight)))
@@ -303,8 +279,9 @@ class Budget:
 
     # ------------------------------------------------------------------ polls
     def poll_delay(self, task_id: str, desired: float) -> float:
-        """`desired`, widened so that all polling tasks together fit the request budget."""
-        rate = self.requests_per_second
+        """`desired`, widened so that all polling tasks together fit the request budget (where
+        the provider counts polls at all)."""
+        rate = self.requests_per_second if self.counted("poll") else None
         share = 1.0 / max(desired, 1e-3)
         self._poll_total += share - self._poll_shares.get(task_id, 0.0)
         self._poll_shares[task_id] = share
@@ -334,6 +311,19 @@ class Budget:
         )
 
 
+def _once(on_wait: Callable[[str], None] | None) -> Callable[[str], None]:
+    """`on_wait`, called for the first message only (a card shows what it waits for once)."""
+    told = on_wait is None
+
+    def tell(message: str) -> None:
+        nonlocal told
+        if not told:
+            told = True
+            on_wait(message)  # type: ignore[misc]
+
+    return tell
+
+
 _REGISTRY: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Budget]] = (
     weakref.WeakKeyDictionary()
 )
@@ -342,7 +332,8 @@ _REGISTRY: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, 
 def budget_for(provider: str, account: str, limits: Limits) -> Budget | None:
     """The process-wide budget of this provider account on the running loop (None: unlimited).
 
-    `account` is `Provider.account`, a hash of the key: the key itself is never kept here."""
+    `account` is `Provider.account`, a hash of the key: the key itself is never kept here. What
+    the rate counts comes from `PROVIDER_LIMITS`."""
     if limits.unlimited:
         return None
     loop = asyncio.get_running_loop()
@@ -350,7 +341,9 @@ def budget_for(provider: str, account: str, limits: Limits) -> Budget | None:
     key = (provider, account)
     budget = budgets.get(key)
     if budget is None:
-        budget = budgets[key] = Budget(provider, limits)
+        row = PROVIDER_LIMITS.get(provider)
+        counts = row.counts if row is not None else None
+        budget = budgets[key] = Budget(provider, limits, counts=counts)
     else:
         budget.reconfigure(limits)
     return budget

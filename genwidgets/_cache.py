@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 import filetype
-import platformdirs
 
+from . import _config
 from ._exceptions import DownloadError
 
 __all__ = ["BlobWriter", "Cache", "default_cache_dir", "extension_for"]
@@ -43,9 +43,8 @@ _PREFERRED_EXT = {
 
 
 def default_cache_dir() -> Path:
-    """`GENWIDGETS_CACHE_DIR`, else the platform's user cache directory."""
-    env = os.environ.get("GENWIDGETS_CACHE_DIR")
-    return Path(env) if env else Path(platformdirs.user_cache_dir("genwidgets")) / "blobs"
+    """`GENWIDGETS_CACHE_DIR`, else the platform's user cache directory (see `_config`)."""
+    return _config.cache_dir()
 
 
 def extension_for(content_type: str | None, head: bytes = b"") -> str:

@@ -12,7 +12,6 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ._exceptions import (
-    GenError,
     MalformedResponse,
     RateLimited,
     ServerError,
@@ -23,11 +22,15 @@ from ._models import Task
 __all__ = [
     "DurationEstimate",
     "PollSchedule",
+    "is_transient",
     "leaky_bucket",
+    "poll_due",
+    "poll_gap",
     "recovered",
     "retry_decision",
     "scaled_poll_delay",
     "snapshot_changed",
+    "submit_retry",
 ]
 
 
@@ -60,6 +63,33 @@ class PollSchedule:
         """Start fast again (the task changed state, e.g. queued -> running)."""
         self.attempt = 0
 
+    def interval(self, age: float) -> float:
+        """The poll interval for a state `age` seconds old, with jitter.
+
+        The n-th delay of `next_delay`, first * factor**n, comes first * (factor**n - 1) /
+        (factor - 1) seconds after the first poll, so it equals first + (factor - 1) * age: the
+        same backoff as a function of the task's own clock, not of how many polls one waiter
+        made. That is what lets a task that finished while nobody waited be polled at once."""
+        base = min(self.cap, self.first + (self.factor - 1) * max(0.0, age))
+        rng = self.rng or random
+        return max(0.0, base * (1.0 + rng.uniform(-self.jitter, self.jitter)))
+
+
+def poll_gap(interval: float, polled_at: float | None, expected_at: float | None) -> float:
+    """Seconds from the last poll to the next: the backoff `interval`, or longer while tasks of
+    its model are usually still running (`expected_at`, on the same clock as `polled_at`)."""
+    if polled_at is None or expected_at is None:
+        return interval
+    return max(interval, expected_at - polled_at)
+
+
+def poll_due(now: float, polled_at: float | None, gap: float) -> float:
+    """Seconds from `now` until the next poll, `gap` after the last one (0: poll at once).
+
+    Anchored to the task's clock, not the waiter's: a task nobody polled yet in this process,
+    or one overdue (it finished while nobody waited), is polled at once."""
+    return 0.0 if polled_at is None else max(0.0, polled_at + gap - now)
+
 
 #: Errors that say nothing about the task itself; a GET may simply be asked again.
 TRANSIENT = (ServerError, RateLimited, TransportError, MalformedResponse)
@@ -79,13 +109,47 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT)
 
 
+#: A submit that certainly did not reach the provider (the connection was refused) is sent
+#: again after first * 2**n seconds, at most the cap.
+SUBMIT_CONNECT_BACKOFF = (0.5, 10.0)
+#: A submit refused with 429 and no Retry-After: first * 2**n seconds, at most the cap.
+SUBMIT_RATE_BACKOFF = (1.0, 60.0)
+
+
+def submit_retry(
+    attempt: int,
+    attempts: int,
+    *,
+    refused: bool = False,
+    status_code: int | None = None,
+    retry_after: float | None = None,
+    time_left: float | None = None,
+) -> float | None:
+    """Seconds to wait before sending submit `attempt` (0-based) again, or None: do not.
+
+    A submit POST is sent again only when the provider certainly did not accept it: the
+    connection was `refused` (the request never left), or it answered 429 (rejected before any
+    work; Retry-After wins when it says). Never after an ambiguous failure (a 5xx, a timeout
+    while waiting for the answer): the task may exist and bill. Not when the attempts are spent,
+    nor when the wait would outlast the caller's deadline (`time_left` seconds)."""
+    if attempt + 1 >= attempts:
+        return None
+    if refused:
+        first, cap = SUBMIT_CONNECT_BACKOFF
+        delay = min(cap, first * 2**attempt)
+    elif status_code == 429:
+        first, cap = SUBMIT_RATE_BACKOFF
+        delay = min(cap, retry_after if retry_after is not None else first * 2**attempt)
+    else:
+        return None
+    if time_left is not None and delay >= time_left:
+        return None
+    return delay
+
+
 def snapshot_changed(old: Task, new: Task) -> bool:
     """True when anything a user could see changed (the snapshot time alone does not count)."""
     return old.model_dump(exclude={"updated_at"}) != new.model_dump(exclude={"updated_at"})
-
-
-def describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, GenError) else f"{type(exc).__name__}: {exc}"
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import os
 
 from .._exceptions import UnknownProvider
 from ._base import Provider
@@ -21,7 +20,6 @@ __all__ = [
     "Provider",
     "Request",
     "Response",
-    "base_url_for",
     "get_provider_class",
     "parse_model_id",
     "provider_names",
@@ -68,8 +66,3 @@ def parse_model_id(model_id: str) -> tuple[str, str]:
         close = difflib.get_close_matches(provider, list(_REGISTRY), n=1)
         raise UnknownProvider(provider, provider_names(), close[0] if close else None)
     return provider, model.strip()
-
-
-def base_url_for(name: str, default: str) -> str:
-    """`GENWIDGETS_<PROVIDER>_URL` when set (a loopback sandbox, say), else the given origin."""
-    return os.environ.get(f"GENWIDGETS_{name.upper()}_URL") or default

@@ -1,0 +1,154 @@
+"""Downloads: stream each output into the cache, bounded, asking anew when its URL expired.
+
+Result URLs are presigned and die (minutes to days), so outputs are fetched as soon as a task
+succeeds. No auth header goes with them: they may live on another host, which must never see the
+key. A URL that answers 403/404/410 raises `ExpiredURL`; the client then asks the provider for the
+task again, which may carry a fresh URL.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import stamina
+
+from ._cache import Cache
+from ._exceptions import DownloadError
+from ._models import Output, Task
+from ._transport import Transport
+
+__all__ = ["Downloads", "ExpiredURL"]
+
+#: Answers that mean the presigned URL died (S3 says 403 when a signature expires).
+EXPIRED_STATUSES = (403, 404, 410)
+#: Backoff of an interrupted download: first wait and cap, in seconds.
+RETRY_WAIT_INITIAL, RETRY_WAIT_MAX = 0.2, 5.0
+#: Bytes read from the network at a time.
+CHUNK = 1 << 16
+
+#: Asks the provider for task output `index` again: a fresh URL, or None.
+Refresh = Callable[[Task, int], Awaitable[Output | None]]
+
+
+class ExpiredURL(DownloadError):
+    """The output URL answered 403/404/410: expired, most likely; the provider may know another."""
+
+
+class _Interrupted(DownloadError):
+    """A 5xx, a 429 or a broken connection: worth trying the same URL again."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"Download interrupted ({what})")
+
+
+class Downloads:
+    """Fetches outputs into `cache` over the transport's pool (with its retry settings)."""
+
+    def __init__(self, transport: Transport, cache: Cache, refresh: Refresh) -> None:
+        self._transport = transport
+        self.cache = cache
+        self._refresh = refresh
+
+    async def output(self, task: Task, index: int, output: Output, max_bytes: int) -> Output:
+        """Output `index` of `task` with `.path` and `.sha256` in the cache, at most `max_bytes`."""
+        if output.kind == "text" and output.text is not None and not output.url:
+            path, digest, _ = self.cache.put(output.text.encode(), "text/plain")
+            return output.model_copy(
+                update={"path": path, "sha256": digest, "size": path.stat().st_size}
+            )
+        if not output.url or not output.url.lower().startswith(("http://", "https://")):
+            raise DownloadError(
+                f"Refusing to download output {index}: not an http(s) URL "
+                f"({(output.url or '')[:40]!r})",
+                **_context(task),
+            )
+        try:
+            return await self.fetch(task, output, max_bytes)
+        except ExpiredURL:
+            if task.provider == "local":
+                raise
+            fresh = await self._refresh(task, index)
+            if fresh is None or fresh.url == output.url:
+                raise
+            return await self.fetch(task, fresh, max_bytes)
+
+    async def fetch(self, task: Task, output: Output, max_bytes: int) -> Output:
+        """Stream one URL into the cache, retrying interruptions (not refusals)."""
+        async for attempt in stamina.retry_context(
+            on=lambda exc: isinstance(exc, _Interrupted),
+            attempts=self._transport.attempts,
+            timeout=self._transport.retry_timeout,
+            wait_initial=RETRY_WAIT_INITIAL,
+            wait_max=RETRY_WAIT_MAX,
+        ):
+            with attempt:
+                try:
+                    return await self._fetch_once(task, output, max_bytes)
+                except httpx.HTTPError as exc:
+                    raise _Interrupted(type(exc).__name__) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _fetch_once(self, task: Task, output: Output, max_bytes: int) -> Output:
+        assert output.url is not None
+        context = _context(task)
+        async with self._transport.http.stream("GET", output.url) as response:
+            status = response.status_code
+            if status in EXPIRED_STATUSES:
+                raise ExpiredURL(f"Output URL answered HTTP {status} (expired?)", **context)
+            if status >= 500 or status == 429:
+                raise _Interrupted(f"HTTP {status}")
+            if status != 200:
+                raise DownloadError(f"Output URL answered HTTP {status}", **context)
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise DownloadError(
+                    f"Output is {int(declared):,} bytes, over the download bound of "
+                    f"{max_bytes:,}; raise max_download_bytes",
+                    **context,
+                )
+            writer = self.cache.writer(
+                response.headers.get("content-type", output.content_type), max_bytes
+            )
+            try:
+                async for chunk in response.aiter_bytes(CHUNK):
+                    writer.write(chunk)
+            except BaseException:
+                writer.abort()
+                raise
+            path, digest, sniffed = writer.commit()
+        return output.model_copy(
+            update={
+                "path": path,
+                "sha256": digest,
+                "size": writer.size,
+                "content_type": sniffed or output.content_type,
+            }
+        )
+
+
+def copy_outputs(task: Task, dest: str | Path) -> Task:
+    """The task with its cached outputs copied into `dest`, named after the task, never after a
+    name the server chose."""
+    folder = Path(dest)
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for index, output in enumerate(task.outputs):
+        assert output.path is not None
+        target = folder / f"{_safe_name(task.id)}-{index}{Path(output.path).suffix}"
+        if not (target.exists() and target.samefile(output.path)):
+            shutil.copyfile(output.path, target)
+        copies.append(output.model_copy(update={"path": target}))
+    return task.evolve(outputs=tuple(copies))
+
+
+def _context(task: Task) -> dict[str, Any]:
+    return {"provider": task.provider, "model": task.model, "task_id": task.id}
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:80] or "task"

@@ -1,0 +1,178 @@
+"""Following a task to its end: when to poll, push events, deadlines, and waiting with a timeout.
+
+Polls are timed from the task's own clock (its record in `_tracking`: submitted, last polled,
+status last changed, expected to finish), through the pure `_policy.poll_gap`/`poll_due`, so a
+task that finished while nobody waited is polled at once, and several waiters on one task share
+one schedule. A passed deadline cancels where the provider can (`DeadlineExceeded`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from ._accounts import Accounts
+from ._events import EventStream
+from ._exceptions import DeadlineExceeded, GenError, WaitTimeout
+from ._models import Status, Task
+from ._operations import Operations
+from ._policy import PollSchedule, is_transient, poll_due, poll_gap, snapshot_changed
+from ._tracking import Followed, Tracker
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient
+
+__all__ = ["Following"]
+
+log = logging.getLogger("genwidgets")
+
+#: Longest single wait on the local engine before looking at the deadline again, in seconds.
+LOCAL_WAIT = 5.0
+
+
+class Following:
+    """The poll loop of one client: it drives the client's `get` and `cancel`, and hands every
+    other snapshot to `seen` (tracking, journal, observers)."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        parts: tuple[Accounts, Operations, Tracker],
+        seen: Callable[[Task], Task],
+        poll_interval: tuple[float, float] | None,
+    ) -> None:
+        self._client = client
+        self._accounts, self._operations, self._tracker = parts
+        self._seen = seen
+        self._poll_interval = poll_interval
+
+    async def updates(self, task: Task) -> AsyncIterator[Task]:
+        """Yield `task`, then every changed snapshot until (and including) a terminal one."""
+        yield task
+        if task.done and (task.outputs or task.status is not Status.SUCCEEDED):
+            return  # nothing left to ask the provider (also: replayed tasks need no key)
+        client = self._client
+        adapter = client.provider(task.provider)
+        budget = client.budget(task.provider)
+        if budget is not None and not task.done:
+            budget.adopt(task.id)  # re-attached or resumed tasks are in flight too
+        if task.status is Status.SUCCEEDED and not task.outputs:  # resumed before its result
+            completed = await client.get(task)
+            if snapshot_changed(task, completed):
+                yield completed
+        first, cap = self._poll_interval or adapter.poll_interval
+        schedule = PollSchedule(first=first, cap=cap)
+        stream = self._operations.events(task.provider) if task.provider != "local" else None
+        loose = Followed(task)  # for a task this client does not follow (nor kept by it)
+        while not task.done:
+            record = self._tracker.get(task) or loose
+            left = record.deadline_left(time.monotonic())
+            if left is not None and left <= 0:
+                await self._enforce_deadline(record)
+            new = await self._next_snapshot(record, schedule, stream, left)
+            if snapshot_changed(task, new):
+                task = loose.task = new
+                yield task
+
+    async def _next_snapshot(
+        self,
+        record: Followed,
+        schedule: PollSchedule,
+        stream: EventStream | None,
+        deadline_left: float | None,
+    ) -> Task:
+        """Wait for the next thing worth knowing about the task, then return its snapshot."""
+        task, client = record.task, self._client
+        cap = max(0.0, deadline_left) if deadline_left is not None else None
+        if task.provider == "local":
+            wait = LOCAL_WAIT if cap is None else min(LOCAL_WAIT, cap)
+            engine = self._operations.local_engine()
+            return self._seen(await engine.wait_change(task, timeout=wait))
+        delay = self._delay(record, schedule)
+        at_deadline = cap is not None and delay >= cap
+        if cap is not None:
+            delay = min(delay, cap)
+        if stream is not None:
+            event = await stream.wait(task.id, delay)
+            if event is not None:
+                pushed = client.provider(task.provider).apply_event(task, event)
+                if pushed.done:
+                    return self._seen(await self._operations.complete(pushed))
+        else:
+            await asyncio.sleep(delay)
+        if at_deadline:
+            return task  # the caller cancels now; a last poll would only delay the cancel
+        try:
+            new = await client.get(task)
+        except GenError as exc:
+            if not is_transient(exc):
+                raise
+            # The task is still out there: a flaky network or provider must not lose it.
+            log.warning("poll of %s failed (%s); will poll again", task.id, exc)
+            new = task
+        record.polled(new, time.monotonic())
+        return new
+
+    def _delay(self, record: Followed, schedule: PollSchedule) -> float:
+        """Seconds until the task's next poll is due, on its own clock."""
+        task, now = record.task, time.monotonic()
+        age = 0.0
+        if record.polled_at is not None and record.changed_at is not None:
+            age = record.polled_at - record.changed_at
+        expected_at = None
+        if record.submitted_at is not None:
+            expected_at = record.expected_at(self._tracker.estimate(task))
+        gap = poll_gap(schedule.interval(age), record.polled_at, expected_at)
+        budget = self._accounts.known_budget(task.provider)
+        if budget is not None:
+            gap = budget.poll_delay(task.id, gap)
+        return poll_due(now, record.polled_at, gap)
+
+    async def _enforce_deadline(self, record: Followed) -> None:
+        """The deadline passed: cancel where possible, record why, raise `DeadlineExceeded`."""
+        task, client = record.task, self._client
+        record.deadline = None  # enforced once; the task may still be followed without one
+        reason = f"deadline of {record.deadline_seconds:g} s passed"
+        context = {"provider": task.provider, "model": task.model, "task_id": task.id}
+        if client.can_cancel(task):
+            stopped = await client.cancel(task)
+            if stopped.status is Status.CANCELLED:
+                self._seen(stopped.evolve(error=reason))
+            raise DeadlineExceeded(f"Task cancelled: {reason}", **context)
+        budget = self._accounts.known_budget(task.provider)
+        if budget is not None:  # we stop following it; the provider's own limit may still count it
+            budget.release(task.id)
+        raise DeadlineExceeded(
+            f"{reason}; {task.provider} cannot cancel, so the task may still run and bill: its "
+            f"id {task.id} is kept (journal) to fetch or resume it later",
+            **context,
+        )
+
+    async def wait(self, task: Task, timeout: float | timedelta | None = None) -> Task:
+        """Follow `task` to a terminal snapshot; `WaitTimeout` after `timeout` seconds (the task
+        keeps running)."""
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        latest = task
+
+        async def follow() -> Task:
+            nonlocal latest
+            async for snapshot in self.updates(task):
+                latest = snapshot
+            return latest
+
+        try:
+            return await asyncio.wait_for(follow(), seconds)
+        except asyncio.TimeoutError as exc:
+            if isinstance(exc, GenError):  # DeadlineExceeded is a TimeoutError too
+                raise
+            raise WaitTimeout(
+                f"Still {latest.status.value} after {seconds:g} s; the task keeps running "
+                "(wait again, or cancel it)",
+                provider=task.provider,
+                model=task.model,
+                task_id=task.id,
+            ) from None

@@ -1,0 +1,142 @@
+"""The tasks a client follows, one record each, and how long each model's tasks take.
+
+A record holds what following one task needs: its newest snapshot (so `cancel_all` can reach it),
+its deadline, when this process submitted it, when it was last polled and when its status last
+changed (the poll schedule is anchored to these, the task's own clock), and the last poll that
+found it still running (to learn durations without poll lag). Records end with their task.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from ._models import Status, Task
+from ._policy import DurationEstimate
+
+__all__ = ["DeadlineSetting", "Followed", "Tracker"]
+
+DeadlineSetting = float | Mapping[str, float | None] | None
+#: Where the learned durations start from: (provider, model, how many) -> seconds, oldest first.
+DurationSource = Callable[[str, str, int], list[float]]
+
+
+@dataclass
+class Followed:
+    """One followed task. Times are `time.monotonic()` seconds; None: not known."""
+
+    task: Task
+    deadline: float | None = None
+    deadline_seconds: float | None = None
+    submitted_at: float | None = None  # None: re-attached or resumed, not submitted here
+    polled_at: float | None = None  # the last answer from the provider about it
+    changed_at: float | None = None  # its status last changed (the backoff starts afresh)
+    seen_running: float | None = None  # the last poll that found it not done yet
+
+    def deadline_left(self, now: float) -> float | None:
+        return None if self.deadline is None else self.deadline - now
+
+    def expected_at(self, estimate: DurationEstimate) -> float | None:
+        """When a task submitted here is usually done (None: not submitted here, or unknown)."""
+        expected = estimate.expected()
+        if self.submitted_at is None or expected is None or self.task.progress is not None:
+            return None  # a task that reports progress is worth polling on the backoff alone
+        return self.submitted_at + expected
+
+    def polled(self, task: Task, now: float) -> None:
+        """A poll answered (or was tried): the schedule counts from now."""
+        if self.changed_at is None or task.status != self.task.status:
+            self.changed_at = now
+        self.polled_at = now
+        if not task.done and self.submitted_at is not None:
+            self.seen_running = now
+
+
+class Tracker:
+    """The records of the tasks one client follows, by (provider, task id)."""
+
+    def __init__(self, default_deadline: DeadlineSetting, durations: DurationSource) -> None:
+        self._records: dict[tuple[str, str], Followed] = {}
+        self._default_deadline = default_deadline
+        self._durations = durations
+        self._estimates: dict[tuple[str, str], DurationEstimate] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._records
+
+    def get(self, task: Task) -> Followed | None:
+        return self._records.get((task.provider, task.id))
+
+    def latest(self, task: Task) -> Task:
+        """The newest snapshot of `task` this client saw (the task itself if not followed)."""
+        record = self.get(task)
+        return task if record is None else record.task
+
+    def deadline(
+        self, provider: str, deadline: float | timedelta | None
+    ) -> tuple[float, float] | None:
+        """(when it passes on `time.monotonic()`, its length in seconds) for a deadline starting
+        now; `deadline` defaults to the client's `default_deadline`. None: no deadline."""
+        seconds = deadline.total_seconds() if isinstance(deadline, timedelta) else deadline
+        if seconds is None:
+            default = self._default_deadline
+            seconds = default.get(provider) if isinstance(default, Mapping) else default
+        return None if seconds is None else (time.monotonic() + seconds, seconds)
+
+    def follow(
+        self, task: Task, deadline: tuple[float, float] | None, *, submitted: bool = False
+    ) -> None:
+        """Follow `task` until it ends (a task that already ended needs no following)."""
+        if task.done:
+            return
+        now = time.monotonic()
+        record = Followed(task)
+        if submitted:
+            record.submitted_at = record.polled_at = record.changed_at = now
+        if deadline is not None:
+            record.deadline, record.deadline_seconds = deadline
+        self._records[(task.provider, task.id)] = record
+
+    def polled(self, task: Task, now: float) -> None:
+        """A poll of a followed task answered: its schedule counts from `now`."""
+        record = self.get(task)
+        if record is not None:
+            record.polled(task, now)
+
+    def seen(self, task: Task) -> Followed | None:
+        """Keep the newest snapshot; a task that ended is no longer followed (its record is
+        returned one last time, to learn from)."""
+        key = (task.provider, task.id)
+        record = self._records.get(key)
+        if record is not None:
+            record.task = task
+            if task.done:
+                del self._records[key]
+                self._learn(record)
+        return record
+
+    def live(self) -> list[Task]:
+        """Newest snapshots of the followed tasks that have not ended."""
+        return [r.task for r in self._records.values() if not r.task.done]
+
+    def estimate(self, task: Task) -> DurationEstimate:
+        """How long tasks of this model take: learned in this process, seeded from the journal
+        (so a notebook re-run tomorrow times its first polls from today's runs)."""
+        key = (task.provider, task.model)
+        estimate = self._estimates.get(key)
+        if estimate is None:
+            estimate = self._estimates[key] = DurationEstimate()
+            for seconds in self._durations(task.provider, task.model, estimate.window):
+                estimate.observe(seconds)
+        return estimate
+
+    def _learn(self, record: Followed) -> None:
+        if record.submitted_at is None or record.task.status is not Status.SUCCEEDED:
+            return
+        # Done somewhere between the last poll that found it running and now: the midpoint
+        # (when a poll found it running) keeps poll lag from inflating the estimate.
+        now = time.monotonic()
+        end = now if record.seen_running is None else (record.seen_running + now) / 2
+        self.estimate(record.task).observe(end - record.submitted_at)

@@ -1,0 +1,264 @@
+"""Sends an adapter's requests over one pooled httpx client, under the budget, with retries.
+
+Idempotent requests (polls, results, cancels, lists) are retried with backoff (stamina, on
+`_policy.retry_decision`). A submit POST is sent again only when `_policy.submit_retry` says the
+provider certainly did not accept it. Every answer becomes a `Response` in one place
+(`to_response`), and a request and its auth header never reach a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Literal, Protocol, TypeVar
+
+import httpx
+import stamina
+
+from ._budget import Budget
+from ._exceptions import DeadlineExceeded, SubmitUncertain, TransportError
+from ._policy import retry_decision, submit_retry
+from .providers import Provider, Request, Response
+
+__all__ = ["USER_AGENT", "Kind", "Transport", "new_http_client", "to_response"]
+
+T = TypeVar("T")
+#: What a request is for; a provider's budget charges the kinds it counts (see `_budget`).
+Kind = Literal["submit", "poll", "result", "cancel", "list", "delete"]
+WaitNotice = Callable[[str], None]
+
+USER_AGENT = "genwidgets/0.1 (+https://github.com/genwidgets/genwidgets)"
+#: Connections in the pool, and kept alive between requests (every provider together).
+MAX_CONNECTIONS, MAX_KEEPALIVE = 200, 50
+#: Seconds to wait for a connection at most: an unreachable host fails fast.
+CONNECT_TIMEOUT = 10.0
+#: Backoff of retried idempotent requests: first wait and cap, in seconds.
+RETRY_WAIT_INITIAL, RETRY_WAIT_MAX = 0.2, 10.0
+
+
+class Note(Protocol):
+    """The journal's submit note (`_replay.SubmitNote`): written before, cleared if not sent."""
+
+    def sending(self) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+def new_http_client(timeout: float) -> httpx.AsyncClient:
+    """The pooled client every provider shares; redirects are not followed (a result URL on
+    another host must never see an auth header)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+        limits=httpx.Limits(
+            max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE
+        ),
+        headers={"User-Agent": USER_AGENT},
+        follow_redirects=False,
+    )
+
+
+def to_response(raw: httpx.Response) -> Response:
+    """The adapter's view of an answer: status, lower-case headers, bytes, URL."""
+    return Response(
+        status_code=raw.status_code,
+        headers={k.lower(): v for k, v in raw.headers.items()},
+        content=raw.content,
+        url=str(raw.url),
+    )
+
+
+def origin(url: str) -> str:
+    """scheme://host[:port] of a URL: what an error may name (never the path or query)."""
+    parsed = httpx.URL(url)
+    return f"{parsed.scheme}://{parsed.host}" + (f":{parsed.port}" if parsed.port else "")
+
+
+def retry_after(adapter: Provider, response: Response) -> float | None:
+    """Seconds a 429 asks us to wait (Retry-After, or Segmind's reset time), if it says."""
+    return getattr(adapter.error_for(response), "retry_after", None)
+
+
+class Transport:
+    """One connection pool, a connection cap per provider, and each provider account's budget."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        budget_of: Callable[[str], Budget | None],
+        *,
+        attempts: int,
+        retry_timeout: float,
+        max_per_provider: int,
+    ) -> None:
+        self.http = http
+        self._budget_of = budget_of
+        self.attempts = attempts
+        self.retry_timeout = retry_timeout
+        self._max_per_provider = max_per_provider
+        self._slots: dict[str, asyncio.Semaphore] = {}
+
+    def _slot(self, provider: str) -> asyncio.Semaphore:
+        slot = self._slots.get(provider)
+        if slot is None:
+            slot = self._slots[provider] = asyncio.Semaphore(self._max_per_provider)
+        return slot
+
+    async def _exchange(
+        self,
+        request: Request,
+        provider: str,
+        *,
+        timeout: httpx.Timeout | None = None,
+        note: Note | None = None,
+    ) -> Response:
+        async with self._slot(provider):
+            if note is not None:
+                note.sending()  # right before the bytes go: the window a crash leaves unknown
+            raw = await self.http.request(
+                request.method,
+                request.url,
+                headers=dict(request.headers),
+                json=request.json,
+                params=dict(request.params) if request.params else None,
+                timeout=timeout or self.http.timeout,
+            )
+        return to_response(raw)
+
+    async def send(self, adapter: Provider, request: Request, kind: Kind = "poll") -> Response:
+        """One HTTP exchange; network failures become `TransportError`; a 429 teaches the
+        budget. Cancels (they stop billing and free a slot) do not queue behind polls."""
+        budget = self._budget_of(adapter.name)
+        if budget is not None and kind != "cancel":
+            await budget.spend(kind)
+        try:
+            answer = await self._exchange(request, adapter.name)
+        except httpx.HTTPError as exc:
+            raise TransportError(
+                f"{type(exc).__name__} talking to {adapter.name} ({origin(request.url)})",
+                provider=adapter.name,
+            ) from None  # the request (and its auth header) stays out of the traceback
+        if budget is not None and answer.status_code == 429:
+            budget.penalize(retry_after(adapter, answer), kind=kind)
+        return answer
+
+    async def call(
+        self,
+        adapter: Provider,
+        request: Request,
+        parse: Callable[[Response], T],
+        kind: Kind = "poll",
+    ) -> T:
+        """Send an idempotent request and parse it, retrying transient failures with backoff."""
+        async for attempt in stamina.retry_context(
+            on=retry_decision,
+            attempts=self.attempts,
+            timeout=self.retry_timeout,
+            wait_initial=RETRY_WAIT_INITIAL,
+            wait_max=RETRY_WAIT_MAX,
+        ):
+            with attempt:
+                return parse(await self.send(adapter, request, kind))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def submit(
+        self,
+        adapter: Provider,
+        request: Request,
+        model: str,
+        *,
+        note: Note,
+        on_wait: WaitNotice | None = None,
+        ends: float | None = None,
+    ) -> Response:
+        """Send a submit; again only while `_policy.submit_retry` says it certainly did not
+        arrive (refused connection, 429), and never past `ends` (a `time.monotonic()` deadline).
+        A refused or rate-limited attempt clears the journal's note: nothing was accepted."""
+        budget, context = self._budget_of(adapter.name), {"provider": adapter.name, "model": model}
+        for attempt in itertools.count():
+            if budget is not None:
+                await bounded(budget.spend("submit", on_wait), ends, adapter.name)
+            try:
+                response = await self._exchange(
+                    request, adapter.name, timeout=self._connect_within(ends), note=note
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                note.clear()  # the request never left: nothing to be uncertain about
+                delay = submit_retry(attempt, self.attempts, refused=True, time_left=left(ends))
+                if delay is None:
+                    spent = attempt + 1 >= self.attempts
+                    raise _not_connected(adapter, request, model, deadline=not spent) from None
+                await asyncio.sleep(delay)
+                continue
+            except httpx.HTTPError as exc:
+                raise SubmitUncertain(
+                    f"{type(exc).__name__} after the submit was sent to {adapter.name}: it may "
+                    "or may not have been accepted, so it is not retried (that could bill twice)",
+                    **context,
+                ) from None
+            if response.status_code == 429:
+                note.clear()  # refused before any work
+                wait = retry_after(adapter, response)
+                if budget is not None:
+                    budget.penalize(wait, on_submit=True, kind="submit")
+                delay = submit_retry(
+                    attempt, self.attempts, status_code=429, retry_after=wait, time_left=left(ends)
+                )
+                if delay is not None:
+                    # The budget's pause covers Retry-After; back off on top when there is none.
+                    await asyncio.sleep(delay)
+                    if budget is not None:  # wait for a slot under the cap the 429 shrank
+                        await bounded(budget.requeue(on_wait), ends, adapter.name)
+                    continue
+            if response.status_code >= 500:
+                error = adapter.error_for(response, model=model)
+                raise SubmitUncertain(
+                    f"{error.message} in answer to a submit: the task may have been created, so it "
+                    "is not retried (that could bill twice)",
+                    status_code=response.status_code,
+                    **context,
+                )
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _connect_within(self, ends: float | None) -> httpx.Timeout | None:
+        """The pool's timeouts, with connecting bounded by the deadline (an answer is not: a
+        request in the air is waited for, or it becomes `SubmitUncertain`)."""
+        rest = left(ends)
+        if rest is None:
+            return None
+        base = self.http.timeout
+        connect = max(0.01, min(base.connect or rest, rest))
+        return httpx.Timeout(base.read, connect=connect, write=base.write, pool=base.pool)
+
+
+def left(ends: float | None) -> float | None:
+    """Seconds until `ends` (a `time.monotonic()` time), or None for no deadline."""
+    return None if ends is None else ends - time.monotonic()
+
+
+async def bounded(waiting: Awaitable[None], ends: float | None, provider: str) -> None:
+    """Await a local wait (a budget slot, the rate bucket), at most until the deadline."""
+    rest = left(ends)
+    try:
+        await asyncio.wait_for(waiting, None if rest is None else max(0.0, rest))
+    except asyncio.TimeoutError:
+        raise DeadlineExceeded(
+            f"The deadline passed while the submit waited for {provider}'s budget; "
+            "nothing was sent",
+            provider=provider,
+        ) from None
+
+
+def _not_connected(
+    adapter: Provider, request: Request, model: str, *, deadline: bool
+) -> TransportError | DeadlineExceeded:
+    where = f"{adapter.name} ({origin(request.url)})"
+    if deadline:
+        return DeadlineExceeded(
+            f"The deadline passed while trying to connect to {where}; nothing was sent",
+            provider=adapter.name,
+            model=model,
+        )
+    return TransportError(f"Could not connect to {where}", provider=adapter.name, model=model)
