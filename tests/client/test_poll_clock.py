@@ -1,0 +1,68 @@
+"""Polls run on the task's own clock, and a provider's budget charges what the provider counts.
+
+Real HTTP to the sandbox (tasks there are done 0.4 s after their submit), with the adapters' own
+poll intervals (OneRouter's and Segmind's first poll comes 2 s after the submit), not the fast
+ones the other client tests use.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genwidgets import AsyncClient, Status
+from tests.conftest import KEYS
+
+#: Queue plus run time of a task in the session sandbox (conftest), in seconds.
+SERVER_SECONDS = 0.4
+
+
+def make(sb: Any, tmp_path: Path, **options: Any) -> AsyncClient:
+    return AsyncClient(
+        api_keys=KEYS, base_urls=sb.urls, cache_dir=tmp_path / "cache", journal=False, **options
+    )
+
+
+async def test_waiting_on_tasks_that_finished_meanwhile_returns_at_once(
+    sb: Any, tmp_path: Path
+) -> None:
+    async with make(sb, tmp_path, budgets=False) as client:
+        model = "onerouter:acme/text-to-image"
+        tasks = [await client.submit(model, prompt=f"p{i}") for i in range(3)]
+        time.sleep(1.0)  # all three finish at the server while nobody waits (nor polls)
+        started = time.monotonic()
+        for task in tasks:  # a cell that waits on each in turn
+            assert (await client.wait(task)).status is Status.SUCCEEDED
+        waited = time.monotonic() - started
+    # Overdue: polled at once. (Timed from the start of each wait, they cost 2 s each: 6 s.)
+    assert waited < 1.5, f"{waited:.2f} s to learn that three finished tasks are done"
+
+
+async def test_segmind_polls_do_not_spend_its_generation_limit(
+    sb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GENWIDGETS_BUDGETS")  # the default budget: Segmind Free, 5 requests/min
+    monkeypatch.delenv("GENWIDGETS_SEGMIND_RPM", raising=False)
+    notices: list[str] = []
+    async with make(sb, tmp_path) as client:
+        first = await client.submit("segmind:seedream-4.5", prompt="one")
+        second = await client.submit("segmind:seedream-4.5", prompt="two", on_wait=notices.append)
+        submitted = time.monotonic()  # ~12 s later: the limit spaces generation requests
+        (notice,) = notices
+        assert re.fullmatch(
+            r"waiting for segmind's rate limit \(5 requests/min\): next request in ~1[0-3] s",
+            notice,
+        )
+        started = time.monotonic()
+        assert (await client.wait(first)).status is Status.SUCCEEDED
+        late_first = time.monotonic() - started  # it finished long before anyone waited
+        assert (await client.wait(second)).status is Status.SUCCEEDED
+        late_second = time.monotonic() - (submitted + SERVER_SECONDS)
+        assert client.budget("segmind") is not None
+    # Were polls charged to the 5/min bucket, each would wait ~12 s for a token.
+    assert late_first < 1.0, f"known done {late_first:.1f} s after the wait began"
+    assert late_second < 4.0, f"known done {late_second:.1f} s after the server finished"
