@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import wave
+from collections.abc import Iterator
 from typing import Any
 
 import av
 import pytest
+import stamina
 from PIL import Image
 
 import genwidgets
@@ -93,6 +95,14 @@ async def test_404_after_retention_is_expired(client: AsyncClient, sb: Any, prov
         await client.run(f"{provider}:{MODELS[provider, 'image']}", prompt="gone again [slow]")
 
 
+@pytest.fixture
+def instant_retries() -> Iterator[None]:
+    """stamina's retries without their backoff, where the retrying is tested, not the wait."""
+    with stamina.set_testing(True, attempts=100, cap=True):  # cap: the client's own attempts
+        yield
+
+
+@pytest.mark.usefixtures("instant_retries")
 @pytest.mark.parametrize("retry_after", [0.2, None])
 @pytest.mark.parametrize("provider", REMOTE)
 async def test_429_burst_on_polls_is_ridden_out(
@@ -104,6 +114,7 @@ async def test_429_burst_on_polls_is_ridden_out(
     assert sb.stats()["statuses"].get("429", 0) >= 1
 
 
+@pytest.mark.usefixtures("instant_retries")
 @pytest.mark.parametrize("provider", REMOTE)
 async def test_5xx_resets_and_malformed_bodies_on_polls(
     client: AsyncClient, sb: Any, provider: str
