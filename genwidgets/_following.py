@@ -130,6 +130,8 @@ class Following:
         budget = self._accounts.known_budget(task.provider)
         if budget is not None:
             gap = budget.poll_delay(task.id, gap)
+        if record.polled_at is not None and now - record.polled_at > 2 * gap:
+            record.unwatched = True  # overdue by a whole gap: nobody was waiting on it
         return poll_due(now, record.polled_at, gap)
 
     async def _enforce_deadline(self, record: Followed) -> None:

@@ -34,6 +34,7 @@ class Followed:
     polled_at: float | None = None  # the last answer from the provider about it
     changed_at: float | None = None  # its status last changed (the backoff starts afresh)
     seen_running: float | None = None  # the last poll that found it not done yet
+    unwatched: bool = False  # nobody polled it for a while: when it finished is not known
 
     def deadline_left(self, now: float) -> float | None:
         return None if self.deadline is None else self.deadline - now
@@ -51,7 +52,7 @@ class Followed:
             self.changed_at = now
         self.polled_at = now
         if not task.done and self.submitted_at is not None:
-            self.seen_running = now
+            self.seen_running, self.unwatched = now, False
 
 
 class Tracker:
@@ -134,6 +135,8 @@ class Tracker:
 
     def _learn(self, record: Followed) -> None:
         if record.submitted_at is None or record.task.status is not Status.SUCCEEDED:
+            return
+        if record.unwatched:  # it may have finished long ago: the span says nothing
             return
         # Done somewhere between the last poll that found it running and now: the midpoint
         # (when a poll found it running) keeps poll lag from inflating the estimate.

@@ -42,6 +42,21 @@ async def test_waiting_on_tasks_that_finished_meanwhile_returns_at_once(
     assert waited < 1.5, f"{waited:.2f} s to learn that three finished tasks are done"
 
 
+async def test_tasks_nobody_watched_do_not_teach_durations(sb: Any, tmp_path: Path) -> None:
+    async with make(sb, tmp_path, budgets=False, poll_interval=(0.2, 1.0)) as client:
+        model = "segmind:seedream-4.5"
+        idle = [await client.submit(model, prompt=f"idle {i}") for i in range(3)]
+        time.sleep(2.0)  # done at 0.4 s; known done only at 2 s: that says nothing about 0.4 s
+        for task in idle:
+            await client.wait(task)
+        watched = await client.submit(model, prompt="watched")
+        started = time.monotonic()
+        await client.wait(watched)
+        took = time.monotonic() - started
+    # Learning "2 s" from the idle ones would hold its first poll back to 0.9 * 2 s.
+    assert took < 1.3, f"{took:.2f} s for a {SERVER_SECONDS} s task"
+
+
 async def test_segmind_polls_do_not_spend_its_generation_limit(
     sb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
