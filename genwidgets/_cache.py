@@ -22,6 +22,8 @@ __all__ = ["BlobWriter", "Cache", "default_cache_dir", "extension_for"]
 
 #: 4 GiB: big enough for long videos, small enough that a runaway response cannot fill a disk.
 DEFAULT_MAX_BYTES = 4 * 1024**3
+#: Leading bytes kept to tell the file type from its content (what `filetype` reads).
+SNIFF_BYTES = 262
 
 _PREFERRED_EXT = {
     "image/jpeg": ".jpg",
@@ -88,8 +90,8 @@ class BlobWriter:
                 f"Output is larger than the download bound of {self._max_bytes:,} bytes; "
                 "raise max_download_bytes to accept it"
             )
-        if len(self._head) < 262:
-            self._head += chunk[: 262 - len(self._head)]
+        if len(self._head) < SNIFF_BYTES:
+            self._head += chunk[: SNIFF_BYTES - len(self._head)]
         self._hash.update(chunk)
         self._file.write(chunk)
 
