@@ -34,6 +34,8 @@ USER_AGENT = "genwidgets/0.1 (+https://github.com/genwidgets/genwidgets)"
 MAX_CONNECTIONS, MAX_KEEPALIVE = 200, 50
 #: Seconds to wait for a connection at most: an unreachable host fails fast.
 CONNECT_TIMEOUT = 10.0
+#: Failures that prove a request never left: no connection was made, or none was free.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 #: Backoff of retried idempotent requests: first wait and cap, in seconds.
 RETRY_WAIT_INITIAL, RETRY_WAIT_MAX = 0.2, 10.0
 
@@ -183,7 +185,7 @@ class Transport:
                 response = await self._exchange(
                     request, adapter.name, timeout=self._connect_within(ends), note=note
                 )
-            except (httpx.ConnectError, httpx.ConnectTimeout):
+            except NOT_SENT:
                 note.clear()  # the request never left: nothing to be uncertain about
                 delay = submit_retry(attempt, self.attempts, refused=True, time_left=left(ends))
                 if delay is None:
