@@ -12,7 +12,6 @@ import re
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import stamina
@@ -21,6 +20,7 @@ from ._cache import Cache
 from ._exceptions import DownloadError
 from ._models import Output, Task
 from ._transport import Transport
+from .providers._errors import error_context
 
 __all__ = ["Downloads", "ExpiredURL"]
 
@@ -65,7 +65,7 @@ class Downloads:
             raise DownloadError(
                 f"Refusing to download output {index}: not an http(s) URL "
                 f"({(output.url or '')[:40]!r})",
-                **_context(task),
+                **error_context(task.provider, task),
             )
         try:
             return await self.fetch(task, output, max_bytes)
@@ -95,7 +95,7 @@ class Downloads:
 
     async def _fetch_once(self, task: Task, output: Output, max_bytes: int) -> Output:
         assert output.url is not None
-        context = _context(task)
+        context = error_context(task.provider, task)
         async with self._transport.http.stream("GET", output.url) as response:
             status = response.status_code
             if status in EXPIRED_STATUSES:
@@ -144,10 +144,6 @@ def copy_outputs(task: Task, dest: str | Path) -> Task:
             shutil.copyfile(output.path, target)
         copies.append(output.model_copy(update={"path": target}))
     return task.evolve(outputs=tuple(copies))
-
-
-def _context(task: Task) -> dict[str, Any]:
-    return {"provider": task.provider, "model": task.model, "task_id": task.id}
 
 
 def _safe_name(text: str) -> str:

@@ -22,6 +22,7 @@ from ._models import Status, Task
 from ._operations import Operations
 from ._policy import PollSchedule, is_transient, poll_due, poll_gap, snapshot_changed
 from ._tracking import Followed, Tracker
+from .providers._errors import error_context
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
@@ -139,7 +140,7 @@ class Following:
         task, client = record.task, self._client
         record.deadline = None  # enforced once; the task may still be followed without one
         reason = f"deadline of {record.deadline_seconds:g} s passed"
-        context = {"provider": task.provider, "model": task.model, "task_id": task.id}
+        context = error_context(task.provider, task)
         if client.can_cancel(task):
             stopped = await client.cancel(task)
             if stopped.status is Status.CANCELLED:

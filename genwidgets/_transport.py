@@ -21,6 +21,7 @@ from ._budget import Budget
 from ._exceptions import DeadlineExceeded, SubmitUncertain, TransportError
 from ._policy import retry_decision, submit_retry
 from .providers import Provider, Request, Response
+from .providers._errors import error_context
 
 __all__ = ["USER_AGENT", "Kind", "Transport", "new_http_client", "to_response"]
 
@@ -177,7 +178,7 @@ class Transport:
         """Send a submit; again only while `_policy.submit_retry` says it certainly did not
         arrive (refused connection, 429), and never past `ends` (a `time.monotonic()` deadline).
         A refused or rate-limited attempt clears the journal's note: nothing was accepted."""
-        budget, context = self._budget_of(adapter.name), {"provider": adapter.name, "model": model}
+        budget, context = self._budget_of(adapter.name), error_context(adapter.name, model=model)
         for attempt in itertools.count():
             if budget is not None:
                 await bounded(budget.spend("submit", on_wait), ends, adapter.name)
