@@ -285,7 +285,9 @@ class Gallery(StaticDisplay, widgets.VBox):
             if live
             else "static snapshot of a genwidgets gallery"
         )
-        return static_grid_html(cells, header=self._summary_html(), footer=footer)
+        return static_grid_html(
+            cells, header=self._summary_html(), footer=footer, max_columns=self.columns
+        )
 
     def _static_text(self) -> str:
         counts = self.counts()

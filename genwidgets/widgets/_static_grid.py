@@ -23,11 +23,29 @@ CELL_MIN_PX = 240
 
 
 def static_grid_html(
-    cells: Sequence[str], *, header: str = "", footer: str = "", min_px: int | None = CELL_MIN_PX
+    cells: Sequence[str],
+    *,
+    header: str = "",
+    footer: str = "",
+    min_px: int | None = CELL_MIN_PX,
+    max_columns: int | None = None,
 ) -> str:
     """`cells` (already escaped HTML) in a grid of columns at least `min_px` wide (one column when
-    `min_px` is None), with `header` above and `footer` below."""
-    columns = "minmax(0,1fr)" if min_px is None else f"repeat(auto-fill,minmax({min_px}px,1fr))"
+    `min_px` is None), at most `max_columns` of them, with `header` above and `footer` below.
+
+    The cap is a second `grid-template-columns` whose minimum is `max(min_px, a 1/max_columns
+    share)`: a sanitizer that refuses `max()`/`calc()` drops that declaration only, and the first
+    one (as many columns as fit) stays."""
+    if min_px is None:
+        columns = "grid-template-columns:minmax(0,1fr)"
+    else:
+        columns = f"grid-template-columns:repeat(auto-fill,minmax({min_px}px,1fr))"
+        if max_columns is not None and max_columns >= 1:
+            gaps = 8 * (max_columns - 1)
+            share = f"calc((100% - {gaps}px) / {max_columns})"
+            columns += (
+                f";grid-template-columns:repeat(auto-fill,minmax(max({min_px}px,{share}),1fr))"
+            )
     items = "".join(
         '<div class="genwidgets-static-cell" style="min-width:0;max-width:100%;'
         f'overflow-wrap:break-word;overflow:hidden">{cell}</div>'
@@ -42,7 +60,7 @@ def static_grid_html(
         'style="font-family:sans-serif;max-width:100%;box-sizing:border-box">'
         f"{head}"
         '<div class="genwidgets-grid-body" style="display:grid;'
-        f'grid-template-columns:{columns};gap:8px;align-items:start">{items}</div>'
+        f'{columns};gap:8px;align-items:start">{items}</div>'
         f"{foot}</div>"
     )
 

@@ -145,6 +145,8 @@ async def test_static_fallback_has_every_card(image: Path) -> None:
     assert html_text.count("data:image/") == 2
     assert "&lt;b&gt;a&lt;/b&gt;" in html_text and "<b>a</b>" not in html_text
     assert "2 succeeded" in html_text
+    assert "repeat(auto-fill,minmax(240px,1fr))" in html_text  # as many columns as fit...
+    assert "minmax(max(240px,calc((100% - 8px) / 2)),1fr)" in html_text  # ...up to columns=2
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == gallery.model_id
     gallery.close()
 
