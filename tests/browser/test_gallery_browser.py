@@ -1,8 +1,8 @@
 """The exploration gallery's saved forms in a real browser: a grid within the output's width.
 
-Three forms: the notebook run in JupyterLab and closed at its end (`gallery.close()` leaves the
-static snapshot), the same notebook executed headless by nbclient and opened in JupyterLab
-(untrusted, so through Lab's HTML sanitizer), and its `nbconvert --to html` page. In each the
+The forms: the notebook run in JupyterLab (the finished gallery turns into its static grid), the
+same notebook executed headless by nbclient and opened in JupyterLab and in Notebook 7
+(untrusted, so through the HTML sanitizer), and its `nbconvert --to html` page. In each the
 grid fits its output (no horizontal scroll), has several columns at 1280 px, every image
 decodes, text is left-aligned and no path runs into the next cell. Screenshots are kept.
 """
@@ -149,6 +149,19 @@ def test_headless_run_opened_untrusted_and_as_html(
     grid.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "gallery-untrusted-lab.png"), full_page=True)
     check(shape, columns=None)  # Lab's sanitizer decides whether the 3-column cap survives
+
+    # the same saved notebook in Notebook 7, on a server of its own
+    with jupyter_server(tmp_path / "nb7", "notebook") as nb7:
+        nbformat.write(nb, nb7.root / name)
+        page.goto(f"{nb7.base}/notebooks/{name}")
+        grid = page.locator(".genwidgets-static-grid").first
+        grid.wait_for()
+        page.wait_for_timeout(500)
+        shape = grid.evaluate(MEASURE)
+        grid.evaluate("e => e.scrollIntoView()")
+        page.screenshot(path=str(ARTIFACTS / "gallery-notebook7.png"))
+        check(shape, columns=None)
+        nb7.delete_sessions()
 
     body, _ = HTMLExporter().from_notebook_node(nb)
     html_file = tmp_path / "02.html"
