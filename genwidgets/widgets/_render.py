@@ -384,7 +384,12 @@ def card_html(
     cache_root: Path | None = None,
 ) -> str:
     """The saved card: what a notebook shows with no kernel (and a finished card shows live)."""
-    if state.terminal:
+    if state.phase in ("failed", "cancelled", "expired", "error"):
+        foot = (
+            '<div style="font-size:0.8em;color:#888">To submit the same again: run the cell '
+            "again, or call <code>.retry()</code> on the card.</div>"
+        )
+    elif state.terminal:
         foot = ""
     else:
         foot = (

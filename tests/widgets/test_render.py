@@ -243,3 +243,4 @@ def test_bundle_and_summary() -> None:
     assert render.WIDGET_VIEW_MIME not in render.fallback_bundle("", "", None)
     state = CardState.submitting("fake:image", "p", 0.0).failed("boom", 3.0)
     assert render.summary_text(state, 9.0) == "[error] fake:image (3.0 s): 'p'\nerror: boom"
+    assert ".retry()" in render.card_html(state, 9.0)  # the static card has no Retry button
