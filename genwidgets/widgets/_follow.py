@@ -11,8 +11,8 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .._models import Status, Task
-from . import _render as render
 from ._base import TaskClient, Ticker, loop, running_loop
+from ._media_html import join_media
 from ._preview import prepare_previews
 from ._state import CardState, wait_info
 
@@ -187,7 +187,7 @@ class Following:
                 previews = await asyncio.to_thread(
                     prepare_previews, downloaded.outputs, self.max_inline_bytes
                 )
-                self._media = await asyncio.to_thread(render.join_media, previews)
+                self._media = await asyncio.to_thread(join_media, previews)
                 self._apply(self._state.shown(downloaded, previews))
         except asyncio.CancelledError:
             raise

@@ -12,16 +12,15 @@ rather than `anywhere`), so a notebook opened by someone else shows the same car
 
 from __future__ import annotations
 
-import base64
 import html
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .._models import Task
-from ._preview import SHOWN_WIDTH, MediaPreview
+from ._preview import SHOWN_WIDTH
 from ._state import TERMINAL_STATES, CardState
 
 __all__ = [
@@ -42,7 +41,6 @@ __all__ = [
     "format_seconds",
     "grid_html",
     "headline_html",
-    "media_html",
     "progress_text",
     "summary_text",
 ]
@@ -268,69 +266,6 @@ def details_html(state: CardState, cache_root: Path | None = None, open_: bool =
     )
 
 
-# ---------------------------------------------------------------------------------- media
-def _uri(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def _shown_width(preview: MediaPreview) -> int | None:
-    return min(preview.width, SHOWN_WIDTH) if preview.width else None
-
-
-def media_html(preview: MediaPreview) -> str:
-    """One output: at its natural size up to `SHOWN_WIDTH` px wide, never stretched; a wider
-    image opens at full size under a toggle; a video plays in a `<video>` element."""
-    fit = "max-width:100%;height:auto;display:block"
-    width = _shown_width(preview)
-    size = f' width="{width}"' if width else ""
-    kind, parts = preview.kind, []
-    if kind == "image" and (preview.data or preview.preview):
-        shown = preview.preview or preview.data
-        mime = preview.preview_mime if preview.preview else preview.mime
-        parts.append(
-            f'<img class="genwidgets-image" src="{_uri(shown, mime or "image/png")}"{size} '  # type: ignore[arg-type]
-            f'alt="generated image" style="{fit}">'
-        )
-        if preview.preview and preview.data:
-            parts.append(
-                f'<details style="{_SMALL}"><summary>full size ({preview.width} × '
-                f'{preview.height})</summary><div style="overflow:auto">'
-                f'<img src="{_uri(preview.data, preview.mime or "image/png")}" '
-                f'width="{preview.width}" alt="generated image, full size" '
-                'style="max-width:none"></div></details>'
-            )
-    elif kind == "video" and preview.data:
-        poster = (
-            f' poster="{_uri(preview.preview, preview.preview_mime or "image/jpeg")}"'
-            if preview.preview
-            else ""
-        )
-        parts.append(
-            f'<video class="genwidgets-video" controls preload="metadata"{size}{poster} '
-            f'src="{_uri(preview.data, preview.mime or "video/mp4")}" style="{fit}"></video>'
-        )
-    elif kind == "video" and preview.preview:
-        poster_uri = _uri(preview.preview, preview.preview_mime or "image/jpeg")
-        parts.append(
-            f'<img class="genwidgets-poster" src="{poster_uri}"{size} '
-            f'alt="first frame of the video" style="{fit}">'
-        )
-    elif kind == "audio" and preview.data:
-        parts.append(
-            '<audio class="genwidgets-audio" controls preload="metadata" '
-            f'src="{_uri(preview.data, preview.mime or "audio/wav")}" '
-            f'style="max-width:100%;width:{SHOWN_WIDTH}px"></audio>'
-        )
-    if preview.text is not None:
-        parts.append(
-            '<pre class="genwidgets-text" style="white-space:pre-wrap;max-height:20em;'
-            f'overflow:auto">{esc(preview.text)}</pre>'
-        )
-    if preview.note:
-        parts.append(f'<div style="{_SMALL}">{esc(preview.note)}</div>')
-    return f'<div style="margin:4px 0">{"".join(parts)}</div>'
-
-
 # ---------------------------------------------------------------------------------- the card
 def card_status_html(state: CardState, now: float | None = None) -> str:
     """The part that changes while the task runs: one status line and a progress bar, both
@@ -448,7 +383,3 @@ def fallback_bundle(html_text: str, plain: str, model_id: str | None) -> dict[st
     if model_id is not None:
         bundle[WIDGET_VIEW_MIME] = {"version_major": 2, "version_minor": 0, "model_id": model_id}
     return bundle
-
-
-def join_media(previews: Iterable[MediaPreview]) -> str:
-    return "".join(media_html(p) for p in previews)

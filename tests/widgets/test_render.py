@@ -16,6 +16,7 @@ from genwidgets._media import render_audio, render_image, render_video
 from genwidgets._models import utcnow
 from genwidgets.widgets import _preview as preview_module
 from genwidgets.widgets import _render as render
+from genwidgets.widgets._media_html import join_media, media_html
 from genwidgets.widgets._state import CardState, WaitInfo
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -109,7 +110,7 @@ def test_a_small_image_is_embedded_as_it_is_at_its_natural_size(tmp_path: Path) 
     (preview,) = preview_module.prepare_previews([Output(kind="image", path=path)])
     assert preview.data == path.read_bytes() and preview.preview is None
     assert (preview.width, preview.height) == (256, 128)
-    html = render.media_html(preview)
+    html = media_html(preview)
     assert 'width="256"' in html and "max-width:100%" in html and "full size" not in html
 
 
@@ -118,7 +119,7 @@ def test_a_wide_image_is_shown_512_wide_with_full_size_one_click_away(tmp_path: 
     (preview,) = preview_module.prepare_previews([Output(kind="image", path=path)])
     assert preview.data == path.read_bytes() and preview.preview is not None
     assert Image.open(io.BytesIO(preview.preview)).size == (512, 256)
-    html = render.media_html(preview)
+    html = media_html(preview)
     assert 'width="512"' in html and "<summary>full size (1024 × 512)</summary>" in html
     assert base64.b64encode(preview.data).decode() in html
 
@@ -139,14 +140,14 @@ def test_video_plays_inline_up_to_its_limit_else_its_first_frame(tmp_path: Path)
     path = write(tmp_path, "v.mp4", data)
     (inline,) = preview_module.prepare_previews([Output(kind="video", path=path)])
     assert inline.data == data and (inline.width, inline.height) == (64, 48)
-    html = render.media_html(inline)
+    html = media_html(inline)
     assert "<video " in html and "controls" in html and 'poster="data:image/' in html
     assert "autoplay" not in html and "loop" not in html and 'width="64"' in html
     outputs = [Output(kind="video", path=path)]
     (large,) = preview_module.prepare_previews(outputs, limit=len(data) - 1)
     assert large.data is None and large.preview is not None
     assert "first frame" in (large.note or "")
-    html = render.media_html(large)
+    html = media_html(large)
     assert "<video" not in html and 'class="genwidgets-poster"' in html
 
 
@@ -165,11 +166,11 @@ def test_audio_is_embedded_only_when_small(tmp_path: Path, monkeypatch: pytest.M
     path = write(tmp_path, "s.wav", data)
     (small,) = preview_module.prepare_previews([Output(kind="audio", path=path)])
     assert small.mime == "audio/wav" and small.data == data
-    assert '<audio class="genwidgets-audio" controls' in render.media_html(small)
+    assert '<audio class="genwidgets-audio" controls' in media_html(small)
     monkeypatch.setattr(preview_module, "MAX_AUDIO_EMBED", len(data) - 1)
     (large,) = preview_module.prepare_previews([Output(kind="audio", path=path)])
-    assert large.data is None and "<audio" not in render.media_html(large)
-    assert "too large" in render.media_html(large)
+    assert large.data is None and "<audio" not in media_html(large)
+    assert "too large" in media_html(large)
 
 
 def test_the_bytes_decide_the_kind_and_missing_files_are_reported(tmp_path: Path) -> None:
@@ -180,7 +181,7 @@ def test_the_bytes_decide_the_kind_and_missing_files_are_reported(tmp_path: Path
     assert gone.data is None and "missing" in (gone.note or "")
     (text,) = preview_module.prepare_previews([Output(kind="text", text=HOSTILE)])
     assert text.text == HOSTILE
-    assert HOSTILE not in render.media_html(text)
+    assert HOSTILE not in media_html(text)
 
 
 # ---------------------------------------------------------------------------------- the card
@@ -206,7 +207,7 @@ def test_the_saved_card(tmp_path: Path) -> None:
     state = CardState.submitting("fake:image", None, 100.0).snapshot(task, 112.0)
     state = state.failed(HOSTILE, 112.5).shown(task, previews)
     html_text = render.card_html(
-        state, 200.0, media=render.join_media(previews), cache_root=tmp_path
+        state, 200.0, media=join_media(previews), cache_root=tmp_path
     )
     for raw in (HOSTILE, "<i>oil</i>", "task-<1>"):
         assert raw not in html_text
