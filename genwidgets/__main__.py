@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ._cost import CostPlan, shared_guard
 from ._exceptions import GenError
@@ -27,8 +27,23 @@ def _param(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in the CLI's one-line form (exit code 2, as argparse's own)."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{message} (see {self.prog} --help)")
+        raise SystemExit(2)
+
+
+def _fail(message: str) -> int:
+    """Print an error as one line on stderr; the exit code of every CLI error, 2."""
+    first, *rest = [line.strip() for line in str(message).splitlines() if line.strip()] or [""]
+    print(f"error: {first} {'; '.join(rest)}".rstrip(), file=sys.stderr)
+    return 2
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="genwidgets",
         description="Generate images, video and audio through one task client.",
     )
@@ -161,13 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .sandbox.__main__ import main as sandbox_main
 
             return sandbox_main(args.rest)
-    except GenError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except GenError as exc:  # several lines (a jobs file's bad lines) are joined into one
+        return _fail(str(exc))
     except OSError as exc:  # a jobs file that is not there, an --out folder that cannot be made
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"error: {exc.strerror or type(exc).__name__}{where}", file=sys.stderr)
-        return 2
+        return _fail(f"{exc.strerror or type(exc).__name__}{where}")
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
     return 2

@@ -126,8 +126,17 @@ async def test_a_sender_stopped_while_it_could_not_connect_is_not_refused_later(
 
 def test_cli_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
     env = {"GENWIDGETS_JOURNAL": "off", "PATH": "/usr/bin:/bin"}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "fine"}\nnot json\n[1]\n')
     cases = {
         "missing.jsonl": ["batch", str(tmp_path / "missing.jsonl")],
+        "line 2: not JSON (Expecting value); line 3: expected a JSON object": [
+            "batch",
+            str(bad),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        "required: model (see genwidgets run --help)": ["run"],
         "No API key": ["run", "segmind:seedream-4.5", "--prompt", "x"],
         "Unknown provider": ["run", "nosuch:model", "--prompt", "x"],
     }
