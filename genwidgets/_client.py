@@ -1,10 +1,11 @@
 """`AsyncClient`: submit, follow, cancel and download tasks; a façade over the client's parts.
 
 Each part is a small module with one job: `_accounts` (adapters, keys, budgets), `_transport`
-(HTTP under the budget, retries, the submit path), `_following` (the poll loop and deadlines),
-`_tracking` (one record per followed task), `_events` (push events), `_downloads` (outputs into
-the cache), `_replay` (what the journal already knows). `Client`, the blocking twin, runs the very
-same coroutines (`_sync`); `get_client`/`configure` keep the process defaults (`_defaults`).
+(HTTP under the budget, retries, the submit path), `_operations` (one request about one task),
+`_following` (the poll loop and deadlines), `_tracking` (one record per followed task), `_events`
+(push events), `_downloads` (outputs into the cache), `_replay` (what the journal already knows).
+`Client`, the blocking twin, runs the very same coroutines (`_sync`); `get_client`/`configure`
+keep the process defaults (`_defaults`); `_config` reads the environment.
 """
 
 from __future__ import annotations
