@@ -3,11 +3,13 @@
     .venv/bin/python benchmarks/bench_client.py throughput [--tasks 1000] [--peer-tasks 10]
     .venv/bin/python benchmarks/bench_client.py overhead [--calls 2000]
     .venv/bin/python benchmarks/bench_client.py rss [--megabytes 1024]
+    .venv/bin/python benchmarks/bench_client.py waits [--images 8]
     .venv/bin/python benchmarks/bench_client.py --tiny      # all three, a few seconds (tests)
 
 Each sets what it measures under, whatever the environment says (GENWIDGETS_* variables are
-dropped): budgets off (the client itself is measured, not Segmind's 5 requests/min; with the
-default budget 2,000 overhead calls would take hours), no journal unless the row says so, a
+dropped): budgets off for throughput, overhead and rss (the client itself is measured, not
+Segmind's 5 requests/min; with the default budget 2,000 overhead calls would take hours), the
+default budgets for waits (that is what it measures), no journal unless the row says so, a
 temporary cache directory.
 
 throughput: N tasks with 0.5 s of server time each through genwidgets (all in flight at once) vs
@@ -17,6 +19,10 @@ throughput: N tasks with 0.5 s of server time each through genwidgets (all in fl
 overhead: one status call through `AsyncClient.get` vs raw httpx on the same endpoint, same pool.
 rss: peak RSS growth of a fresh process while genwidgets downloads a large output, vs
   `httpx.get(url).content` in another fresh process.
+waits: N Segmind images (2 s each) submitted at once, then waited on one after another, with the
+  DEFAULT budgets (what a user gets): how long after the server finished each one the caller
+  knows it is done, vs Segmind's sample loop (sleep 2 s between status polls) on the same
+  images. (The issue measured 25-47 s for four images under the old default budget.)
 Each prints a table and a last line `RESULT {json}` whose "ratios" compare genwidgets with its peer.
 """
 
@@ -45,7 +51,14 @@ from genwidgets.sandbox import Sandbox
 KEY = {"segmind": "bench-key"}
 HEADERS = {"x-api-key": "bench-key"}
 #: Sizes of `--tiny`: enough to run every code path and print every ratio, in a few seconds.
-TINY = {"tasks": 20, "peer_tasks": 1, "calls": 200, "megabytes": 16}
+TINY = {
+    "tasks": 20,
+    "peer_tasks": 1,
+    "calls": 200,
+    "megabytes": 16,
+    "images": 3,
+    "image_seconds": 0.5,
+}
 
 
 
@@ -164,6 +177,65 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+async def waits_genwidgets(sb: Sandbox, n: int, folder: Path) -> list[float]:
+    """Seconds from each image's server finish to `wait()` returning, one after another."""
+    late = []
+    async with AsyncClient(api_keys=KEY, base_urls=sb.urls, cache_dir=folder, journal=False) as c:
+        tasks = await asyncio.gather(
+            *(c.submit("segmind:seedream-4.5", prompt=f"wait {i}") for i in range(n))
+        )
+        for task in tasks:
+            await c.wait(task)
+            late.append(time.time() - (sb.finished_at("segmind", task.id) or float("nan")))
+    return late
+
+
+def waits_peer(sb: Sandbox, n: int) -> list[float]:
+    """The same with Segmind's sample loop: submit all, then poll each every 2 s until done."""
+    base, late = sb.urls["segmind"], []
+    submit, status = f"{base}/v2/seedream-4.5", f"{base}/v2/requests/{{}}/status"
+    rids = [
+        httpx.post(submit, headers=HEADERS, json={"prompt": f"peer {i}"}).json()["request_id"]
+        for i in range(n)
+    ]
+    for rid in rids:
+        while True:
+            state = httpx.get(status.format(rid), headers=HEADERS).json()["status"]
+            if state in ("COMPLETED", "FAILED"):
+                break
+            time.sleep(2)
+        late.append(time.time() - (sb.finished_at("segmind", rid) or float("nan")))
+    return late
+
+
+def waits(args: argparse.Namespace) -> dict[str, Any]:
+    with (
+        Sandbox(task_seconds=args.image_seconds, queue_seconds=0.0) as sb,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        ours = asyncio.run(waits_genwidgets(sb, args.images, Path(tmp)))
+        peer = waits_peer(sb, args.images)
+    p50, peer_p50 = statistics.median(ours), statistics.median(peer)
+    result = {
+        "images": args.images,
+        "image_seconds": args.image_seconds,
+        "budgets": "default",
+        "genwidgets_late_s": [round(x, 2) for x in ours],
+        "peer_late_s": [round(x, 2) for x in peer],
+        "genwidgets_late_p50_s": round(p50, 2),
+        "genwidgets_late_max_s": round(max(ours), 2),
+        "peer_late_p50_s": round(peer_p50, 2),
+        "peer_late_max_s": round(max(peer), 2),
+        "ratios": {"waits_lateness_p50_vs_sample_loop": round(p50 / max(peer_p50, 0.001), 2)},
+    }
+    print(
+        f"{args.images} Segmind images ({args.image_seconds:g} s each) waited on one after another,"
+        f" default budgets: known done {p50:.2f} s (p50), {max(ours):.2f} s (max) after the server"
+        f" finished them; sample loop: {peer_p50:.2f} s (p50), {max(peer):.2f} s (max)"
+    )
+    return result
+
+
 RSS_CHILD = """
 import asyncio, json, resource, sys, time, httpx
 from pathlib import Path
@@ -227,14 +299,19 @@ def rss(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
-        "which", nargs="?", choices=("throughput", "overhead", "rss", "all"), default="all"
+        "which",
+        nargs="?",
+        choices=("throughput", "overhead", "rss", "waits", "all"),
+        default="all",
     )
     parser.add_argument("--tasks", type=int, default=1000, help="throughput: tasks")
     parser.add_argument("--peer-tasks", type=int, default=10, help="throughput: sample-code tasks")
     parser.add_argument("--calls", type=int, default=2000, help="overhead: status calls")
     parser.add_argument("--megabytes", type=int, default=1024, help="rss: output size")
+    parser.add_argument("--images", type=int, default=8, help="waits: images")
+    parser.add_argument("--image-seconds", type=float, default=2.0, help="waits: server time")
     args = parse_args(parser, TINY)
-    runs = {"throughput": throughput, "overhead": overhead, "rss": rss}
+    runs = {"throughput": throughput, "overhead": overhead, "rss": rss, "waits": waits}
     chosen = list(runs) if args.which == "all" else [args.which]
     results = {name: runs[name](args) for name in chosen}
     result = results[chosen[0]] if len(chosen) == 1 else dict(results)

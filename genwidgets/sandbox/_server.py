@@ -195,6 +195,14 @@ class Sandbox:
         """Counters since the last reset (a plain dict; see `State.stats`)."""
         return self._state.stats()
 
+    def finished_at(self, provider: str, task_id: str) -> float | None:
+        """When the task finishes (or finished) on the server, as `time.time()`; None if unknown.
+
+        Benchmarks measure how late a client learns of it."""
+        with self._state.lock:
+            task = self._state.tasks.get(task_id)
+            return task.finished if task is not None and task.provider == provider else None
+
     # ------------------------------------------------------------------------ lifecycle
     def __enter__(self) -> Sandbox:
         self.start()

@@ -383,6 +383,15 @@ def test_timelines_and_timestamps(sb: Sandbox, http: httpx.Client) -> None:
     assert status["status"] == "PROCESSING" and status["metrics"] == {}
 
 
+def test_finished_at_is_when_the_status_turns(sb: Sandbox, http: httpx.Client) -> None:
+    ref = handle(sb, "segmind", submit(sb, http, "segmind", "seedream-4.5", "clock").json())
+    finished = sb.finished_at("segmind", ref)
+    assert finished is not None and finished > time.time()
+    assert sb.finished_at("oxen", ref) is None and sb.finished_at("segmind", "nope") is None
+    _, seen = wait_done(sb, http, "segmind", ref)
+    assert seen[-1] == "succeeded" and time.time() >= finished
+
+
 def test_segmind_result_by_modality(sb: Sandbox, http: httpx.Client) -> None:
     refs = {
         kind: handle(
