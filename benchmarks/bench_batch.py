@@ -46,13 +46,13 @@ import contextlib
 import inspect
 import json
 import os
-import random
+import re
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -64,6 +64,7 @@ import httpx
 MODEL = "bytedance/seedance"  # the docs' example (a video model)
 KEY = "bench-key"
 HERE = Path(__file__).resolve()
+_PROVIDERS = ("onerouter", "segmind", "rixapi", "netmind", "oxen")  # the seed providers' URLs
 #: Sizes of `--tiny`: every code path and every ratio, in a few seconds (tests run it).
 TINY = {"tasks": 20, "max_in_flight": 20, "task_seconds": 0.5}
 
@@ -80,26 +81,6 @@ sys.exit(cli.main(sys.argv[1:]))
 
 
 # ------------------------------------------------------------------------------ sandbox process
-def free_port_base(count: int = 6) -> int:
-    """A base port with `count` consecutive free loopback ports after it."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 40000, 10)
-        socks: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no free block of loopback ports")
-
-
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without any GENWIDGETS_* setting or provider key, plus `extra`."""
     drop = ("GENWIDGETS_", "ONEROUTER_", "SEGMIND_", "RIXAPI_", "NETMIND_", "OXEN_")
@@ -135,48 +116,61 @@ def own_environment() -> None:
 
 
 class SandboxProcess:
-    """`python -m genwidgets.sandbox ARGS --port-base P` in a subprocess, driven over HTTP."""
+    """`python -m genwidgets.sandbox ARGS --port-base 0` in a subprocess, driven over HTTP.
 
-    PROVIDERS = ("onerouter", "segmind", "rixapi", "netmind", "oxen")
+    Its ports are ephemeral; `urls` (provider -> origin) is read from the `export
+    GENWIDGETS_<PROVIDER>_URL=...` lines it prints when it is ready.
+    """
 
     def __init__(
         self, args: list[str], *, small_media: bool = False, log: Path | None = None
     ) -> None:
         self.args = list(args)
         self.small_media = small_media
-        self.base = free_port_base()
-        self.urls = {
-            name: f"http://127.0.0.1:{self.base + i}" for i, name in enumerate(self.PROVIDERS)
-        }
+        self.urls: dict[str, str] = {}
         self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._sink: Any = None
+        self.proc: subprocess.Popen[str] | None = None
+        self._drain: threading.Thread | None = None
         self._http = httpx.Client(timeout=60.0)
 
     @property
     def command(self) -> list[str]:
         head = ["-c", SMALL_MEDIA_LAUNCHER] if self.small_media else ["-m", "genwidgets.sandbox"]
-        return [sys.executable, *head, *self.args, "--port-base", str(self.base)]
+        return [sys.executable, *head, *self.args, "--port-base", "0"]
 
     def __enter__(self) -> SandboxProcess:
-        self._sink = open(self.log, "wb") if self.log else None  # closed in __exit__
         self.proc = subprocess.Popen(
             self.command,
-            stdout=self._sink or subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=clean_env(),
+            text=True,
         )
-        deadline = time.monotonic() + 30.0
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the sandbox exited with {self.proc.returncode}")
-            try:
-                self.stats()
-                return self
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        assert self.proc.stdout is not None
+        banner: list[str] = []
+        for line in self.proc.stdout:  # the banner ends with the export lines
+            banner.append(line)
+            match = re.match(r"export GENWIDGETS_([A-Z_]+)_URL=(\S+)", line.strip())
+            if match:
+                self.urls[match.group(1).lower()] = match.group(2)
+            elif self.urls:
+                break
+            if set(_PROVIDERS) <= set(self.urls):
+                break
+        if not set(_PROVIDERS) <= set(self.urls):
+            raise RuntimeError("the sandbox did not start:\n" + "".join(banner[-20:]))
+        self._drain = threading.Thread(target=self._keep_reading, args=(banner,), daemon=True)
+        self._drain.start()
+        self.stats()
+        return self
+
+    def _keep_reading(self, banner: list[str]) -> None:
+        """Empty the pipe (so the sandbox never blocks on it) into the log, if there is one."""
+        assert self.proc is not None and self.proc.stdout is not None
+        with open(self.log or os.devnull, "w") as sink:
+            sink.writelines(banner)
+            for line in self.proc.stdout:
+                sink.write(line)
 
     def __exit__(
         self,
@@ -194,8 +188,8 @@ class SandboxProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self._sink is not None:
-            self._sink.close()
+        if self._drain is not None:
+            self._drain.join(5)
 
     def stats(self) -> dict[str, Any]:
         response = self._http.get(f"{self.urls['onerouter']}/_sandbox/stats")
