@@ -89,6 +89,18 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]
     return owner, notes
 
 
+def _owner(path: Path) -> dict[str, Any] | None:
+    """Who wrote a notes file: its first note (one line read, however long the file)."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            first = json.loads(handle.readline())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return _read(path)[0]  # a first line cut short: the next complete note names it
+    return first if "token" in first else _read(path)[0]
+
+
 class FileNotes:
     """This process's submit notes for one journal, and the orphan check over everyone's."""
 
@@ -142,9 +154,12 @@ class FileNotes:
             return []
         found = []
         for path in paths:
-            owner, notes = _read(path)
-            if path == self._mine or owner is None or _alive(owner):
+            if path == self._mine:
                 continue
+            owner = _owner(path)
+            if owner is None or _alive(owner):
+                continue  # a live process's notes are its own business: not read any further
+            notes = _read(path)[1]
             if notes:
                 found.append((path, notes))
             else:

@@ -110,3 +110,20 @@ async def test_a_submit_killed_in_the_air_is_not_resent_without_fresh(
     assert sb.stats()["requests"]["rixapi"]["submit"] == 3
     Journal(journal_path).flush()
     assert open_notes(journal_path) == []
+
+
+def test_the_orphan_check_reads_one_line_of_a_live_process_file(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    fp = fingerprint("rixapi", "m", {"prompt": "x"})
+    live = {"host": socket.gethostname(), "pid": os.getppid(), "process": "busy-batch"}
+    lines = [{"token": f"t{i}", "fingerprint": fp, **live} for i in range(25_000)]
+    lines += [{"end": f"t{i}"} for i in range(25_000)]  # a long-running batch's notes
+    folder = tmp_path / "j.sqlite-submits"
+    folder.mkdir()
+    (folder / f"{os.getppid()}-busy-batch.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in lines)
+    )
+    started = time.monotonic()
+    for _ in range(100):  # one check per submit
+        assert journal.orphaned_submits(fp) == []
+    assert time.monotonic() - started < 1.0  # reading the whole file each time took 20 s
