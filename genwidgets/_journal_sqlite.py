@@ -1,9 +1,11 @@
 """The SQLite store behind `Journal`: one file, a versioned schema, reads that never write.
 
-Reads go through their own read-only connection, so a lookup before a submit never waits for the
-write lock (WAL readers do not block on writers) and a replay of a journal committed beside a
-notebook leaves the file exactly as it was. Only `write` creates or migrates the schema, from the
-journal's background writer thread.
+Reads go through their own connection, which only ever runs SELECTs, so a lookup before a submit
+never waits for the write lock (WAL readers do not block on writers) and a replay of a journal
+committed beside a notebook leaves the file exactly as it was. (It is opened read-write, not
+`mode=ro`, only so that closing it removes the -wal and -shm files SQLite adds beside a WAL
+journal; a write-protected file is opened read-only.) Only `write` creates or migrates the
+schema, from the journal's background writer thread.
 
 Schema versions (`PRAGMA user_version`): 0 is every journal written before versions existed (the
 same tables, sometimes with the retired `submits` table of submit notes, which is left alone);
@@ -201,14 +203,14 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ reading
     def _read(self, query: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        """Rows of a query on the read-only connection; none while the file or table is missing
+        """Rows of a query on the reading connection; none while the file or table is missing
         (nothing was written yet). Never creates, migrates or locks the file for writing."""
         with self._read_lock:
             if self._reader is None:
                 if not self.path.is_file():
                     return []
                 db = sqlite3.connect(
-                    f"{self.path.resolve().as_uri()}?mode=ro",
+                    f"{self.path.resolve().as_uri()}?mode=rw",  # rw: never creates the file
                     uri=True,
                     timeout=_READ_BUSY_SECONDS,
                     check_same_thread=False,
