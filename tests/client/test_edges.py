@@ -23,6 +23,13 @@ from tests.conftest import KEYS
 CLI = "import sys; from genwidgets.__main__ import main; sys.exit(main(sys.argv[1:]))"
 
 
+def cli(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`genwidgets COMMAND...` in a fresh process with exactly `env`."""
+    return subprocess.run(
+        [sys.executable, "-c", CLI, *command], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
 def _closed_port() -> str:
     """An origin nothing listens on: connecting is refused at once."""
     with socket.socket() as probe:
@@ -73,9 +80,7 @@ def test_cli_timeout_bounds_a_provider_that_refuses_connections(tmp_path: Path) 
     }
     command = ["run", "segmind:seedream-4.5", "--prompt", "x", "--timeout", "2"]
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-c", CLI, *command], env=env, capture_output=True, text=True, timeout=60
-    )
+    done = cli(command, env)
     took = time.monotonic() - started
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: The deadline passed")
@@ -141,13 +146,7 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
         "Unknown provider": ["run", "nosuch:model", "--prompt", "x"],
     }
     for expected, command in cases.items():
-        done = subprocess.run(
-            [sys.executable, "-c", CLI, *command],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = cli(command, env)
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
         assert expected in done.stderr
