@@ -127,20 +127,30 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _models() -> int:
+    """Every provider the registry knows (plugins too), its key's state and its catalogue."""
     from ._config import api_key
-    from .providers import get_provider_class, provider_names
+    from .providers import BrokenPlugin, _registry, get_provider_class, provider_names
 
     for name in provider_names():
-        cls = get_provider_class(name)
+        entry = _registry.entries()[name]
+        plugin = "" if entry.builtin else f"; plugin from {entry.origin}"
+        try:
+            cls = get_provider_class(name)
+        except BrokenPlugin as exc:
+            print(f"{name} (cannot be used{plugin}): {exc.message}")
+            continue
         if cls.env_var:
-            ready = "key set" if api_key(cls.env_var) else f"set {cls.env_var}"
+            keys = " or ".join((cls.env_var, *cls.env_vars))
+            ready = "key set" if cls.key_from_env(api_key) else f"set {keys}"
         else:
             ready = "no key needed"
-        print(f"{name} ({ready}; {cls.default_base_url or 'in-process'})")
+        print(f"{name} ({ready}; {cls.default_base_url or 'in-process'}{plugin})")
         for info in cls(api_key=None).models.values():
             print(f"  {name}:{info.name:<45} {info.kind:<6} {info.description}")
         if cls.open_catalogue:
             print(f"  (other {name} models are passed through by name)")
+    for why in _registry.refused():
+        print(f"ignored plugin: {why}")
     return 0
 
 

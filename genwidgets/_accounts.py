@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from . import _config
 from ._budget import Budget, BudgetSetting, budget_for, resolve_limits
 from ._exceptions import MissingKey
-from .providers import Provider, get_provider_class, provider_names
+from .providers import BrokenPlugin, Provider, get_provider_class, provider_names
 
 __all__ = ["Accounts"]
 
@@ -38,18 +38,18 @@ class Accounts:
         """Providers an adapter was built for so far."""
         return sorted(self._adapters)
 
-    def _key(self, name: str, env_var: str | None) -> str | None:
+    def _key(self, name: str, cls: type[Provider]) -> str | None:
         key = self._api_keys.get(name)
-        return _config.api_key(env_var) if key is None else key
+        return cls.key_from_env(_config.api_key) if key is None else key
 
     def adapter(self, name: str) -> Provider:
         """The adapter for `name`, with its key and base URL resolved (once)."""
         adapter = self._adapters.get(name)
         if adapter is None:
             cls = get_provider_class(name)
-            key = self._key(name, cls.env_var)
+            key = self._key(name, cls)
             if cls.env_var and not key:
-                raise MissingKey(name, cls.env_var)
+                raise MissingKey(name, " or ".join((cls.env_var, *cls.env_vars)))
             base = self._base_urls.get(name) or _config.base_url(name, cls.default_base_url)
             adapter = self._adapters[name] = cls(api_key=key, base_url=base)
         return adapter
@@ -62,12 +62,17 @@ class Accounts:
         return adapter
 
     def configured(self) -> list[str]:
-        """Providers usable right now: `local` plus every provider with a key configured."""
-        return [
-            name
-            for name in provider_names()
-            if not (env_var := get_provider_class(name).env_var) or self._key(name, env_var)
-        ]
+        """Providers usable right now: `local` plus every provider with a key configured (a
+        plugin that cannot be loaded is left out here: using it says why)."""
+        usable = []
+        for name in provider_names():
+            try:
+                cls = get_provider_class(name)
+            except BrokenPlugin:
+                continue
+            if not cls.env_var or self._key(name, cls):
+                usable.append(name)
+        return usable
 
     def budget(self, name: str) -> Budget | None:
         """The budget of `name`'s account on the running loop (None: unlimited or local)."""

@@ -1,5 +1,8 @@
 """The budget table: each provider's default limits, what its rate limit counts, and why.
 
+Each adapter declares its row (`Provider.limits`, a `ProviderLimits`); `PROVIDER_LIMITS` reads
+them, so a new provider (or a plugin) brings its budget with it.
+
 `resolve_limits` applies, in order, a client's `budgets=` entry, `GENWIDGETS_BUDGETS=off` and
 `GENWIDGETS_<PROVIDER>_RPM` / `_MAX_IN_FLIGHT` to the table's defaults.
 """
@@ -7,7 +10,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -56,43 +59,54 @@ class ProviderLimits:
 #: Only the submit counts: the provider limits generation requests, not status polls.
 SUBMITS = frozenset({"submit"})
 
-#: The budget table. Invented numbers say so: a 429 (with its Retry-After, or Segmind's reset
-#: header) then teaches the real limit, and `GENWIDGETS_<PROVIDER>_RPM` / `_MAX_IN_FLIGHT` or
-#: `budgets=` set the one a plan really has.
-PROVIDER_LIMITS: Mapping[str, ProviderLimits] = {
-    "onerouter": ProviderLimits(
-        Limits(requests_per_minute=600, max_in_flight=30),
-        None,
-        "documented (docs.onerouter.pro/features/rate-limits): community accounts get 600 "
-        "requests/min and 30 concurrent tasks; the docs count every request",
-    ),
-    "segmind": ProviderLimits(
-        Limits(requests_per_minute=5, max_in_flight=5),
-        SUBMITS,
-        "documented (docs.segmind.com/api-reference/rate-limits): Free 5, Pro 50 requests/min "
-        "(GENWIDGETS_SEGMIND_RPM=50); its pricing page says 60 to 1,000. Its own sample polls "
-        "every 2 s (30/min), so the limit counts generation requests, not polls. The 5 in flight "
-        "are invented (a minute's worth of Free submits)",
-    ),
-    "rixapi": ProviderLimits(
-        Limits(requests_per_minute=120, max_in_flight=10),
-        None,
-        "invented: RixAPI documents no limit; 120/min and 10 in flight are a cautious guess",
-    ),
-    "netmind": ProviderLimits(
-        Limits(requests_per_minute=120, max_in_flight=10),
-        None,
-        "invented: NetMind documents 429 for chat completions only; a cautious guess",
-    ),
-    "oxen": ProviderLimits(
-        Limits(requests_per_minute=120, max_in_flight=10),
-        None,
-        "invented: Oxen documents no limit; a cautious guess",
-    ),
-}
+class _AdapterRows(Mapping[str, ProviderLimits]):
+    """The budget table, read off the adapters: each provider class's `limits` row (see
+    `Provider.limits`), for the providers that declare one. Lazy, so importing this module imports
+    no adapter; a plugin that cannot be loaded has no row (using it raises its own error)."""
+
+    def _row(self, name: str) -> ProviderLimits | None:
+        from .providers import _registry
+
+        try:
+            return _registry.load(name).limits
+        except (KeyError, ConfigError):
+            return None
+
+    def __getitem__(self, name: str) -> ProviderLimits:
+        row = self._row(name) if isinstance(name, str) else None
+        if row is None:
+            raise KeyError(name)
+        return row
+
+    def __iter__(self) -> Iterator[str]:
+        from .providers import _registry
+
+        return iter([name for name in _registry.entries() if self._row(name) is not None])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class _DefaultLimits(Mapping[str, Limits]):
+    """`PROVIDER_LIMITS` without the evidence: the default limits alone, by provider."""
+
+    def __getitem__(self, name: str) -> Limits:
+        return PROVIDER_LIMITS[name].limits
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(PROVIDER_LIMITS)
+
+    def __len__(self) -> int:
+        return len(PROVIDER_LIMITS)
+
+
+#: The budget table, from the adapters' `limits` rows. Invented numbers say so: a 429 (with its
+#: Retry-After, or Segmind's reset header) then teaches the real limit, and
+#: `GENWIDGETS_<PROVIDER>_RPM` / `_MAX_IN_FLIGHT` or `budgets=` set the one a plan really has.
+PROVIDER_LIMITS: Mapping[str, ProviderLimits] = _AdapterRows()
 
 #: The default limits alone, by provider.
-DEFAULT_LIMITS: Mapping[str, Limits] = {n: row.limits for n, row in PROVIDER_LIMITS.items()}
+DEFAULT_LIMITS: Mapping[str, Limits] = _DefaultLimits()
 
 BudgetSetting = bool | Mapping[str, "Limits | Mapping[str, Any] | tuple[Any, Any] | None"] | None
 

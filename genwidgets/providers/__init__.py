@@ -1,23 +1,30 @@
 """Provider adapters, one small sans-IO module each, found through a lazy registry.
 
-Adding a provider means adding one module here and one line to `_REGISTRY`.
+Adding a provider means adding one module here (``<name>.py`` with a `Provider` subclass named
+``<name>``), or installing a plugin package that declares one in the ``genwidgets.providers``
+entry point group; see ``docs/adapters.md`` and `_registry`.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 
 from .._exceptions import UnknownProvider
+from .._limits import SUBMITS, Limits, ProviderLimits
 from ._base import Provider
 from ._catalogue import ModelInfo, Param
+from ._registry import BrokenPlugin, entries, load
 from ._wire import Event, Request, Response
 
 __all__ = [
+    "SUBMITS",
+    "BrokenPlugin",
     "Event",
+    "Limits",
     "ModelInfo",
     "Param",
     "Provider",
+    "ProviderLimits",
     "Request",
     "Response",
     "get_provider_class",
@@ -25,44 +32,35 @@ __all__ = [
     "provider_names",
 ]
 
-_REGISTRY: dict[str, str] = {
-    "local": "genwidgets.providers.local:LocalProvider",
-    "onerouter": "genwidgets.providers.onerouter:OneRouterProvider",
-    "rixapi": "genwidgets.providers.rixapi:RixAPIProvider",
-    "segmind": "genwidgets.providers.segmind:SegmindProvider",
-    "netmind": "genwidgets.providers.netmind:NetMindProvider",
-    "oxen": "genwidgets.providers.oxen:OxenProvider",
-}
 
-
-def provider_names() -> list[str]:
-    return list(_REGISTRY)
+def provider_names(*, plugins: bool = True) -> list[str]:
+    """Every provider's name: the built-ins (`local` first), then installed plugins'
+    (`plugins=False`: the built-ins alone, e.g. for output that must not depend on the machine)."""
+    return [name for name, entry in entries().items() if plugins or entry.builtin]
 
 
 def get_provider_class(name: str) -> type[Provider]:
-    """The adapter class for `name`, imported on first use."""
-    target = _REGISTRY.get(name)
-    if target is None:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        raise UnknownProvider(name, provider_names(), close[0] if close else None)
-    module_name, _, attr = target.partition(":")
-    cls: type[Provider] = getattr(importlib.import_module(module_name), attr)
-    return cls
+    """The adapter class for `name`, imported on first use (`BrokenPlugin` if it cannot be)."""
+    if name not in entries():
+        raise _unknown(name)
+    return load(name)
+
+
+def _unknown(name: str, shown: str | None = None) -> UnknownProvider:
+    close = difflib.get_close_matches(name, provider_names(), n=1)
+    return UnknownProvider(shown or name, provider_names(), close[0] if close else None)
 
 
 def parse_model_id(model_id: str) -> tuple[str, str]:
     """Split `provider:model` once (model names may contain ':' or '/' themselves)."""
     provider, sep, model = model_id.partition(":")
     provider = provider.strip().lower()
+    known = entries()
     if not sep:
-        close = difflib.get_close_matches(provider, list(_REGISTRY), n=1)
-        if provider in _REGISTRY:
-            raise UnknownProvider(
-                f"{model_id} (a model name is missing: write '{provider}:<model>')",
-                provider_names(),
-            )
-        raise UnknownProvider(model_id, provider_names(), close[0] if close else None)
-    if provider not in _REGISTRY:
-        close = difflib.get_close_matches(provider, list(_REGISTRY), n=1)
-        raise UnknownProvider(provider, provider_names(), close[0] if close else None)
+        if provider in known:
+            missing = f"{model_id} (a model name is missing: write '{provider}:<model>')"
+            raise UnknownProvider(missing, provider_names())
+        raise _unknown(provider, model_id)
+    if provider not in known:
+        raise _unknown(provider)
     return provider, model.strip()

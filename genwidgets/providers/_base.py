@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
 from .._exceptions import GenError, InvalidParams, MalformedResponse, NotSupported
+from .._limits import ProviderLimits
 from .._models import Output, OutputKind, Status, Task
 from ._catalogue import ModelInfo, check_filters, check_params
 from ._errors import (
@@ -52,9 +53,13 @@ class Provider:
     """Base class of the adapters: class attributes and tables describe the protocol, the
     build/parse pairs translate it."""
 
-    name: ClassVar[str]
-    env_var: ClassVar[str | None] = None  # where the API key comes from
-    default_base_url: ClassVar[str] = ""
+    name: ClassVar[str]  # before the ':' in `provider:model`; the registry finds the class by it
+    env_var: ClassVar[str | None] = None  # where the API key comes from (None: no key needed)
+    env_vars: ClassVar[tuple[str, ...]] = ()  # other key variables, tried in order after env_var
+    default_base_url: ClassVar[str] = ""  # an origin; GENWIDGETS_<NAME>_URL overrides it
+    #: the default budget: limits, what the rate counts, and the evidence (None: unlimited)
+    limits: ClassVar[ProviderLimits | None] = None
+    about: ClassVar[str] = ""  # one line on what sets the protocol apart (README, CLI)
     models: ClassVar[Mapping[str, ModelInfo]] = {}
     #: Unknown model names are passed through to the provider (its catalogue is larger than ours
     #: and changes weekly); the provider's own "not found" is then mapped to UnknownModel.
@@ -96,6 +101,13 @@ class Provider:
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None) -> None:
         self._api_key = api_key
         self.base_url = (base_url or self.default_base_url).rstrip("/")
+
+    @classmethod
+    def key_from_env(cls, read: Callable[[str], str | None]) -> str | None:
+        """The key, from the environment as `read` sees it: the first of `env_var` and
+        `env_vars` that is set. Override for keys made of parts (fal's ID and secret)."""
+        names = (cls.env_var, *cls.env_vars) if cls.env_var else ()
+        return next((key for name in names if (key := read(name))), None)
 
     def __repr__(self) -> str:  # never show the key
         return f"<{type(self).__name__} base_url={self.base_url!r}>"
@@ -356,7 +368,6 @@ class Provider:
         url = where if where.startswith(("http://", "https://")) else self.url(where)
         headers = {**self.auth_headers(), **parts.pop("headers", {})}
         return Request(method, url, headers=headers, **parts)
-
 
     def output(
         self,

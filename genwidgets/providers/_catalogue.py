@@ -1,7 +1,9 @@
 """The catalogue: what a model produces and which parameters it takes, checked before sending.
 
 A `ModelInfo` names a model and its `Param`s; `check_params` turns what a user typed (the magic
-and the CLI hand over text) into JSON-ready values, or refuses with `InvalidParams`.
+and the CLI hand over text) into JSON-ready values, or refuses with `InvalidParams`. An adapter's
+budget row (`ProviderLimits`, defined in `genwidgets._limits`) is declared beside its catalogue,
+so both are imported from here.
 """
 
 from __future__ import annotations
@@ -14,9 +16,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._exceptions import InvalidParams
+from .._limits import SUBMITS, Limits, ProviderLimits
 from .._models import OutputKind
 
-__all__ = ["PROMPT", "SEED", "ModelInfo", "Param", "catalogue", "check_filters", "check_params"]
+__all__ = [
+    "PROMPT",
+    "SEED",
+    "SUBMITS",
+    "Limits",
+    "ModelInfo",
+    "Param",
+    "ProviderLimits",
+    "catalogue",
+    "check_filters",
+    "check_params",
+]
 
 
 @dataclass(frozen=True)

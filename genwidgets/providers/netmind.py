@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from .._models import Output, OutputKind, Status, Task
 from ._base import Provider
-from ._catalogue import ModelInfo, Param, catalogue
+from ._catalogue import Limits, ModelInfo, Param, ProviderLimits, catalogue
 from ._errors import DEFAULT_RULES, SERVER, ErrorRule, model_refused
 from ._fields import dig, guess_kind, is_http_url, kind_word, parse_time, text, unwrap
 from ._wire import Request, Response
@@ -93,6 +93,14 @@ MMAUDIO = ModelInfo(
 )
 
 
+#: The default budget (see `_limits`): what the numbers rest on.
+LIMITS = ProviderLimits(
+    Limits(requests_per_minute=120, max_in_flight=10),
+    None,
+    "invented: NetMind documents 429 for chat completions only; a cautious guess",
+)
+
+
 class NetMindProvider(Provider):
     """Sans-IO adapter for NetMind's generation API (create, get, list, delete).
 
@@ -103,6 +111,7 @@ class NetMindProvider(Provider):
 
     name: ClassVar[str] = "netmind"
     env_var: ClassVar[str | None] = "NETMIND_API_KEY"
+    limits: ClassVar[ProviderLimits | None] = LIMITS
     default_base_url: ClassVar[str] = "https://api.netmind.ai"
     models: ClassVar[Mapping[str, ModelInfo]] = catalogue(QWEN_IMAGE, MMAUDIO)
     can_list: ClassVar[bool] = True

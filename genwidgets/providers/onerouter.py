@@ -25,7 +25,7 @@ from urllib.parse import quote
 from .._exceptions import GenError, InvalidParams, ProviderError, ServerError
 from .._models import Status, Task
 from ._base import Provider
-from ._catalogue import ModelInfo, Param, catalogue
+from ._catalogue import Limits, ModelInfo, Param, ProviderLimits, catalogue
 from ._errors import DEFAULT_RULES, MODEL_NOT_FOUND, ErrorRule, model_refused
 from ._fields import as_float, as_int, dig, kind_word, parse_time, same_site
 from ._wire import Request, Response
@@ -76,11 +76,21 @@ SEEDANCE = ModelInfo(
 )
 
 
+#: The default budget (see `_limits`): what the numbers rest on.
+LIMITS = ProviderLimits(
+    Limits(requests_per_minute=600, max_in_flight=30),
+    None,
+    "documented (docs.onerouter.pro/features/rate-limits): community accounts get 600 "
+    "requests/min and 30 concurrent tasks; the docs count every request",
+)
+
+
 class OneRouterProvider(Provider):
     """Sans-IO adapter for OneRouter's asynchronous media API."""
 
     name: ClassVar[str] = "onerouter"
     env_var: ClassVar[str | None] = "ONEROUTER_API_KEY"
+    limits: ClassVar[ProviderLimits | None] = LIMITS
     default_base_url: ClassVar[str] = DEFAULT_BASE_URL
     models: ClassVar[Mapping[str, ModelInfo]] = catalogue(SEEDANCE)
     poll_interval: ClassVar[tuple[float, float]] = (2.0, 10.0)

@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 from .._exceptions import InvalidParams, ProviderError
 from .._models import Status, Task
-from ._catalogue import ModelInfo, Param, catalogue
+from ._catalogue import Limits, ModelInfo, Param, ProviderLimits, catalogue
 from ._errors import AUTH, ERROR_TEXTS, OTHER, QUOTA, RATE, SERVER, ErrorRule, model_refused
 from ._fields import dig, first_id, is_http_url, is_id, kind_word, text
 from ._oxen_events import OxenEvents
@@ -105,6 +105,14 @@ FLUX2_KLEIN_4B = ModelInfo(
 )
 
 
+#: The default budget (see `_limits`): what the numbers rest on.
+LIMITS = ProviderLimits(
+    Limits(requests_per_minute=120, max_in_flight=10),
+    None,
+    "invented: Oxen documents no limit; a cautious guess",
+)
+
+
 class OxenProvider(OxenEvents):
     """Sans-IO adapter for Oxen.ai's async queue (``hub.oxen.ai/api/ai/queue``) and its events.
 
@@ -124,6 +132,7 @@ class OxenProvider(OxenEvents):
 
     name: ClassVar[str] = "oxen"
     env_var: ClassVar[str | None] = "OXEN_API_KEY"
+    limits: ClassVar[ProviderLimits | None] = LIMITS
     default_base_url: ClassVar[str] = "https://hub.oxen.ai"
     models: ClassVar[Mapping[str, ModelInfo]] = catalogue(KLING_26_PRO, FLUX2_KLEIN_4B)
     can_cancel: ClassVar[bool] = True

@@ -22,7 +22,7 @@ from urllib.parse import quote
 from .._exceptions import InvalidParams, QuotaError
 from .._models import Status, Task
 from ._base import Provider
-from ._catalogue import ModelInfo, Param, catalogue
+from ._catalogue import Limits, ModelInfo, Param, ProviderLimits, catalogue
 from ._errors import DEFAULT_RULES, MODEL_NOT_FOUND, ErrorRule, model_refused
 from ._fields import as_float, dig, is_http_url, unwrap
 from ._wire import Request, Response
@@ -74,11 +74,20 @@ CATALOGUE: tuple[ModelInfo, ...] = (
 )
 
 
+#: The default budget (see `_limits`): what the numbers rest on.
+LIMITS = ProviderLimits(
+    Limits(requests_per_minute=120, max_in_flight=10),
+    None,
+    "invented: RixAPI documents no limit; 120/min and 10 in flight are a cautious guess",
+)
+
+
 class RixAPIProvider(Provider):
     """Sans-IO adapter for the RixAPI task API (ePhone AI at api.ephone.ai, ElkAPI)."""
 
     name: ClassVar[str] = "rixapi"
     env_var: ClassVar[str | None] = "RIXAPI_API_KEY"
+    limits: ClassVar[ProviderLimits | None] = LIMITS
     default_base_url: ClassVar[str] = "https://api.ephone.ai"
     models: ClassVar[Mapping[str, ModelInfo]] = catalogue(*CATALOGUE)
     poll_interval: ClassVar[tuple[float, float]] = (3.0, 10.0)  # the docs advise 3-10 s

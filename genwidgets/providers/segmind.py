@@ -30,7 +30,7 @@ from urllib.parse import quote
 from .._exceptions import ProviderError
 from .._models import Output, Status, Task
 from ._base import Provider
-from ._catalogue import ModelInfo, Param, catalogue
+from ._catalogue import SUBMITS, Limits, ModelInfo, Param, ProviderLimits, catalogue
 from ._errors import DEFAULT_RULES, QUOTA, ErrorRule, model_refused
 from ._fields import first_id, is_http_url, is_id, same_site
 from ._wire import Request, Response
@@ -69,11 +69,23 @@ SEEDREAM = ModelInfo(
 )
 
 
+#: The default budget (see `_limits`): what the numbers rest on.
+LIMITS = ProviderLimits(
+    Limits(requests_per_minute=5, max_in_flight=5),
+    SUBMITS,
+    "documented (docs.segmind.com/api-reference/rate-limits): Free 5, Pro 50 requests/min "
+    "(GENWIDGETS_SEGMIND_RPM=50); its pricing page says 60 to 1,000. Its own sample polls "
+    "every 2 s (30/min), so the limit counts generation requests, not polls. The 5 in flight "
+    "are invented (a minute's worth of Free submits)",
+)
+
+
 class SegmindProvider(Provider):
     """Sans-IO adapter for Segmind's V2 async API (submit, light status poll, result fetch)."""
 
     name: ClassVar[str] = "segmind"
     env_var: ClassVar[str | None] = "SEGMIND_API_KEY"
+    limits: ClassVar[ProviderLimits | None] = LIMITS
     default_base_url: ClassVar[str] = "https://api.segmind.com"
     models: ClassVar[Mapping[str, ModelInfo]] = catalogue(SEEDREAM)
     # The docs' example polls every 2 s. The free tier allows 5 requests a minute and it is not
