@@ -1,4 +1,4 @@
-"""A loopback server that speaks the five providers' async protocols, with fault injection.
+"""A loopback server that speaks the providers' async protocols, with fault injection.
 
 Tests and benchmarks drive the real client against it over real HTTP; users point a notebook at
 it to try the UI offline::
@@ -30,7 +30,7 @@ from __future__ import annotations
 from ._faults import FaultConfig
 from ._limits import DOCUMENTED_LIMITS, ServerLimits
 from ._result_files import MediaSizes
-from ._server import DEFAULT_PORTS, PROVIDERS, Sandbox
+from ._server import Sandbox
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -41,3 +41,13 @@ __all__ = [
     "Sandbox",
     "ServerLimits",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """`PROVIDERS` (the protocols served) and `DEFAULT_PORTS` (the CLI's ports), found when
+    first asked for: plugins' protocols included (see `_protocols`)."""
+    if name in ("PROVIDERS", "DEFAULT_PORTS"):
+        from . import _server
+
+        return getattr(_server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

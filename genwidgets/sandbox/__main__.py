@@ -31,14 +31,15 @@ _INT_FAULTS = {"burst_429", "seed"}
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genwidgets sandbox",
-        description="Serve the five providers' async protocols on 127.0.0.1, with fault injection.",
+        description="Serve the providers' async protocols on 127.0.0.1, with fault injection.",
     )
     parser.add_argument(
         "--port-base",
         type=int,
         default=8100,
-        help="first port: onerouter +0, segmind +1, rixapi +2, netmind +3, oxen +4, "
-        "onerouter's poll host +5 (0: ephemeral ports; default 8100)",
+        help="first port: "
+        + ", ".join(f"{name} +{offset}" for name, offset in _offsets().items())
+        + " (0: ephemeral ports; default 8100)",
     )
     parser.add_argument(
         "--task-seconds", type=float, default=2.0, help="running time of a task (default 2)"
@@ -207,7 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _offsets() -> dict[str, int]:
-    return {name: port - DEFAULT_PORTS["onerouter"] for name, port in DEFAULT_PORTS.items()}
+    """Each port name's offset from --port-base (the defaults start at 8100), in port order."""
+    ports = sorted(DEFAULT_PORTS.items(), key=lambda item: item[1])
+    return {name: port - 8100 for name, port in ports}
 
 
 def _or_unlimited(value: int | None) -> str:
@@ -220,8 +223,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def _print_banner(sandbox: Sandbox, faults: dict[str, object], jitter: float = 0.0) -> None:
     lines = ["genwidgets sandbox on loopback (Ctrl-C to stop)"]
-    for name in PROVIDERS:
-        line = f"  {name:<10} {sandbox.urls[name]}"
+    for name, url in sandbox.urls.items():
+        line = f"  {name:<10} {url}"
         if name == "onerouter":
             line += f"  (polls at {sandbox.onerouter_poll_url})"
         lines.append(line)

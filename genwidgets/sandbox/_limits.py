@@ -26,7 +26,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
-from ._tasks import PROVIDERS, SimTask
+from ._tasks import SimTask
 
 __all__ = [
     "DOCUMENTED_LIMITS",
@@ -141,8 +141,12 @@ def known_provider(name: str) -> str:
     """A provider name limits can be keyed by; a typo raises instead of limiting nothing."""
     if name == "onerouter_poll":
         raise ValueError("onerouter_poll shares onerouter's limits; set them on 'onerouter'")
-    if name not in PROVIDERS:
-        raise ValueError(f"unknown provider {name!r}; known: {', '.join(PROVIDERS)}")
+    from ._protocols import protocol_names  # (they import this module)
+
+    # the providers served; OneRouter's poll host is part of "onerouter" (its account and limits)
+    known = protocol_names()
+    if name not in known:
+        raise ValueError(f"unknown provider {name!r}; known: {', '.join(known)}")
     return name
 
 

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from ._http import ErrorKind, ProviderApp, big_size, fmt_datetime, read_json, seed_of
 from ._tasks import SimTask
 
-__all__ = ["NetMind"]
+__all__ = ["APPS", "PORTS", "NetMind"]
 
 HOSTILE_NAMES = (
     "../../x.sh",
@@ -149,3 +149,8 @@ class NetMind(ProviderApp):
         elif phase == "failed":
             body["logs"] = [{"text": task.error or "failed"}]
         return body
+
+
+#: What the sandbox serves (see `_protocols`): the apps by port name, and the CLI's ports.
+APPS = {"netmind": NetMind}
+PORTS = {"netmind": 8103}

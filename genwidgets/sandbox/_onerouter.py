@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from ._http import ErrorKind, ProviderApp, big_size, fmt_datetime, read_json, seed_of
 from ._tasks import SimTask
 
-__all__ = ["OneRouterPoll", "OneRouterSubmit"]
+__all__ = ["APPS", "PORTS", "OneRouterPoll", "OneRouterSubmit"]
 
 _TYPES: dict[ErrorKind, str] = {
     "auth": "authentication_error",
@@ -156,3 +156,8 @@ class OneRouterPoll(_OneRouter):
             data["outputs"] = [origin + entry.path() for entry in files]
             data["cost"] = {"total_cost": _COST}
         return data
+
+
+#: What the sandbox serves (see `_protocols`): the apps by port name, and the CLI's ports.
+APPS = {"onerouter": OneRouterSubmit, "onerouter_poll": OneRouterPoll}
+PORTS = {"onerouter": 8100, "onerouter_poll": 8105}

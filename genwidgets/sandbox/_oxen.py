@@ -29,7 +29,7 @@ from ._http import ErrorKind, ProviderApp, big_size, read_json, seed_of
 from ._state import State
 from ._tasks import SimTask
 
-__all__ = ["Oxen"]
+__all__ = ["APPS", "PORTS", "Oxen"]
 
 _ERRORS: dict[ErrorKind, tuple[str, str]] = {
     "auth": ("unauthenticated", "Unauthenticated"),
@@ -259,3 +259,8 @@ async def _disconnected(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
+
+
+#: What the sandbox serves (see `_protocols`): the apps by port name, and the CLI's ports.
+APPS = {"oxen": Oxen}
+PORTS = {"oxen": 8104}

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from ._http import ErrorKind, ProviderApp, big_size, read_json, seed_of
 from ._tasks import SimTask
 
-__all__ = ["RixAPI"]
+__all__ = ["APPS", "PORTS", "RixAPI"]
 
 _CODES: dict[ErrorKind, str] = {
     "auth": "invalid_api_key",
@@ -160,3 +160,8 @@ class RixAPI(ProviderApp):
                 await delivery
         if self._http is not None:
             await self._http.aclose()
+
+
+#: What the sandbox serves (see `_protocols`): the apps by port name, and the CLI's ports.
+APPS = {"rixapi": RixAPI}
+PORTS = {"rixapi": 8102}

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from ._http import ErrorKind, ProviderApp, big_size, read_json, seed_of
 from ._tasks import SimTask
 
-__all__ = ["Segmind"]
+__all__ = ["APPS", "PORTS", "Segmind"]
 
 
 class Segmind(ProviderApp):
@@ -188,3 +188,8 @@ class Segmind(ProviderApp):
             metrics=metrics,
         )
         return body
+
+
+#: What the sandbox serves (see `_protocols`): the apps by port name, and the CLI's ports.
+APPS = {"segmind": Segmind}
+PORTS = {"segmind": 8101}

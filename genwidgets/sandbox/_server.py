@@ -1,4 +1,7 @@
-"""`Sandbox`: the five protocol apps on loopback ports, served from one background event loop.
+"""`Sandbox`: every protocol's apps on loopback ports, served from one background event loop.
+
+The protocols are found by `_protocols` (the built-ins' ``_<provider>.py`` modules and plugins'
+``genwidgets.sandbox`` entry points), each app on a port of its own.
 
 Sockets are bound in the calling thread (so port 0 resolves to a real port before anything else
 runs, and a busy port fails loudly at `start()`), then one uvicorn `Server` per port runs on a
@@ -23,48 +26,38 @@ from ._admin import admin_routes
 from ._faults import FaultConfig
 from ._http import ProviderApp
 from ._limits import LIMIT_WINDOW, ServerLimits, coerce_limits
-from ._netmind import NetMind
-from ._onerouter import OneRouterPoll, OneRouterSubmit
-from ._oxen import Oxen
+from ._protocols import default_ports, protocol_apps, protocol_names
 from ._result_files import MediaSizes, Renderer
-from ._rixapi import RixAPI
-from ._segmind import Segmind
 from ._state import Options, State
-from ._tasks import PROVIDERS
 
-__all__ = ["DEFAULT_PORTS", "PROVIDERS", "Sandbox"]
+__all__ = ["Sandbox"]  # and DEFAULT_PORTS, PROVIDERS (see __getattr__)
 
-#: CLI defaults; `onerouter_poll` is the separate host OneRouter's `data.urls.get` points at.
-DEFAULT_PORTS = {
-    "onerouter": 8100,
-    "segmind": 8101,
-    "rixapi": 8102,
-    "netmind": 8103,
-    "oxen": 8104,
-    "onerouter_poll": 8105,
-}
-_APPS: dict[str, type[ProviderApp]] = {
-    "onerouter": OneRouterSubmit,
-    "onerouter_poll": OneRouterPoll,
-    "segmind": Segmind,
-    "rixapi": RixAPI,
-    "netmind": NetMind,
-    "oxen": Oxen,
-}
 HOST = "127.0.0.1"
 
 
+def __getattr__(name: str) -> Any:
+    """`DEFAULT_PORTS` (port name -> the CLI's default port; `onerouter_poll` is the separate
+    host OneRouter's `data.urls.get` points at) and `PROVIDERS` (the protocols served), read off
+    the protocols found, when first asked for."""
+    if name == "DEFAULT_PORTS":
+        return default_ports()
+    if name == "PROVIDERS":
+        return protocol_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class Sandbox:
-    """A loopback server speaking the five providers' async protocols, with fault injection.
+    """A loopback server speaking every provider's async protocol, with fault injection.
 
     >>> with Sandbox(task_seconds=0.3) as sb:          # doctest: +SKIP
     ...     os.environ.update(sb.env)                  # point genwidgets at it
     ...     sb.set_faults(error_rate=0.2, seed=1)      # 5xx on a fifth of the polls
 
-    `ports` maps provider names (and `onerouter_poll`) to ports; missing ones and 0 are
-    ephemeral. Tasks are queued for `queue_seconds`, run for `task_seconds` (10x with "[slow]" in
-    the prompt), then succeed, or fail ("[fail]", `fail_rate`). `task_jitter=j` scales each run
-    time by a seeded uniform(1 - j, 1 + j), so benchmarks see realistic spread (0: exact).
+    `ports` maps port names (the providers' and extra hosts such as `onerouter_poll`) to ports;
+    missing ones and 0 are ephemeral. Tasks are queued for `queue_seconds`, run for
+    `task_seconds` (10x with "[slow]" in the prompt), then succeed, or fail ("[fail]",
+    `fail_rate`). `task_jitter=j` scales each run time by a seeded uniform(1 - j, 1 + j), so
+    benchmarks see realistic spread (0: exact).
 
     `limits` maps provider names to `ServerLimits` or `(requests_per_minute, max_in_flight)`,
     enforced per API key like the real services (`DOCUMENTED_LIMITS` holds the published ones):
@@ -89,14 +82,19 @@ class Sandbox:
         task_jitter: float = 0.0,
         _limit_window: float = LIMIT_WINDOW,
     ) -> None:
-        unknown = set(ports or {}) - set(_APPS)
+        self._app_classes = protocol_apps()
+        self._providers = protocol_names()
+        unknown = set(ports or {}) - set(self._app_classes)
         if unknown:
-            raise ValueError(f"unknown sandbox port names {sorted(unknown)}; known: {list(_APPS)}")
+            known = list(self._app_classes)
+            raise ValueError(f"unknown sandbox port names {sorted(unknown)}; known: {known}")
         if not 0.0 <= task_jitter <= 1.0:  # above 1 a run time could go negative
             raise ValueError(f"task_jitter must be between 0 and 1, not {task_jitter!r}")
         if not _limit_window > 0:
             raise ValueError(f"_limit_window must be positive, not {_limit_window!r}")
-        self._requested_ports = {name: int((ports or {}).get(name, 0)) for name in _APPS}
+        self._requested_ports = {
+            name: int((ports or {}).get(name, 0)) for name in self._app_classes
+        }
         options = Options(
             task_seconds=task_seconds,
             queue_seconds=queue_seconds,
@@ -125,9 +123,11 @@ class Sandbox:
     # ------------------------------------------------------------------------ addresses
     @property
     def urls(self) -> dict[str, str]:
-        """provider -> base URL origin (OneRouter: its submit host)."""
+        """provider -> base URL origin, for every protocol served (OneRouter: its submit host)."""
         return {
-            name: f"http://{HOST}:{self.ports[name]}" for name in PROVIDERS if name in self.ports
+            name: f"http://{HOST}:{self.ports[name]}"
+            for name in self._providers
+            if name in self.ports
         }
 
     @property
@@ -222,7 +222,7 @@ class Sandbox:
         sockets = self._bind()
         state = self._state
         state.origins = {name: f"http://{HOST}:{port}" for name, port in self.ports.items()}
-        self._apps = [_APPS[name](state) for name in sockets]
+        self._apps = [self._app_classes[name](state) for name in sockets]
         for app, name in zip(self._apps, sockets, strict=True):
             config = uvicorn.Config(
                 app.build([*app.routes(), *admin_routes(state)]),

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
-    "PROVIDERS",
     "FileEntry",
     "Kind",
     "Phase",
@@ -25,9 +24,6 @@ __all__ = [
     "kind_for",
 ]
 
-#: The provider names every per-provider setting is keyed by (OneRouter's poll host is part of
-#: "onerouter": it shares its account, its tasks and its limits).
-PROVIDERS = ("onerouter", "segmind", "rixapi", "netmind", "oxen")
 Kind = Literal["image", "video", "audio", "text"]
 Phase = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
