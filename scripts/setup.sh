@@ -23,4 +23,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
+# The example provider plugin (its own package, with entry points): the tests use it like a
+# third-party plugin (tests/plugins).
+.venv/bin/python -m pip install -q -e tests/plugin_example
 echo "== ready: $(.venv/bin/python --version), genwidgets $(.venv/bin/python -c 'import genwidgets; print(genwidgets.__version__)')"

@@ -1,0 +1,1 @@
+"""A minimal genwidgets provider plugin (see docs/adapters.md): `adapter` and `sandbox`."""
