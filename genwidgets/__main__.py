@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from ._cost import CostPlan, shared_guard
 from ._exceptions import GenError
+from ._limits import ProviderLimits
 
 __all__ = ["main"]
 
@@ -145,6 +146,8 @@ def _models() -> int:
         else:
             ready = "no key needed"
         print(f"{name} ({ready}; {cls.default_base_url or 'in-process'}{plugin})")
+        if cls.limits is not None:
+            print(_budget_line(cls.limits))
         for info in cls(api_key=None).models.values():
             print(f"  {name}:{info.name:<45} {info.kind:<6} {info.description}")
         if cls.open_catalogue:
@@ -152,6 +155,15 @@ def _models() -> int:
     for why in _registry.refused():
         print(f"ignored plugin: {why}")
     return 0
+
+
+def _budget_line(row: ProviderLimits) -> str:
+    """An adapter's default budget and what it rests on, for `genwidgets models`."""
+    counted = ", ".join(sorted(row.counts)) + " only" if row.counts else "every request"
+    rpm = row.limits.requests_per_minute or "no limit of"
+    cap = row.limits.max_in_flight or "no cap on"
+    line = f"  budget: {rpm} requests/min counting {counted}, {cap} tasks in flight"
+    return f"{line}\n    ({row.evidence})"
 
 
 def _ask(plan: CostPlan) -> bool:

@@ -128,6 +128,7 @@ def local_model(name: str) -> LocalModel | None:
 
 class LocalProvider(Provider):
     name: ClassVar[str] = "local"
+    about: ClassVar[str] = "procedural demo models run in this process (no key, no network)"
     env_var: ClassVar[str | None] = None
     default_base_url: ClassVar[str] = ""
     open_catalogue: ClassVar[bool] = False

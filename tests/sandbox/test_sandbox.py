@@ -26,7 +26,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from genwidgets.sandbox import FaultConfig, MediaSizes, Sandbox
+from genwidgets.sandbox import DEFAULT_PORTS, FaultConfig, MediaSizes, Sandbox
+from genwidgets.sandbox import PROVIDERS as SERVED  # every protocol found (plugins' too)
 from genwidgets.sandbox.__main__ import main as cli_main
 from genwidgets.sandbox._result_files import MAX_MEDIA_SECONDS, requested_seconds
 from genwidgets.sandbox._state import kind_for
@@ -906,9 +907,9 @@ def test_options_retention_models_and_ports() -> None:
     with Sandbox(
         task_seconds=0.05, queue_seconds=0.0, segmind_retention=0.1, netmind_models=["a/b"]
     ) as sb:
-        assert set(sb.urls) == set(PROVIDERS)
+        assert set(sb.urls) == set(SERVED) and set(PROVIDERS) <= set(SERVED)
         assert sb.env["GENWIDGETS_OXEN_URL"] == sb.urls["oxen"]
-        assert len(set(sb.ports.values())) == 6
+        assert len(set(sb.ports.values())) == len(DEFAULT_PORTS)  # the seeds' 6, and any other
         with httpx.Client(trust_env=False) as http:
             ref = submit(sb, http, "segmind", "m", "x").json()["request_id"]
             time.sleep(0.15)
@@ -946,14 +947,14 @@ def test_cli_prints_exports_and_stops_on_ctrl_c() -> None:
         assert proc.stdout is not None
         exports: dict[str, str] = {}
         deadline = time.monotonic() + 20
-        while len(exports) < 5 and time.monotonic() < deadline:
+        while len(exports) < len(SERVED) and time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
                 break
             if line.startswith("export "):
                 key, _, value = line[len("export ") :].strip().partition("=")
                 exports[key] = value
-        assert set(exports) == {f"GENWIDGETS_{p.upper()}_URL" for p in PROVIDERS}
+        assert set(exports) == {f"GENWIDGETS_{p.upper()}_URL" for p in SERVED}
         segmind = exports["GENWIDGETS_SEGMIND_URL"]
         response = httpx.post(
             f"{segmind}/v2/m", json={"prompt": "x"}, headers={"x-api-key": KEY}, trust_env=False
