@@ -16,15 +16,18 @@ from pathlib import Path
 import pytest
 
 import genwidgets.providers as providers
-from genwidgets import AsyncClient, ConfigError, UnknownProvider
+from genwidgets import AsyncClient, ConfigError, Status, UnknownProvider
 from genwidgets._budget import DEFAULT_LIMITS, PROVIDER_LIMITS, resolve_limits
 from genwidgets.providers import (
     BrokenPlugin,
+    Limits,
+    ProviderLimits,
     _registry,
     get_provider_class,
     parse_model_id,
     provider_names,
 )
+from genwidgets.testing import check_adapter
 
 ADAPTER = '''
 from genwidgets.providers import Limits, Provider, ProviderLimits
@@ -168,3 +171,30 @@ def test_a_plugin_never_shadows_a_built_in_and_bad_names_are_refused(install: In
     assert "Bad-Name" in refused and "lower-case letters" in refused
     with pytest.raises(UnknownProvider):
         parse_model_id("Bad-Name:x")
+
+
+@pytest.mark.parametrize("name", provider_names(plugins=False))
+def test_every_built_in_keeps_the_adapter_contract(name: str) -> None:
+    check_adapter(get_provider_class(name))
+
+
+def test_the_contract_check_names_each_problem() -> None:
+    class Sloppy(get_provider_class("segmind")):  # type: ignore[misc,valid-type]
+        env_vars = ("lower_case",)
+        default_base_url = "http://api.example.invalid/v1"
+        limits = ProviderLimits(Limits(5, None), frozenset({"submits"}), "a guess")
+        statuses = {"OK": Status.SUCCEEDED}
+        can_cancel = True
+
+    with pytest.raises(AssertionError) as caught:
+        check_adapter(Sloppy)
+    said = str(caught.value)
+    for problem in (
+        "'lower_case' is not an environment variable name",
+        "must be an https origin",
+        "names kinds outside",
+        "must start with 'documented (<where>)' or 'invented'",
+        "statuses maps no provider word to failed",
+        "can_cancel is True but build_cancel is not implemented",
+    ):
+        assert problem in said
