@@ -272,10 +272,14 @@ class ProtocolSuite:
             done = client.wait(client.submit(model, prompt="doomed [fail]", **params), timeout=30)
         assert done.status is Status.FAILED and done.error, done
 
-    def test_an_expired_task_is_expired(self, suite_sandbox: Any, tmp_path: Path) -> None:
+    def test_a_task_the_provider_forgot_is_expired(
+        self, suite_sandbox: Any, tmp_path: Path
+    ) -> None:
+        """Gone (404) while still running, so no push event can report it done first."""
+        suite_sandbox.set_faults(expire_after=0.2)
         model, params = self.model()
         with self.client(suite_sandbox, tmp_path) as client:
-            done = client.wait(client.submit(model, prompt="gone [expire]", **params), timeout=30)
+            done = client.wait(client.submit(model, prompt="gone [slow]", **params), timeout=30)
         assert done.status is Status.EXPIRED, done
 
     def test_429_on_submit_is_retried_once_per_task(
