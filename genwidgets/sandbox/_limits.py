@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal, NamedTuple
 
 from ._tasks import SimTask
@@ -71,10 +71,31 @@ class ServerLimits(NamedTuple):
         }
 
 
-#: What the providers publish. OneRouter (docs.onerouter.pro/features/rate-limits): community
-#: accounts get 600 requests/min and 30 concurrent tasks, then 429 with no Retry-After. The others
-#: publish nothing per key that a sandbox could enforce across plans, so they are left out.
-DOCUMENTED_LIMITS: Mapping[str, ServerLimits] = {"onerouter": ServerLimits(600, 30)}
+class _Documented(Mapping[str, ServerLimits]):
+    """The published per-key limits, read off the protocol modules (their optional `LIMITS`),
+    when first asked for: a protocol that documents limits brings them with it."""
+
+    def _rows(self) -> dict[str, ServerLimits]:
+        from ._protocols import protocols  # (they import this module)
+
+        return {name: p.limits for name, p in protocols().items() if p.limits is not None}
+
+    def __getitem__(self, name: str) -> ServerLimits:
+        return self._rows()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows())
+
+    def __len__(self) -> int:
+        return len(self._rows())
+
+    def __repr__(self) -> str:
+        return repr(self._rows())
+
+
+#: What the providers publish and a sandbox can enforce across plans (OneRouter's, so far: see
+#: `sandbox/_onerouter.py`); each protocol module declares its own as `LIMITS`.
+DOCUMENTED_LIMITS: Mapping[str, ServerLimits] = _Documented()
 
 
 def _positive(name: str, value: Any) -> int | None:

@@ -19,9 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ._http import ErrorKind, ProviderApp, big_size, fmt_datetime, read_json, seed_of
+from ._limits import ServerLimits
 from ._tasks import SimTask
 
-__all__ = ["APPS", "PORTS", "OneRouterPoll", "OneRouterSubmit"]
+__all__ = ["APPS", "LIMITS", "PORTS", "OneRouterPoll", "OneRouterSubmit"]
 
 _TYPES: dict[ErrorKind, str] = {
     "auth": "authentication_error",
@@ -161,3 +162,7 @@ class OneRouterPoll(_OneRouter):
 #: What the sandbox serves (see `_protocols`): the apps by port name, and the CLI's ports.
 APPS = {"onerouter": OneRouterSubmit, "onerouter_poll": OneRouterPoll}
 PORTS = {"onerouter": 8100, "onerouter_poll": 8105}
+#: What OneRouter publishes (docs.onerouter.pro/features/rate-limits): community accounts get 600
+#: requests/min and 30 concurrent tasks, then 429 with no Retry-After (`--enforce-limits`). The
+#: other seeds publish nothing per key that a sandbox could enforce across plans.
+LIMITS = ServerLimits(600, 30)

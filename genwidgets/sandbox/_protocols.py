@@ -11,6 +11,7 @@ The module declares its apps and, optionally, the ports the CLI serves them on::
 
     APPS = {"onerouter": OneRouterSubmit, "onerouter_poll": OneRouterPoll}   # port name -> app
     PORTS = {"onerouter": 8100, "onerouter_poll": 8105}
+    LIMITS = ServerLimits(600, 30)   # optional: the published per-key limits (DOCUMENTED_LIMITS)
 
 Each app (a `ProviderApp` subclass whose ``name`` is the provider) gets a port of its own; the
 port named after the provider is the origin `Sandbox.urls` gives for it, the others are extra
@@ -26,12 +27,13 @@ import pkgutil
 import threading
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from types import ModuleType
 from typing import Any
 
 from ._http import ProviderApp
+from ._limits import ServerLimits, coerce_limits
 
 __all__ = [
     "FIRST_FREE_PORT",
@@ -58,6 +60,8 @@ class Protocol:
     ports: Mapping[str, int]
     #: "genwidgets", or the plugin's distribution and version
     origin: str
+    #: the provider's published per-key limits, enforced with `--enforce-limits` (None: none)
+    limits: ServerLimits | None = None
 
 
 _lock = threading.Lock()
@@ -120,7 +124,9 @@ def _declared(provider: str, origin: str, module: Any) -> Protocol:
     unknown = set(ports) - set(apps)
     if unknown:
         raise TypeError(f"PORTS names ports it has no app for: {sorted(unknown)}")
-    return Protocol(provider, dict(apps), ports, origin)
+    limits = getattr(module, "LIMITS", None)
+    limits = None if limits is None else coerce_limits(limits)
+    return Protocol(provider, dict(apps), ports, origin, limits)
 
 
 def _check_unique(protocol: Protocol, found: Mapping[str, Protocol]) -> None:
@@ -136,9 +142,7 @@ def _assign_ports(found: dict[str, Protocol]) -> dict[str, Protocol]:
     used = {number for p in found.values() for number in p.ports.values()}
     free = (n for n in range(FIRST_FREE_PORT, 65536) if n not in used)
     return {
-        name: Protocol(
-            p.provider, p.apps, {port: p.ports.get(port) or next(free) for port in p.apps}, p.origin
-        )
+        name: replace(p, ports={port: p.ports.get(port) or next(free) for port in p.apps})
         for name, p in found.items()
     }
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from genwidgets.sandbox import DEFAULT_PORTS, PROVIDERS, Sandbox, _protocols
+from genwidgets.sandbox import DEFAULT_PORTS, DOCUMENTED_LIMITS, PROVIDERS, Sandbox, _protocols
 
 Install = Callable[[str, dict[str, str], dict[str, str]], None]
 
@@ -33,6 +33,7 @@ class Echo(ProviderApp):
 
 APPS = {{"{name}": Echo}}
 PORTS = {ports}
+LIMITS = {limits}
 '''
 
 
@@ -66,10 +67,11 @@ def test_the_seed_protocols_keep_their_ports() -> None:
 
 
 def test_a_plugin_protocol_is_served_on_its_own_port(install: Install) -> None:
-    source = PROTOCOL.format(name="echo", ports={})
+    source = PROTOCOL.format(name="echo", ports={}, limits=(60, 2))
     install("gw-sb-echo", {"echo": "gw_sb_echo"}, {"gw_sb_echo": source})
     assert "echo" in _protocols.protocol_names()
     assert _protocols.default_ports()["echo"] >= _protocols.FIRST_FREE_PORT
+    assert DOCUMENTED_LIMITS["echo"] == (60, 2)  # its published limits come with it
     with Sandbox() as sb:
         answer = httpx.get(f"{sb.urls['echo']}/hello", headers={"Authorization": "Bearer k"})
         assert answer.json() == {"hello": "echo"}
@@ -83,7 +85,7 @@ def test_a_broken_plugin_protocol_is_skipped_with_a_warning(install: Install) ->
         {"wobbly": "gw_sb_broken", "clash": "gw_sb_clash"},
         {
             "gw_sb_broken": "raise ImportError('no starlette today')\n",
-            "gw_sb_clash": PROTOCOL.format(name="clash", ports={"clash": 8101}),
+            "gw_sb_clash": PROTOCOL.format(name="clash", ports={"clash": 8101}, limits=None),
         },
     )
     with pytest.warns(RuntimeWarning) as caught:
