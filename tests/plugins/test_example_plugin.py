@@ -88,3 +88,10 @@ async def test_the_forms_model_picker_offers_it(tmp_path: Path) -> None:
             assert model == "example:clip" and requests
         finally:
             form.close()
+
+
+def test_gen_magic_takes_its_models() -> None:
+    from genwidgets.magic import parse_gen_args
+
+    args = parse_gen_args("example:sketch a lighthouse at dusk")
+    assert args["model"] == "example:sketch" and args["prompt"] == "a lighthouse at dusk"
