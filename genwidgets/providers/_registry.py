@@ -117,7 +117,7 @@ def load(name: str) -> type[Provider]:
                 known.__cause__ = exc
             _loaded[name] = known
     if isinstance(known, BrokenPlugin):
-        raise known
+        raise known.with_traceback(None)  # the same error each time, not a growing traceback
     return known
 
 

@@ -19,7 +19,7 @@ Install = Callable[[str, dict[str, str], dict[str, str]], None]
 
 PROTOCOL = '''
 from starlette.responses import JSONResponse
-from genwidgets.sandbox._http import ProviderApp
+from genwidgets.sandbox.protocol import ProviderApp
 
 class Echo(ProviderApp):
     name = "{name}"

@@ -15,8 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from genwidgets.sandbox._http import ErrorKind, ProviderApp, read_json, seed_of
-from genwidgets.sandbox._tasks import SimTask
+from genwidgets.sandbox.protocol import ErrorKind, ProviderApp, SimTask, read_json, seed_of
 
 __all__ = ["APPS", "PORTS", "ExampleApp"]
 
