@@ -17,7 +17,9 @@ T = TypeVar("T")
 
 __all__ = ["LoopRunner"]
 
-_shared: dict[int, LoopRunner] = {}
+#: One private loop per thread that has no running loop, by thread id. A running loop (Jupyter's)
+#: is wrapped afresh on each call instead: caching it would keep it alive after it ends.
+_private: dict[int, LoopRunner] = {}
 _lock = threading.Lock()
 
 
@@ -41,14 +43,14 @@ class LoopRunner:
     def shared(cls) -> LoopRunner:
         """The runner of the running loop (Jupyter), or one private loop per thread."""
         try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            return cls(asyncio.get_running_loop())
         except RuntimeError:
-            loop = None
-        key = id(loop) if loop is not None else -threading.get_ident()
+            pass
+        key = threading.get_ident()
         with _lock:
-            runner = _shared.get(key)
+            runner = _private.get(key)
             if runner is None or runner.loop.is_closed():
-                runner = _shared[key] = cls(loop)
+                runner = _private[key] = cls()
         return runner
 
     def call(self, factory: Callable[[], T]) -> T:

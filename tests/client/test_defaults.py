@@ -9,6 +9,7 @@ from pathlib import Path
 
 import genwidgets
 from genwidgets import _defaults
+from genwidgets._runner import LoopRunner
 
 
 async def test_configure_closes_the_client_it_replaces(tmp_path: Path) -> None:
@@ -25,6 +26,7 @@ async def test_configure_closes_the_client_it_replaces(tmp_path: Path) -> None:
 def test_a_loop_that_ended_leaves_no_default_client_behind() -> None:
     async def use_the_default() -> weakref.ref[asyncio.AbstractEventLoop]:
         await genwidgets.get_client().aclose()
+        assert LoopRunner.shared().loop is asyncio.get_running_loop()  # what blocking calls use
         return weakref.ref(asyncio.get_running_loop())
 
     before = len(_defaults._clients)
@@ -33,5 +35,5 @@ def test_a_loop_that_ended_leaves_no_default_client_behind() -> None:
     loop.close()
     del loop
     gc.collect()
-    assert gone() is None  # the registry did not keep the loop alive
+    assert gone() is None  # neither registry kept the loop alive
     assert len(_defaults._clients) == before
