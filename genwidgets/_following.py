@@ -33,6 +33,9 @@ log = logging.getLogger("genwidgets")
 
 #: Longest single wait on the local engine before looking at the deadline again, in seconds.
 LOCAL_WAIT = 5.0
+#: Seconds a poll may come late (a busy loop, a slow answer) before the task counts as one that
+#: nobody watched, whose duration is then not learned (see `_tracking.Followed.unwatched`).
+UNWATCHED_SLACK = 1.0
 
 
 class Following:
@@ -131,7 +134,7 @@ class Following:
         budget = self._accounts.known_budget(task.provider)
         if budget is not None:
             gap = budget.poll_delay(task.id, gap)
-        if record.polled_at is not None and now - record.polled_at > 2 * gap:
+        if record.polled_at is not None and now - record.polled_at > 2 * gap + UNWATCHED_SLACK:
             record.unwatched = True  # overdue by a whole gap: nobody was waiting on it
         return poll_due(now, record.polled_at, gap)
 
