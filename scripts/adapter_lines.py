@@ -6,7 +6,7 @@ description) and not in the model catalogue or the budget row (top-level assignm
 class's docstring (the provider's protocol facts) left out too; and no docstrings at all (radon's
 SLOC).
 
-    python scripts/adapter_lines.py [files...]   # default: the five seed adapters
+    python scripts/adapter_lines.py [files...]   # default: every adapter in genwidgets/providers
 """
 
 from __future__ import annotations
@@ -17,6 +17,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "genwidgets" / "providers"
 SEEDS = ("onerouter", "rixapi", "segmind", "netmind", "oxen")
+
+
+def adapters() -> list[Path]:
+    """Every provider adapter module: public modules of providers/ but `local` (no protocol)."""
+    return sorted(
+        path for path in ROOT.glob("*.py") if not path.name.startswith("_") and path.stem != "local"
+    )
 
 
 def _docstring(node: ast.AST) -> set[int]:
@@ -64,7 +71,7 @@ def count(path: Path) -> tuple[int, int, int]:
 
 
 def main(argv: list[str]) -> None:
-    paths = [Path(a) for a in argv] or [ROOT / f"{name}.py" for name in SEEDS]
+    paths = [Path(a) for a in argv] or adapters()
     print(f"{'adapter':24} {'code':>5} {'- class doc':>12} {'- all docs':>11}")
     for path in paths:
         code, without_class_doc, without_docs = count(path)

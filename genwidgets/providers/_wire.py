@@ -15,7 +15,7 @@ from .._models import utcnow
 
 __all__ = ["Event", "Method", "Request", "Response"]
 
-Method = Literal["GET", "POST", "DELETE"]
+Method = Literal["GET", "POST", "PUT", "DELETE"]
 
 
 @dataclass(frozen=True)
