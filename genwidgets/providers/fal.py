@@ -18,7 +18,8 @@ fal-ai/fal-js@381105e, fal's queue, cancel, status-stream, result and error page
   ``{"audio_file": {url}}``: any top-level ``{url}`` object or list of them), 4xx/5xx and the
   model's error for a failure (422 ``{"detail": [{loc, msg, type}]}``), **499** for a request
   cancelled while running. Results are kept 1 h after completion, **6 min when >= 10 KB**: the
-  client downloads media as soon as a task succeeds. Media URLs are public CDN links.
+  result is fetched in the same step as the poll that sees ``COMPLETED``. Media URLs are public
+  CDN links with their own lifetime (default UNVERIFIED); the client downloads them at once.
 - ``PUT cancel_url`` answers ``{"status": ...}``: ``OK`` (removed from the queue),
   ``CANCELLATION_REQUESTED`` (running: the app decides; the result later says 499, or the real
   output), ``ALREADY_COMPLETED``, ``NOT_FOUND``.

@@ -84,11 +84,9 @@ async def test_success_for_each_media_kind(client: AsyncClient, sb: Any, kind: s
     assert requests["submit"] == 1 and requests["result"] == 1  # the result is fetched once
 
 
-async def test_updates_walk_queue_position_logs_and_completion(sb: Any, tmp_path: Any) -> None:
+async def test_updates_walk_the_lifecycle_with_logs(sb: Any, tmp_path: Any) -> None:
     async with fal_client(sb, tmp_path, poll_interval=(0.02, 0.05)) as client:
-        first = await client.submit(IMAGE, prompt="one at a time [slow]")
-        second = await client.submit(IMAGE, prompt="behind it [slow]")
-        assert second.status is Status.QUEUED and second.queue_position == 1
+        first = await client.submit(IMAGE, prompt="step by step [slow]")
         snapshots = [task async for task in client.updates(first)]
     statuses = [task.status for task in snapshots]
     assert statuses[0] is Status.QUEUED and statuses[-1] is Status.SUCCEEDED
@@ -190,10 +188,26 @@ async def test_a_5xx_after_submit_is_not_retried(client: AsyncClient, sb: Any) -
 
 # ------------------------------------------------------------------------------ cancel
 @pytest.fixture(scope="module")
-def long_queue() -> Iterator[Sandbox]:
-    """A sandbox whose requests wait 5 s in the queue (fal's concurrency cap, busy)."""
+def busy_fal() -> Iterator[Sandbox]:
     with Sandbox(task_seconds=0.3, queue_seconds=5.0) as sb:
         yield sb
+
+
+@pytest.fixture
+def long_queue(busy_fal: Sandbox) -> Sandbox:
+    """A sandbox whose requests wait 5 s in the queue (fal's concurrency cap, busy), fresh."""
+    busy_fal.reset()
+    return busy_fal
+
+
+async def test_queued_requests_know_their_position(long_queue: Sandbox, tmp_path: Any) -> None:
+    async with fal_client(long_queue, tmp_path) as client:
+        first = await client.submit(IMAGE, prompt="first in line")
+        second = await client.submit(IMAGE, prompt="behind it")
+        assert (first.queue_position, second.queue_position) == (0, 1)
+        assert (await client.get(second)).queue_position == 1
+        await client.cancel(first)
+        assert (await client.get(second)).queue_position == 0
 
 
 async def test_cancel_ok_removes_a_queued_request(long_queue: Sandbox, tmp_path: Any) -> None:
