@@ -71,11 +71,7 @@ ERRORS: tuple[ErrorRule, ...] = (
 )
 #: ``owner/app[/path...]``: every segment a slug, at least two of them.
 _MODEL_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)+")
-#: Namespaces whose app is three segments long (``workflows/owner/app``).
-_NAMESPACES = ("workflows", "comfy")
-_LOGS_KEPT = 50  # the latest runner log lines kept on a task
 _URL_KEYS = ("status_url", "response_url", "cancel_url")
-_KINDS = ("video", "audio", "image")  # an output key that names one of these hints its kind
 _LIMITS = (
     "documented (docs.fal.ai/documentation/model-apis/concurrency-limits): a per-account cap on "
     "IN_PROGRESS requests; the rest queue, 'never rejected'; no request rate: no client budget"
@@ -129,8 +125,10 @@ class FalProvider(Provider):
       means cancelled, the other answers leave the task to its next poll.
     - **Limits**: the queue never rejects for concurrency and no request rate is documented, so
       no client-side budget (a 429, should one come, is retried after its Retry-After).
-    - **No start deadline**: ``X-Fal-Request-Timeout`` would need the task's deadline, which an
-      adapter's ``build_submit`` does not see; the client's own deadline cancels instead.
+    - **Start deadline**: the task's deadline goes out as ``X-Fal-Request-Timeout`` (whole
+      seconds to *start*; the SDKs refuse 1 s or less, so none is sent under 2 s). Reached, it
+      ends the request ``COMPLETED`` with a 504 result (``X-Fal-Request-Timeout-Type: user``): a
+      failure. Where that 504 surfaces is UNVERIFIED; the client's own deadline cancels too.
     """
 
     name: ClassVar[str] = "fal"
@@ -157,6 +155,9 @@ class FalProvider(Provider):
         """``FAL_KEY``, else ``FAL_KEY_ID`` and ``FAL_KEY_SECRET`` joined ``id:secret``."""
         key_id, secret = read("FAL_KEY_ID"), read("FAL_KEY_SECRET")
         return read("FAL_KEY") or (f"{key_id}:{secret}" if key_id and secret else None)
+
+    def deadline_headers(self, seconds: float) -> dict[str, str]:
+        return {"X-Fal-Request-Timeout": str(int(seconds))} if seconds >= 2 else {}  # floored
 
     def check_model(self, model: str) -> None:
         """The id becomes the submit path: slug segments only, ``owner/app`` at least."""
@@ -226,7 +227,7 @@ class FalProvider(Provider):
             error=self.failure(raw, record.get("error")) if status is Status.FAILED else None,
             **self.times(task, status, record, now),
             queue_position=as_int(record.get("queue_position")) if raw == "IN_QUEUE" else None,
-            logs=tuple(line for line in logs if line)[-_LOGS_KEPT:] or task.logs,
+            logs=tuple(line for line in logs if line)[-50:] or task.logs,  # the latest 50
             usage=usage,
             provider_data=self._urls(record, task.provider_data),
         )
@@ -241,7 +242,7 @@ class FalProvider(Provider):
         for key, value in body.items():
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, Mapping) and is_http_url(item.get("url")):
-                    hint = kind_word(next((k for k in _KINDS if k in str(key)), None))
+                    hint = kind_word(str(key).split("_")[0].rstrip("s"))  # images, audio_file
                     ctype, size = text(item.get("content_type")), item.get("file_size")
                     found.append(self.output(item["url"], content_type=ctype, size=size, hint=hint))
         return found
@@ -256,6 +257,6 @@ class FalProvider(Provider):
         if isinstance(url, str) and same_site(url, self.base_url):
             return url
         parts = task.model.split("/")
-        app = "/".join(parts[: 3 if parts[0] in _NAMESPACES else 2])
+        app = "/".join(parts[: 3 if parts[0] in ("workflows", "comfy") else 2])  # namespaced
         path = f"/{quote(app, safe='/')}/requests/{quote(task.id, safe='')}"
         return self.url(path + {"status_url": "/status", "cancel_url": "/cancel"}.get(key, ""))

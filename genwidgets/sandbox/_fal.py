@@ -14,7 +14,9 @@ URLs under ``owner/app`` only (``workflows/`` and ``comfy/`` keep three segments
   ``x-fal-request-id``: 200 ``{"images": [...]}`` / ``{"video": {...}}`` / ``{"audio_file":
   {...}}``; 422 ``{"detail": [{loc, msg, type}]}`` for a missing prompt or a ``[fail]`` (content
   policy); 500 ``runner_server_error`` for ``[crash]``; **499** ``client_cancelled`` after a
-  cancellation; 400 before completion. Kept 1 h after completion (6 min when >= 10 KB).
+  cancellation; 504 ``request_timeout`` (``X-Fal-Request-Timeout-Type: user``) when the submit's
+  ``X-Fal-Request-Timeout`` passed before it could start; 400 before completion. Kept 1 h after
+  completion (6 min when >= 10 KB).
 - ``PUT .../requests/{id}/cancel``: 200 ``OK`` (queued: removed), 202 ``CANCELLATION_REQUESTED``
   (running: the runner stops a moment later, unless the prompt says ``[ignore-cancel]``, like an
   app that ignores the signal), 400 ``ALREADY_COMPLETED``, 404 ``NOT_FOUND``.
@@ -140,6 +142,12 @@ class Fal(ProviderApp):
             big_bytes=big_size(model, body.get("bytes"), self.state.options.big_bytes),
         )
         task.extra.update(app=app_of(model), invalid=invalid, crash=crash and not invalid)
+        start_within = _seconds(request.headers.get("x-fal-request-timeout"))
+        if start_within is not None and task.queue_seconds > start_within:
+            with self.state.lock:  # no runner in time: the request ends, never having started
+                task.queue_seconds, task.run_seconds = start_within, 0.0
+                task.fails, task.error = True, "Request timed out"
+                task.extra["timed_out"] = True
         record = self._status(task, self.origin(request), time.time(), logs=False)
         return JSONResponse(record)
 
@@ -227,6 +235,8 @@ class Fal(ProviderApp):
             return JSONResponse(body, 499, headers=stamp)
         if phase == "failed":
             code, kind = _failure(task)
+            if kind == "request_timeout":
+                stamp["X-Fal-Request-Timeout-Type"] = "user"
             return JSONResponse(_failure_body(task, kind), code, headers=stamp)
         body = await self._output(task, self.origin(request))
         kept = LARGE_KEPT if len(json.dumps(body)) >= LARGE_RESULT else RESULT_KEPT
@@ -288,6 +298,8 @@ def _invalid(body: dict[str, Any]) -> tuple[str, str, str] | None:
 
 def _failure(task: SimTask) -> tuple[int, str]:
     """The model's HTTP status and error type for a failed task."""
+    if task.extra.get("timed_out"):
+        return 504, "request_timeout"
     if task.extra.get("crash"):
         return 500, "runner_server_error"
     invalid = task.extra.get("invalid")
@@ -295,7 +307,7 @@ def _failure(task: SimTask) -> tuple[int, str]:
 
 
 def _failure_body(task: SimTask, kind: str) -> dict[str, Any]:
-    if kind == "runner_server_error":
+    if kind in ("runner_server_error", "request_timeout"):
         return {"detail": task.error, "error_type": kind}
     invalid = task.extra.get("invalid")
     field = invalid[0] if invalid else "prompt"
@@ -303,6 +315,15 @@ def _failure_body(task: SimTask, kind: str) -> dict[str, Any]:
     if kind == "content_policy_violation":
         item.update(url=_POLICY, input=task.prompt)
     return {"detail": [item]}
+
+
+def _seconds(value: str | None) -> float | None:
+    """A positive number of seconds from a header, else None."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds > 0 else None
 
 
 def _logs(task: SimTask, now: float) -> list[dict[str, Any]]:

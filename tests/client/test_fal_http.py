@@ -23,7 +23,9 @@ from httpx_sse import aconnect_sse
 from PIL import Image
 
 import genwidgets
+import genwidgets.providers
 from genwidgets import AsyncClient, Status
+from genwidgets._transport import to_response
 from genwidgets.sandbox import Sandbox
 
 KEY = "key-id:key-secret"
@@ -208,6 +210,23 @@ async def test_queued_requests_know_their_position(long_queue: Sandbox, tmp_path
         assert (await client.get(second)).queue_position == 1
         await client.cancel(first)
         assert (await client.get(second)).queue_position == 0
+
+
+async def test_the_start_deadline_ends_a_request_that_never_started(long_queue: Sandbox) -> None:
+    """The sandbox honours ``X-Fal-Request-Timeout``: past it, COMPLETED and a 504 result."""
+    url = long_queue.urls["fal"] + "/fal-ai/flux/dev"
+    async with httpx.AsyncClient(timeout=10, headers=HEADERS) as http:
+        start_within = {"X-Fal-Request-Timeout": "0.3"}
+        submit = await http.post(url, json={"prompt": "x"}, headers=start_within)
+        await asyncio.sleep(0.5)
+        status = await http.get(submit.json()["status_url"])
+        result = await http.get(submit.json()["response_url"])
+    assert status.status_code == 200 and status.json()["error_type"] == "request_timeout"
+    assert result.status_code == 504 and result.headers["x-fal-request-timeout-type"] == "user"
+    fal = genwidgets.providers.get_provider_class("fal")(api_key=KEY)
+    task = genwidgets.Task(id="r", provider="fal", model="fal-ai/flux/dev", status=Status.SUCCEEDED)
+    ended = fal.parse_result(task, to_response(result))  # the client's own conversion
+    assert ended.status is Status.FAILED and "request_timeout" in (ended.error or "")
 
 
 async def test_cancel_ok_removes_a_queued_request(long_queue: Sandbox, tmp_path: Any) -> None:

@@ -106,6 +106,17 @@ def test_submit_goes_to_the_full_model_id(fal: FalProvider) -> None:
 
 
 @pytest.mark.parametrize(
+    ("seconds", "sent"), [(3600.0, "3600"), (7.9, "7"), (2.0, "2"), (1.9, None)]
+)
+def test_the_deadline_is_sent_as_the_start_timeout(
+    fal: FalProvider, seconds: float, sent: str | None
+) -> None:
+    """Whole seconds, rounded down (never later than the task's deadline); none under 2 s."""
+    headers = fal.deadline_headers(seconds)
+    assert headers == ({"X-Fal-Request-Timeout": sent} if sent else {})
+
+
+@pytest.mark.parametrize(
     "model", ["flux", "fal-ai/../secrets", "fal-ai//dev", "fal-ai/flux dev", "/fal-ai/flux", ""]
 )
 def test_model_ids_that_cannot_be_a_path_are_refused(fal: FalProvider, model: str) -> None:
