@@ -125,10 +125,10 @@ class FalProvider(Provider):
       means cancelled, the other answers leave the task to its next poll.
     - **Limits**: the queue never rejects for concurrency and no request rate is documented, so
       no client-side budget (a 429, should one come, is retried after its Retry-After).
-    - **Start deadline**: the task's deadline goes out as ``X-Fal-Request-Timeout`` (whole
-      seconds to *start*; the SDKs refuse 1 s or less, so none is sent under 2 s). Reached, it
-      ends the request ``COMPLETED`` with a 504 result (``X-Fal-Request-Timeout-Type: user``): a
-      failure. Where that 504 surfaces is UNVERIFIED; the client's own deadline cancels too.
+    - **Start deadline**: the task's deadline goes out as ``X-Fal-Request-Timeout`` (seconds to
+      *start*, at least 1; fal's minimum is 0.1). Reached, it ends the request ``COMPLETED`` with
+      a 504 result (``X-Fal-Request-Timeout-Type: user``): a failure. Where that 504 surfaces is
+      UNVERIFIED; once running, only the client's own deadline (a cancel) stops it.
     """
 
     name: ClassVar[str] = "fal"
@@ -136,8 +136,9 @@ class FalProvider(Provider):
     default_base_url: ClassVar[str] = "https://queue.fal.run"
     models: ClassVar[Mapping[str, ModelInfo]] = catalogue(FLUX_DEV, KLING_26_PRO, STABLE_AUDIO)
     limits: ClassVar[ProviderLimits | None] = ProviderLimits(Limits(), None, _LIMITS)
-    about: ClassVar[str] = "queue: status_url (202/200), then response_url (the model's status)"
+    about: ClassVar[str] = "fal.ai's queue: status_url, then response_url (the model's HTTP status)"
     can_cancel: ClassVar[bool] = True
+    deadline_header: ClassVar[str | None] = "X-Fal-Request-Timeout: {seconds}"  # time to *start*
     # fal_client polls every 0.1 s, fal-js every 0.5 s; status reads are not rate-limited, and
     # the backoff keeps a long video's idle cost low.
     poll_interval: ClassVar[tuple[float, float]] = (0.5, 5.0)
@@ -155,9 +156,6 @@ class FalProvider(Provider):
         """``FAL_KEY``, else ``FAL_KEY_ID`` and ``FAL_KEY_SECRET`` joined ``id:secret``."""
         key_id, secret = read("FAL_KEY_ID"), read("FAL_KEY_SECRET")
         return read("FAL_KEY") or (f"{key_id}:{secret}" if key_id and secret else None)
-
-    def deadline_headers(self, seconds: float) -> dict[str, str]:
-        return {"X-Fal-Request-Timeout": str(int(seconds))} if seconds >= 2 else {}  # floored
 
     def check_model(self, model: str) -> None:
         """The id becomes the submit path: slug segments only, ``owner/app`` at least."""

@@ -26,7 +26,9 @@ import genwidgets
 import genwidgets.providers
 from genwidgets import AsyncClient, Status
 from genwidgets._transport import to_response
+from genwidgets.providers.fal import FalProvider
 from genwidgets.sandbox import Sandbox
+from genwidgets.testing import ProtocolSuite
 
 KEY = "key-id:key-secret"
 HEADERS = {"Authorization": f"Key {KEY}"}
@@ -311,6 +313,18 @@ async def test_missing_key_names_fal_key(
     assert fal_requests(sb).get("submit", 0) == 0
 
 
+async def test_a_key_from_id_and_secret(
+    sb: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FAL_KEY", raising=False)
+    monkeypatch.setenv("FAL_KEY_ID", "key-id")
+    monkeypatch.setenv("FAL_KEY_SECRET", "key-secret")
+    async with AsyncClient(base_urls=sb.urls, cache_dir=tmp_path) as from_env:
+        task = await from_env.submit(IMAGE, prompt="who am I")
+        assert from_env.provider("fal").account == FalProvider(api_key=KEY).account
+    assert task.status is Status.QUEUED
+
+
 async def test_the_key_travels_as_key_scheme(sb: Any, tmp_path: Any) -> None:
     url = sb.urls["fal"] + "/fal-ai/flux/dev"
     async with httpx.AsyncClient() as http:
@@ -345,3 +359,19 @@ async def test_status_stream_keeps_alive_while_queued() -> None:
                 lines = [line async for line in response.aiter_lines()]
     assert ": keep-alive" in lines
     assert lines[-2].startswith("data: ") and json.loads(lines[-2][6:])["status"] == "COMPLETED"
+
+
+# ------------------------------------------------------------------------------ the test kit
+class TestFalProtocol(ProtocolSuite):
+    """The plugin test kit's round trips (what every adapter passes), on fal's protocol."""
+
+    # the digest's documented shapes are tested in tests/providers/test_fal.py, in its format
+    test_documented_shapes = None  # type: ignore[assignment]
+    provider = "fal"
+    models = {kind: model.removeprefix("fal:") for kind, model in MODELS.items()}
+    api_key = KEY
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def protocol_sandbox(cls, sandbox: Any) -> Iterator[Any]:
+        yield sandbox  # the session's
