@@ -49,6 +49,8 @@ def run(client: Any, code: str, timeout: float = 60) -> tuple[str, list[str], st
         elif kind == "status" and content["execution_state"] == "idle":
             break
     reply = client.get_shell_msg(timeout=timeout)
+    while reply["parent_header"].get("msg_id") != msg_id:  # skip start_new_kernel's late reply
+        reply = client.get_shell_msg(timeout=timeout)
     return reply["content"]["status"], lines, "".join(printed)
 
 

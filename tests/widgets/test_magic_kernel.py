@@ -41,6 +41,8 @@ def messages(client: Any, code: str) -> list[dict[str, Any]]:
             break
         seen.append(msg)
     reply = client.get_shell_msg(timeout=60)
+    while reply["parent_header"].get("msg_id") != msg_id:  # skip start_new_kernel's late reply
+        reply = client.get_shell_msg(timeout=60)
     assert reply["content"]["status"] == "ok", [m["content"] for m in seen]
     return seen
 
