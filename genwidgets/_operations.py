@@ -124,6 +124,12 @@ class Operations:
         adapter = self._accounts.adapter(task.provider)
         if not adapter.can_cancel:
             raise adapter.not_supported("cancel")
+        if getattr(adapter, "cancel_deletes_finished", False):
+            # Its cancel deletes a task that already finished (Runway's DELETE): cancel only
+            # what the provider says is live now, never on a snapshot up to a poll gap old.
+            task = await self.poll(task)
+            if task.done:
+                return task
         return await self._transport.call(
             adapter,
             adapter.build_cancel(task),
