@@ -8,7 +8,10 @@ and push events (Oxen) to one shared stream per provider.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -18,8 +21,21 @@ from ._cache import Cache
 from ._events import EventStream
 from ._models import Output, Status, Task
 from ._transport import Note, Transport, WaitNotice, bounded
+from .providers import Request
 
-__all__ = ["Operations"]
+__all__ = ["Operations", "with_deadline"]
+
+
+def with_deadline(request: Request, header: str, seconds: float) -> Request:
+    """`request` with a provider's deadline header (`Provider.deadline_header`, e.g.
+    ``"Cancel-After: {minutes}m"``): ``{seconds}`` and ``{minutes}`` are rounded up (at least 1),
+    so the provider never stops a task before the client's own deadline would."""
+    name, _, template = header.partition(":")
+    left = max(0.0, seconds)
+    value = template.strip().format(
+        seconds=max(1, math.ceil(left)), minutes=max(1, math.ceil(left / 60))
+    )
+    return replace(request, headers={**request.headers, name.strip(): value})
 
 
 class Operations:
@@ -78,6 +94,8 @@ class Operations:
                 # Oxen broadcasts completion once, with no replay: listen before enqueueing.
                 await stream.ensure_connected()
             request = adapter.build_submit(model, params)
+            if until is not None and adapter.deadline_header:  # the provider enforces it too
+                request = with_deadline(request, adapter.deadline_header, until - time.monotonic())
             response = await self._transport.submit(
                 adapter, request, model, note=note, on_wait=on_wait, ends=until
             )

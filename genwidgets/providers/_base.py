@@ -68,6 +68,7 @@ class Provider:
     can_list: ClassVar[bool] = False
     can_delete: ClassVar[bool] = False
     has_events: ClassVar[bool] = False
+    deadline_header: ClassVar[str | None] = None  # sends the deadline: "Cancel-After: {minutes}m"
     #: first poll delay and the cap it backs off to, in seconds (the seeds advise 2-10 s)
     poll_interval: ClassVar[tuple[float, float]] = (1.0, 8.0)
     #: how long the provider keeps a task, if documented (a 404 after it means expired)
