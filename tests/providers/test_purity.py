@@ -49,6 +49,7 @@ def running(provider: str, **changes: object) -> Task:
         ("netmind", {"id": "t1", "status": "failed"}),
         ("oxen", {"generation_id": "t1", "status": "failed"}),
         ("onerouter", {"code": 200, "data": {"task_id": "t1", "status": "failed"}}),
+        ("replicate", {"id": "t1", "status": "failed"}),
     ],
 )
 def test_a_task_first_seen_done_is_dated_by_the_answer(provider: str, body: object) -> None:
@@ -87,6 +88,6 @@ def test_adapters_stay_small() -> None:
     lines = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(lines)
     sizes = {path.stem: lines.count(path)[1] for path in lines.adapters()}
-    assert set(lines.SEEDS) | {"fal"} <= set(sizes)
+    assert set(lines.SEEDS) | {"fal", "replicate"} <= set(sizes)
     assert max(sizes.values()) <= 150, sizes
     assert all(len(p.read_text().splitlines()) <= 400 for p in PACKAGE.glob("*.py"))
