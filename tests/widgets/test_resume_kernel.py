@@ -30,7 +30,13 @@ def test_resume_after_kernel_restart(sb: Any, tmp_path: Path) -> None:
             kc,
             "cards = [genwidgets.show(m, prompt='long [slow]') for m in "
             "('segmind:seedream-4.5', 'netmind:Qwen/Qwen-Image')]\n"
-            "import asyncio\nawait asyncio.sleep(0.5)",
+            "import asyncio\n"
+            # Kill the kernel as soon as both submits are answered (a task id on each card):
+            # what the provider accepted must survive a hard kill, however loaded the machine.
+            "for _ in range(600):\n"
+            "    if all(c.task is not None for c in cards): break\n"
+            "    await asyncio.sleep(0.01)\n"
+            "assert all(c.task is not None for c in cards), cards",
         )
         km.restart_kernel(now=True)
         kc.wait_for_ready(timeout=60)
