@@ -228,6 +228,7 @@ class AsyncClient:
                 task = await self._operations.submit(
                     adapter.name, name, clean, note, on_wait, until, self._seen
                 )
+                note.answered(task)  # durable now: a hard kill must not lose a billed task
         except SubmitUncertain:
             if paid:  # it may have been accepted, and billed: count it as spent
                 guard.absorb(estimate)

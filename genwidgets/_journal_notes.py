@@ -1,9 +1,15 @@
 """Submit notes in append-only files, one per process, in a folder beside the journal.
 
-A submit is noted before its request is sent and the note is ended once the provider's answer is
-recorded (or the request certainly never left). A note still open in the file of a process that
-has died means the request may have been accepted and billed without its task id ever reaching
-the journal: the client refuses to send it again blindly (`orphans`).
+A submit is noted before its request is sent, answered (the provider's first snapshot, task id
+and polling data included) as soon as the provider accepts it, and ended once that task's record
+is in the journal (or at once when the request certainly never left). A note still open in the
+file of a process that has died means one of two things:
+
+- unanswered: the request may have been accepted and billed without its task id ever reaching
+  the journal, so the client refuses to send it again blindly (`orphans`);
+- answered: the provider accepted it but the journal's record died in the writer's queue (a kill
+  right after the answer), so the task is adopted from the note (`adoptable`): resume follows it
+  and a re-run of the request re-attaches to it, and the note is ended once it is recorded.
 
 Why files and not a table in the journal: the note must be on disk before the request goes out,
 and a journal table would make every submit wait for SQLite's write lock whenever another kernel
@@ -13,9 +19,10 @@ end lost in a machine crash leaves a note open, which only makes the next run as
 instead of resending, the safe side.
 
 Each line is JSON: ``{"token", "fingerprint", "provider", "model", "host", "pid", "process",
-"started_at"}`` begins a note, ``{"end": token}`` ends one. Only a dead process's notes are ended
-by others (`forget` appends to its file); a file whose notes have all ended is deleted by its
-owner when the journal closes, or by the first reader once its owner is dead.
+"started_at"}`` begins a note, ``{"answered": token, "task": {...}}`` answers it (fsync'd like the
+beginning: the answer is what a hard kill must not lose), ``{"end": token}`` ends one. Only a dead
+process's notes are ended by others (appending to its file); a file whose notes have all ended is
+deleted by its owner when the journal closes, or by the first reader once its owner is dead.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from ._models import Task
 
 __all__ = ["FileNotes"]
 
@@ -56,9 +65,15 @@ def _alive(note: dict[str, Any]) -> bool:
     return pid != os.getpid()  # our pid but another process token: a reused pid, long dead
 
 
-def _append(path: Path, records: list[dict[str, Any]], durable: bool) -> None:
+def _append(path: Path, records: list[dict[str, Any]], durable: bool, create: bool = True) -> None:
+    """Append whole lines; `create=False` for another process's file (gone = nothing to end)."""
     data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0), 0o644)
+    except FileNotFoundError:
+        if create:
+            raise
+        return
     try:
         os.write(fd, data)  # one write of whole lines: O_APPEND keeps writers from interleaving
         if durable:
@@ -83,6 +98,9 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]
             continue  # a line cut short by a crash of the machine: the note was never complete
         if "end" in record:
             notes.pop(record["end"], None)
+        elif "answered" in record:
+            if record["answered"] in notes:
+                notes[record["answered"]] = {**notes[record["answered"]], "task": record["task"]}
         elif "token" in record:
             owner = owner or record
             notes[record["token"]] = record
@@ -107,6 +125,8 @@ class FileNotes:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._open: dict[str, str] = {}  # token -> fingerprint, for notes not yet ended
+        self._answered: set[str] = set()  # those of them the provider has answered
+        self._adopted: dict[str, Path] = {}  # dead processes' answered notes -> their file
         self._lock = threading.Lock()
 
     @property
@@ -139,11 +159,24 @@ class FileNotes:
             self._open[token] = fp
         return token
 
+    def answered(self, token: str, task: Task) -> None:
+        """The provider accepted the submit: its first snapshot, on disk (fsync'd) on return,
+        so a kill before the journal records it loses no task (see the module docstring)."""
+        with self._lock:
+            if token in self._open and token not in self._answered:
+                line = {"answered": token, "task": task.model_dump(mode="json")}
+                _append(self._mine, [line], durable=True)
+                self._answered.add(token)
+
     def end(self, token: str) -> None:
-        """The submit's outcome is known: its note no longer counts."""
+        """The submit's outcome is known and recorded: its note no longer counts (ours, or a
+        dead process's answered note once this process has recorded its task)."""
         with self._lock:
             if self._open.pop(token, None) is not None:
+                self._answered.discard(token)
                 _append(self._mine, [{"end": token}], durable=False)
+            elif token in self._adopted:
+                _append(self._adopted.pop(token), [{"end": token}], durable=False, create=False)
 
     def _others(self) -> list[tuple[Path, dict[str, dict[str, Any]]]]:
         """Other processes' files whose owner has died, with their open notes; a dead owner's
@@ -167,29 +200,54 @@ class FileNotes:
         return found
 
     def orphans(self, fp: str) -> list[dict[str, Any]]:
-        """Open notes for this request left by processes that have died."""
+        """Unanswered notes for this request left by processes that have died."""
         return [
             note
             for _, notes in self._others()
             for note in notes.values()
-            if note["fingerprint"] == fp
+            if note["fingerprint"] == fp and "task" not in note
         ]
 
+    def adoptable(self) -> list[tuple[str, Task]]:
+        """Answered notes left by processes that have died, with the task each announced, not
+        handed out before by this object; `end(token)` ends one once its task is recorded."""
+        found = []
+        for path, notes in self._others():
+            for token, note in notes.items():
+                if "task" not in note or token in self._adopted:
+                    continue
+                try:
+                    task = Task.model_validate(note["task"])
+                except ValueError:
+                    continue  # written by another version: left for the user (fresh=True)
+                with self._lock:
+                    self._adopted[token] = path
+                found.append((token, task))
+        return found
+
     def forget(self, fp: str) -> None:
-        """Drop this request's notes, ours and dead processes' (`fresh=True`: the user chose to
-        submit it again)."""
+        """Drop this request's unanswered notes, ours and dead processes' (`fresh=True`: the
+        user chose to submit it again; an answered one stays: its task is real and billed)."""
         with self._lock:
-            mine = [token for token, noted in self._open.items() if noted == fp]
+            mine = [
+                token
+                for token, noted in self._open.items()
+                if noted == fp and token not in self._answered
+            ]
             for token in mine:
                 del self._open[token]
             if mine:
                 _append(self._mine, [{"end": token} for token in mine], durable=False)
         for path, notes in self._others():
-            ended = [token for token, note in notes.items() if note["fingerprint"] == fp]
+            ended = [
+                token
+                for token, note in notes.items()
+                if note["fingerprint"] == fp and "task" not in note
+            ]
             if len(ended) == len(notes):
                 path.unlink(missing_ok=True)
             elif ended:
-                _append(path, [{"end": token} for token in ended], durable=False)
+                _append(path, [{"end": token} for token in ended], durable=False, create=False)
 
     def close(self) -> None:
         """Delete this process's file if none of its notes is still open (an uncertain submit

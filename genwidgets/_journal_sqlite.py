@@ -8,8 +8,9 @@ journal; a write-protected file is opened read-only.) Only `write` creates or mi
 schema, from the journal's background writer thread.
 
 Schema versions (`PRAGMA user_version`): 0 is every journal written before versions existed (the
-same tables, sometimes with the retired `submits` table of submit notes, which is left alone);
-2 is this one. A journal written by a newer version is refused rather than guessed at.
+same tables, sometimes with the retired `submits` table of submit notes, still read for the
+notes of a process that died before its upgrade: `old_notes`); 2 is this one. A journal
+written by a newer version is refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -309,6 +310,22 @@ class SQLiteStore:
             (provider, task_id),
         )
         return [(row["status"], row["at"]) for row in rows]
+
+    def old_notes(self, fp: str) -> list[dict[str, Any]]:
+        """Submit notes of this request in the retired `submits` table (written before notes
+        moved to files); a live process's are ended by it, a dead one's stay until forgotten."""
+        return [dict(row) for row in self._read("SELECT * FROM submits WHERE fingerprint=?", [fp])]
+
+    def forget_old_notes(self, fp: str) -> None:
+        """Delete this request's notes from the retired table (`fresh=True` only, so waiting
+        for another process's lock here holds up nothing else)."""
+        if self.old_notes(fp):
+            db = sqlite3.connect(self.path, timeout=_BUSY_SECONDS)
+            try:
+                with db:
+                    db.execute("DELETE FROM submits WHERE fingerprint=?", (fp,))
+            finally:
+                db.close()
 
     def close(self) -> None:
         with self._read_lock:

@@ -182,10 +182,12 @@ class SubmitNote:
     `sending()` right before the bytes go writes the note (on disk when it returns); the
     transport calls `clear()` when the request certainly never reached the server (a refused
     connection, a 429), which ends the note at once, so a process stopped while it could not even
-    connect leaves nothing behind; the next attempt's `sending()` notes it again. Leaving the
-    `with` block ends the note after the task's record is written (`_submit` records it first),
-    except on `SubmitUncertain`: then the request may have been accepted and billed, and a later
-    run must not resend it blindly either.
+    connect leaves nothing behind; the next attempt's `sending()` notes it again. `answered(task)`
+    as soon as the provider accepted it puts the task in the note (on disk when it returns: the
+    journal's record of it is written later, in the background, and a hard kill must not lose a
+    task the provider bills for). Leaving the `with` block ends the note after the task's record
+    is written, except on `SubmitUncertain`: then the request may have been accepted and billed,
+    and a later run must not resend it blindly either.
     """
 
     def __init__(
@@ -201,6 +203,10 @@ class SubmitNote:
 
     def clear(self) -> None:
         self._end(at_once=True)
+
+    def answered(self, task: Task) -> None:
+        if self._journal is not None and self._token is not None:
+            self._journal.answer_submit(self._token, task)
 
     def _end(self, at_once: bool) -> None:
         if self._journal is not None and self._token is not None:

@@ -14,10 +14,13 @@ A busy journal never holds up the work: records are written in order by a backgr
 (`_journal_writer`), lookups see what is still waiting to be written, and `flush`/`close` (also
 at exit) wait until everything is on disk, however long another process holds the write lock.
 
-Submits in flight: a submit is noted (`begin_submit`) before it is sent and the note ended once
-the provider's answer is recorded. A note left by a process that died in between (kill -9, a
-crashed kernel) means the request may have been accepted and billed without its task id ever
-reaching the journal; the client then refuses to send it again blindly (`orphaned_submits`).
+Submits in flight: a submit is noted (`begin_submit`) before it is sent, the provider's answer
+is added to the note at once (`answer_submit`, durable: no SQLite lock, no queue), and the note
+ends once the task's record is written. A note left by a process that died (kill -9, a crashed
+kernel) either has no answer, so the request may have been accepted and billed without its task
+id ever reaching the journal and the client refuses to send it again blindly
+(`orphaned_submits`); or it has one whose record died in the writer's queue: the next process
+adopts that task as if it had been recorded (lookups, `unfinished`, resume) and writes it.
 
 Storage is two small interfaces, so another backend (PostgreSQL for a team, issue 13) plugs in
 with `Journal(store=..., notes=...)` and no change to the client: `JournalStore` keeps the
@@ -28,7 +31,6 @@ the SQLite file, `_journal_notes`; a lease with a heartbeat where senders are on
 from __future__ import annotations
 
 import atexit
-import csv
 import hashlib
 import json
 import logging
@@ -41,8 +43,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ._exceptions import ConfigError
-from ._journal_notes import FileNotes
-from ._journal_sqlite import SQLiteStore, iso
+from ._journal_export import provenance_rows, write_rows
+from ._journal_notes import FileNotes, _alive
+from ._journal_sqlite import SQLiteStore
 from ._journal_writer import Writer
 from ._models import Status, Task
 
@@ -88,8 +91,18 @@ class SubmitNotes(Protocol):
     def begin(self, fp: str, provider: str, model: str) -> str:
         """Note a submit about to be sent: durable when this returns; returns its token."""
 
-    def end(self, token: str) -> None: ...
-    def orphans(self, fp: str) -> list[dict[str, Any]]: ...
+    def answered(self, token: str, task: Task) -> None:
+        """The provider's first snapshot of the noted submit: durable when this returns."""
+
+    def end(self, token: str) -> None:
+        """The note's outcome is recorded (also for a token `adoptable` handed out)."""
+
+    def orphans(self, fp: str) -> list[dict[str, Any]]:
+        """Unanswered notes of this request left by dead processes."""
+
+    def adoptable(self) -> list[tuple[str, Task]]:
+        """Answered notes left by dead processes (token, task), each handed out once."""
+
     def forget(self, fp: str) -> None: ...
     def close(self) -> None: ...
 
@@ -268,6 +281,11 @@ class Journal:
         `end_submit`."""
         return self._shared.notes.begin(fingerprint(provider, model, params), provider, model)
 
+    def answer_submit(self, token: str, task: Task) -> None:
+        """The provider accepted the noted submit: keep its first snapshot in the note, durable
+        on return, so a hard kill before the record is written loses no task."""
+        self._shared.notes.answered(token, task)
+
     def end_submit(self, token: str, *, at_once: bool = False) -> None:
         """The submit's outcome is known. By default the note ends once every snapshot recorded
         before this call is written (its task's among them); `at_once` when the request
@@ -278,14 +296,34 @@ class Journal:
             self._shared.writer.put(token)
 
     def orphaned_submits(self, fp: str) -> list[dict[str, Any]]:
-        """Notes for this request left by processes that died between sending and recording."""
-        return self._shared.notes.orphans(fp)
+        """Notes for this request left by processes that died between sending and recording
+        (also in the retired `submits` table of an older version's SQLite journal)."""
+        old = getattr(self._shared.store, "old_notes", None)
+        older = [n for n in old(fp) if not _alive(n)] if old is not None else []
+        return self._shared.notes.orphans(fp) + older
 
     def forget_submits(self, fp: str) -> None:
         """Drop this request's notes (the user chose to submit it again: `fresh=True`)."""
         self._shared.notes.forget(fp)
+        forget_old = getattr(self._shared.store, "forget_old_notes", None)
+        if forget_old is not None:
+            forget_old(fp)
 
     # ------------------------------------------------------------------ reading
+    def _adopt(self) -> None:
+        """Tasks a dead process was told of but never recorded (its answered notes): recorded
+        now, as if it had, and each note ended once its record is written (at once when the
+        store already holds the task)."""
+        shared = self._shared
+        for token, task in shared.notes.adoptable():
+            with shared.lock:
+                queued = (task.provider, task.id) in shared.unwritten
+            if queued or shared.store.get(task.provider, task.id) is not None:
+                shared.writer.put(token)  # ends after whatever is queued for it
+                continue
+            self.record(task)
+            shared.writer.put(token)
+
     def _unwritten(self, fp: str | None = None) -> list[Task]:
         """Snapshots still waiting to be written (of this request only, given `fp`)."""
         shared = self._shared
@@ -295,17 +333,20 @@ class Journal:
             return [shared.unwritten[key][1] for key in shared.unwritten_by_fp.get(fp, ())]
 
     def get(self, provider: str, task_id: str) -> Task | None:
+        self._adopt()
         with self._shared.lock:
             pending = self._shared.unwritten.get((provider, task_id))
         return pending[1] if pending else self._shared.store.get(provider, task_id)
 
     def tasks(self) -> list[Task]:
         """Every task recorded (waits for the records still being written)."""
+        self._adopt()
         self.flush(CLOSE_WAIT_SECONDS)
         return self._shared.store.tasks()
 
     def latest(self, fp: str, status: Status | None = None) -> Task | None:
         """The newest task with this request fingerprint (and status, if given)."""
+        self._adopt()
         mine = [t for t in self._unwritten(fp) if status is None or t.status is status]
         return max(mine, key=_newest) if mine else self._shared.store.latest(fp, status)
 
@@ -316,6 +357,7 @@ class Journal:
 
     def unfinished(self) -> list[Task]:
         """Tasks still running at the provider, or succeeded but not yet downloaded."""
+        self._adopt()
         pending = {(t.provider, t.id): t for t in self._unwritten()}
         found = [t for t in self._shared.store.unfinished() if (t.provider, t.id) not in pending]
         found += [t for t in pending.values() if _unfinished(t)]
@@ -328,42 +370,11 @@ class Journal:
     # ------------------------------------------------------------------ provenance
     def provenance(self) -> Iterator[dict[str, Any]]:
         """One row per output file: its sha256 and everything that produced it."""
-        for task in self.tasks():
-            for index, output in enumerate(task.outputs):
-                yield {
-                    "sha256": output.sha256,
-                    "path": str(output.path) if output.path else None,
-                    "kind": output.kind,
-                    "size": output.size,
-                    "output_index": index,
-                    "provider": task.provider,
-                    "model": task.model,
-                    "task_id": task.id,
-                    "status": task.status.value,
-                    "seed": task.params.get("seed"),
-                    "prompt": task.params.get("prompt"),
-                    "params": json.dumps(task.params, sort_keys=True, default=str),
-                    "created_at": iso(task.created_at),
-                    "started_at": iso(task.started_at),
-                    "finished_at": iso(task.finished_at),
-                    "cost": task.cost,
-                    "fingerprint": fingerprint(task.provider, task.model, task.params),
-                }
+        return provenance_rows(self.tasks(), fingerprint)
 
     def export(self, path: str | os.PathLike[str]) -> Path:
         """Write the provenance as JSON (`.json`) or CSV (any other suffix)."""
-        target = Path(path)
-        rows = list(self.provenance())
-        if target.suffix.lower() == ".json":
-            target.write_text(json.dumps(rows, indent=2, ensure_ascii=False))
-        else:
-            fields = list(rows[0]) if rows else ["sha256"]
-            with target.open("w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=fields)
-                writer.writeheader()
-                writer.writerows(rows)
-        return target
-
+        return write_rows(list(self.provenance()), Path(path))
 
 def export(path: str | os.PathLike[str], journal: str | os.PathLike[str] | None = None) -> Path:
     """Export the provenance of the (default) journal to JSON or CSV: each output's sha256

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -127,3 +128,94 @@ def test_the_orphan_check_reads_one_line_of_a_live_process_file(tmp_path: Path) 
     for _ in range(100):  # one check per submit
         assert journal.orphaned_submits(fp) == []
     assert time.monotonic() - started < 1.0  # reading the whole file each time took 20 s
+
+
+ANSWERED_WORKER = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    from genwidgets import AsyncClient
+
+    urls, keys, cache, journal, model, prompts = json.loads(sys.argv[1])
+
+    async def main():
+        client = AsyncClient(api_keys=keys, base_urls=urls, cache_dir=cache, journal=journal)
+        tasks = [await client.submit(model, prompt=prompt) for prompt in prompts]
+        print(json.dumps([task.id for task in tasks]), flush=True)
+        time.sleep(60)  # killed here: the answers are in, their records still queued
+
+    asyncio.run(main())
+    """
+)
+LOCK_HOLDER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")  # another kernel's long transaction: no record can land
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+async def test_a_task_answered_just_before_a_hard_kill_is_followed_not_lost(
+    sb: Any, tmp_path: Path
+) -> None:
+    journal_path = tmp_path / "journal.sqlite"
+    journal_path.write_bytes(b"")  # an empty journal, locked by another process below
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(journal_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    prompts = ["answered, then killed", "answered too, then killed"]
+    args = json.dumps([sb.urls, KEYS, str(tmp_path / "c1"), str(journal_path), MODEL, prompts])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENWIDGETS_")}
+    worker = subprocess.Popen(
+        [sys.executable, "-c", ANSWERED_WORKER, args], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert worker.stdout is not None
+        ids = json.loads(worker.stdout.readline())  # both submits answered...
+        worker.send_signal(signal.SIGKILL)  # ...and the process killed before any record landed
+        worker.wait(10)
+    finally:
+        worker.kill()
+        holder.kill()
+        holder.wait(10)
+    assert sb.stats()["submits"] == {"rixapi": 2}
+
+    async with AsyncClient(
+        api_keys=KEYS,
+        base_urls=sb.urls,
+        cache_dir=tmp_path / "c2",
+        journal=journal_path,
+        poll_interval=(0.05, 0.3),
+    ) as client:
+        again = await client.run(MODEL, prompt=prompts[0])  # re-run: follows, does not resend
+        assert again.id == ids[0] and again.status is Status.SUCCEEDED
+        (resumed,) = client.resume()  # the other one is found too
+        assert resumed.id == ids[1]
+        done = await client.download(await client.wait(resumed))
+        assert done.status is Status.SUCCEEDED and done.outputs[0].path is not None
+    assert sb.stats()["submits"] == {"rixapi": 2}  # one submit each at the server, no resend
+    journal = Journal(journal_path)
+    assert {t.id: t.status for t in journal.tasks()} == dict.fromkeys(ids, Status.SUCCEEDED)
+    journal.close()
+    assert open_notes(journal_path) == []  # the notes end once their tasks are on disk
+
+
+def test_notes_in_an_older_journal_table_still_count(tmp_path: Path) -> None:
+    # A process of the version that kept notes in the journal's `submits` table died sending.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          text=True, capture_output=True, check=True)  # fmt: skip
+    fp = fingerprint("rixapi", "m", {"prompt": "x"})
+    db = sqlite3.connect(tmp_path / "old.sqlite")
+    db.execute("CREATE TABLE submits (token TEXT PRIMARY KEY, fingerprint TEXT, provider TEXT, "
+               "model TEXT, host TEXT, pid INTEGER, process TEXT, started_at TEXT)")  # fmt: skip
+    row = ("t", fp, "rixapi", "m", socket.gethostname(), int(dead.stdout), "old", "2026-11-30")
+    db.execute("INSERT INTO submits VALUES (?,?,?,?,?,?,?,?)", row)
+    db.commit()
+    db.close()
+    journal = Journal(tmp_path / "old.sqlite")
+    (orphan,) = journal.orphaned_submits(fp)
+    assert orphan["pid"] == int(dead.stdout)
+    journal.forget_submits(fp)  # fresh=True
+    assert journal.orphaned_submits(fp) == []
+    journal.close()
