@@ -283,8 +283,12 @@ class Journal:
 
     def answer_submit(self, token: str, task: Task) -> None:
         """The provider accepted the noted submit: keep its first snapshot in the note, durable
-        on return, so a hard kill before the record is written loses no task."""
-        self._shared.notes.answered(token, task)
+        on return, so a hard kill before the record is written loses no task. A failed write
+        (disk full) is logged, not raised: the task is accepted and its record still queued."""
+        try:
+            self._shared.notes.answered(token, task)
+        except OSError as exc:
+            log.warning("journal: the answer to a submit could not be noted: %s", exc)
 
     def end_submit(self, token: str, *, at_once: bool = False) -> None:
         """The submit's outcome is known. By default the note ends once every snapshot recorded
