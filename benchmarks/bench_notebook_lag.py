@@ -179,7 +179,7 @@ def main() -> int:
 def measure(args: argparse.Namespace, urls: dict[str, str], cache_dir: str) -> dict[str, Any]:
     """Run the cards and the peer in one fresh kernel; print the table, return the figures."""
     km, kc = start_new_kernel(kernel_name="python3", env=clean_env())
-    traffic = {"open": 0, "updates": 0, "media": 0}
+    traffic = {"open": 0, "updates": 0, "media": 0, "outputs": 0}
     window: dict[str, float] = {}
 
     def count(msg: dict[str, Any]) -> None:
@@ -192,6 +192,9 @@ def measure(args: argparse.Namespace, urls: dict[str, str], cache_dir: str) -> d
             media = sum(len(b) for b in msg["buffers"])
             traffic["media"] += media  # the finished image/audio/video bytes, sent once
             traffic["updates"] += len(json.dumps(msg["content"]))
+        elif msg["msg_type"] in ("display_data", "update_display_data"):
+            # a finished card's static output (HTML with its media), not a widget message
+            traffic["outputs"] += len(json.dumps(msg["content"]))
 
     try:
         run_cell(kc, SETUP.format(urls=urls, cache_dir=cache_dir), 60)
@@ -221,6 +224,7 @@ def measure(args: argparse.Namespace, urls: dict[str, str], cache_dir: str) -> d
         "update_bytes_per_card_second": round(per_card_second, 1),
         "widget_creation_bytes_per_card": round(traffic["open"] / args.cards),
         "media_bytes_per_card": round(traffic["media"] / args.cards),
+        "display_output_bytes_per_card": round(traffic["outputs"] / args.cards),
         "peer_tasks": args.peer_tasks,
         "peer_lag_p50_ms": peer["p50_ms"],
         "peer_lag_p99_ms": peer["p99_ms"],
@@ -235,7 +239,8 @@ def measure(args: argparse.Namespace, urls: dict[str, str], cache_dir: str) -> d
         f"  widget updates {per_card_second:.0f} bytes per card-second while running"
         " (target < 1024);"
         f" plus {traffic['open'] / args.cards:.0f} bytes per card to create its widgets and"
-        f" {traffic['media'] / args.cards:.0f} bytes of finished media per card, sent once"
+        f" {traffic['media'] / args.cards:.0f} bytes of finished media per card over the comm;"
+        f" {traffic['outputs'] / args.cards:.0f} bytes per card of display outputs (static forms)"
     )
     print(
         f"peer: the provider's blocking sample loop, {args.peer_tasks} task(s) in a cell: "
