@@ -96,7 +96,8 @@ class AsyncClient:
             max_per_provider=max_connections_per_provider,
         )
         self._operations = Operations(self._http, self._accounts, self._transport, self.cache)
-        self._downloads = Downloads(self._transport, self.cache, self._operations.refresh_output)
+        refresh, headers = self._operations.refresh_output, self._operations.download_headers
+        self._downloads = Downloads(self._transport, self.cache, refresh, headers)
         self.max_download_bytes = max_download_bytes
         self._replay = Replay(self.cache, journal, replay_mode(replay))
         self._tracker = Tracker(default_deadline, self._replay.durations)

@@ -1,16 +1,21 @@
 """Downloads: stream each output into the cache, bounded, asking anew when its URL expired.
 
 Result URLs are presigned and die (minutes to days), so outputs are fetched as soon as a task
-succeeds. No auth header goes with them: they may live on another host, which must never see the
-key. A URL that answers 403/404/410 raises `ExpiredURL`; the client then asks the provider for the
-task again, which may carry a fresh URL.
+succeeds. No auth header goes with them, except where the adapter says its own origin serves
+outputs only with the key (`Provider.authenticated_downloads`: Veo's files, OpenRouter's
+``/content``; `Operations.download_headers`).
+Redirects are followed here, one hop at a time, each hop with only the headers the adapter allows
+for its own URL: a redirect to a storage host never carries the key. A URL that answers
+403/404/410 raises `ExpiredURL`; the client then asks the provider for the task again, which may
+carry a fresh URL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import httpx
@@ -30,9 +35,13 @@ EXPIRED_STATUSES = (403, 404, 410)
 RETRY_WAIT_INITIAL, RETRY_WAIT_MAX = 0.2, 5.0
 #: Bytes read from the network at a time.
 CHUNK = 1 << 16
+#: Redirects a download follows at most, and the answers that are redirects.
+MAX_REDIRECTS, REDIRECTS = 5, (301, 302, 303, 307, 308)
 
 #: Asks the provider for task output `index` again: a fresh URL, or None.
 Refresh = Callable[[Task, int], Awaitable[Output | None]]
+#: The headers a download of a URL for a task may carry (the adapter's say; usually none).
+Headers = Callable[[Task, str], Mapping[str, str]]
 
 
 class ExpiredURL(DownloadError):
@@ -49,10 +58,13 @@ class _Interrupted(DownloadError):
 class Downloads:
     """Fetches outputs into `cache` over the transport's pool (with its retry settings)."""
 
-    def __init__(self, transport: Transport, cache: Cache, refresh: Refresh) -> None:
+    def __init__(
+        self, transport: Transport, cache: Cache, refresh: Refresh, headers: Headers | None = None
+    ) -> None:
         self._transport = transport
         self.cache = cache
         self._refresh = refresh
+        self._headers = headers or (lambda task, url: {})
 
     async def output(self, task: Task, index: int, output: Output, max_bytes: int) -> Output:
         """Output `index` of `task` with `.path` and `.sha256` in the cache, at most `max_bytes`."""
@@ -96,7 +108,7 @@ class Downloads:
     async def _fetch_once(self, task: Task, output: Output, max_bytes: int) -> Output:
         assert output.url is not None
         context = error_context(task.provider, task)
-        async with self._transport.http.stream("GET", output.url) as response:
+        async with self._opened(task, output.url) as response:
             status = response.status_code
             if status in EXPIRED_STATUSES:
                 raise ExpiredURL(f"Output URL answered HTTP {status} (expired?)", **context)
@@ -129,6 +141,26 @@ class Downloads:
                 "content_type": sniffed or output.content_type,
             }
         )
+
+    @contextlib.asynccontextmanager
+    async def _opened(self, task: Task, url: str) -> AsyncIterator[httpx.Response]:
+        """The answer to ``GET url`` after its redirects, each hop asked with the headers the
+        adapter allows for that hop's URL (httpx would forward them all to the next host)."""
+        where = error_context(task.provider, task)
+        for _ in range(MAX_REDIRECTS + 1):
+            headers = dict(self._headers(task, url))
+            opened = self._transport.http.stream(
+                "GET", url, headers=headers, follow_redirects=False
+            )
+            async with opened as response:
+                location = response.headers.get("location")
+                if response.status_code not in REDIRECTS or not location:
+                    yield response
+                    return
+                url = str(response.url.join(location))
+            if not url.lower().startswith(("http://", "https://")):
+                raise DownloadError("Output URL redirected to a non-http(s) URL", **where)
+        raise DownloadError(f"Output URL redirected over {MAX_REDIRECTS} times", **where)
 
 
 def copy_outputs(task: Task, dest: str | Path) -> Task:

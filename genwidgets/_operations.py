@@ -22,6 +22,7 @@ from ._events import EventStream
 from ._models import Output, Status, Task
 from ._transport import Note, Transport, WaitNotice, bounded
 from .providers import Request
+from .providers._fields import same_origin
 
 __all__ = ["Operations", "with_deadline"]
 
@@ -135,6 +136,17 @@ class Operations:
         """Output `index` as the provider reports it now (an expired URL may have a new one)."""
         polled = await self.poll(task.evolve(outputs=()))
         return polled.outputs[index] if len(polled.outputs) > index else None
+
+    def download_headers(self, task: Task, url: str) -> dict[str, str]:
+        """What a download of `url` for `task` carries: the key's headers where the adapter says
+        its outputs need them (`authenticated_downloads`) and `url` is on exactly its base
+        origin; nothing otherwise (asked again at every redirect, see `_downloads`)."""
+        if task.provider == "local":
+            return {}
+        if not self._accounts.catalogue(task.provider).authenticated_downloads:
+            return {}
+        adapter = self._accounts.adapter(task.provider)
+        return adapter.auth_headers() if same_origin(url, adapter.base_url) else {}
 
     async def cancel(self, task: Task) -> Task:
         if task.provider == "local":

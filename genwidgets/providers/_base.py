@@ -98,6 +98,8 @@ class Provider:
     #: an expired task's error ("{name}", "{id}"), followed by the server's words; when None, the
     #: server's words alone, else a generic note
     expired_text: ClassVar[str | None] = None
+    #: outputs on exactly base_url's origin need the key (Veo, OpenRouter); see `_downloads`
+    authenticated_downloads: ClassVar[bool] = False
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None) -> None:
         self._api_key = api_key

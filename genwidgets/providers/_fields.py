@@ -30,6 +30,7 @@ __all__ = [
     "kind_word",
     "parse_time",
     "retry_after",
+    "same_origin",
     "same_site",
     "text",
     "unwrap",
@@ -80,6 +81,12 @@ def same_site(url: str, base_url: str, *, same_port: bool = True) -> bool:
         return True
     parent = _parent_domain(base_host)
     return parent is not None and (target_host == parent or target_host.endswith("." + parent))
+
+
+def same_origin(url: str, base_url: str) -> bool:
+    """`same_site` on exactly `base_url`'s host (scheme, host, port): where a key may go when a
+    parent domain is shared (``*.googleapis.com`` also names storage buckets anyone can own)."""
+    return same_site(url, base_url) and urlsplit(url).hostname == urlsplit(base_url).hostname
 
 
 def _parent_domain(host: str) -> str | None:
