@@ -80,7 +80,7 @@ _LIMITS = (
 FLUX_DEV = ModelInfo(
     "fal-ai/flux/dev",
     "image",
-    "FLUX.1 [dev] text-to-image (the docs' queue example)",
+    "FLUX.1 [dev] text-to-image (12B flow transformer)",
     params={
         "image_size": Param((str, dict), "square_hd, landscape_16_9, ... or {width, height}"),
         "num_inference_steps": Param(int, "denoising steps", minimum=1, maximum=50),
@@ -104,7 +104,7 @@ KLING_26_PRO = ModelInfo(
 STABLE_AUDIO = ModelInfo(
     "fal-ai/stable-audio",
     "audio",
-    "Stable Audio Open text-to-audio (answers ``audio_file``)",
+    "Stable Audio Open text-to-audio (its result names the file audio_file)",
     params={
         "seconds_total": Param(int, "length in seconds", minimum=1, maximum=47),
         "steps": Param(int, "denoising steps", minimum=1, maximum=1000),

@@ -231,6 +231,19 @@ async def test_the_start_deadline_ends_a_request_that_never_started(long_queue: 
     assert ended.status is Status.FAILED and "request_timeout" in (ended.error or "")
 
 
+async def test_the_tasks_deadline_is_fals_start_deadline(
+    long_queue: Sandbox, tmp_path: Any
+) -> None:
+    """With fal's queue busy (5 s), a 2 s deadline ends the request at fal itself, client or no
+    client: COMPLETED with a 504 ``request_timeout`` result."""
+    async with fal_client(long_queue, tmp_path) as client:
+        task = await client.submit(IMAGE, prompt="in a hurry", deadline=2.0)
+        await asyncio.sleep(2.4)
+        ended = await client.get(task)  # one look, no deadline enforcement on this side
+    assert ended.status is Status.FAILED, ended
+    assert "request_timeout" in (ended.error or "") and "HTTP 504" in (ended.error or "")
+
+
 async def test_cancel_ok_removes_a_queued_request(long_queue: Sandbox, tmp_path: Any) -> None:
     async with fal_client(long_queue, tmp_path) as client:
         task = await client.submit(IMAGE, prompt="never mind")
