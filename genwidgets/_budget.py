@@ -26,6 +26,7 @@ import logging
 import math
 import weakref
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiolimiter import AsyncLimiter
@@ -121,9 +122,22 @@ class Budget:
     def has_slot(self) -> bool:
         return self.cap is None or self._used() < self.cap
 
-    async def reserve(self, on_wait: Callable[[str], None] | None = None) -> None:
-        """Take a slot for one submit, waiting (and saying so, once) while the account is full."""
+    async def reserve(
+        self,
+        on_wait: Callable[[str], None] | None = None,
+        while_waiting: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
+    ) -> None:
+        """Take a slot for one submit, waiting (and saying so, once) while the account is full;
+        a wait runs inside `while_waiting()` (the client polls the tasks holding the slots)."""
         self._maybe_recover()
+        if not self.has_slot() and while_waiting is not None:
+            async with while_waiting():
+                await self._wait_for_slot(on_wait)
+        else:
+            await self._wait_for_slot(on_wait)
+        self.reserved += 1
+
+    async def _wait_for_slot(self, on_wait: Callable[[str], None] | None) -> None:
         told = False
         loop = asyncio.get_running_loop()
         while not self.has_slot():
@@ -142,7 +156,6 @@ class Budget:
                     self._slot_waiters.remove(waiter)
                 if not waiter.done():
                     waiter.cancel()
-        self.reserved += 1
 
     async def requeue(self, on_wait: Callable[[str], None] | None = None) -> None:
         """A reserved submit was refused with a 429: queue it for a slot again, under the cap the

@@ -4,13 +4,19 @@ Polls are timed from the task's own clock (its record in `_tracking`: submitted,
 status last changed, expected to finish), through the pure `_policy.poll_gap`/`poll_due`, so a
 task that finished while nobody waited is polled at once, and several waiters on one task share
 one schedule. A passed deadline cancels where the provider can (`DeadlineExceeded`).
+
+While a submit waits for a slot of a full account, a slot watcher polls that account's in-flight
+tasks that nobody follows yet (a loop of submits, a gather of them): a slot frees when a task
+ends at the provider, not when its caller gets round to waiting on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -36,6 +42,8 @@ LOCAL_WAIT = 5.0
 #: Seconds a poll may come late (a busy loop, a slow answer) before the task counts as one that
 #: nobody watched, whose duration is then not learned (see `_tracking.Followed.unwatched`).
 UNWATCHED_SLACK = 1.0
+#: Longest sleep of a slot watcher before it looks again for newly submitted or unfollowed tasks.
+SLOT_RESCAN = 1.0
 
 
 class Following:
@@ -53,14 +61,34 @@ class Following:
         self._accounts, self._operations, self._tracker = parts
         self._seen = seen
         self._poll_interval = poll_interval
+        self._followers: Counter[tuple[str, str]] = Counter()  # tasks `updates` follows now
+        self._ended: dict[tuple[str, str], Task] = {}  # ended while only a slot watcher polled
+        self._slot_waits: Counter[str] = Counter()  # submits waiting for a slot, by provider
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._operations.slot_watch = self.watching_slots
 
     async def updates(self, task: Task) -> AsyncIterator[Task]:
         """Yield `task`, then every changed snapshot until (and including) a terminal one."""
         yield task
         if task.done and (task.outputs or task.status is not Status.SUCCEEDED):
             return  # nothing left to ask the provider (also: replayed tasks need no key)
+        key = (task.provider, task.id)
+        self._followers[key] += 1
+        try:
+            async for snapshot in self._follow(task, key):
+                yield snapshot
+        finally:
+            self._followers[key] -= 1
+            if self._followers[key] <= 0:
+                del self._followers[key]
+
+    async def _follow(self, task: Task, key: tuple[str, str]) -> AsyncIterator[Task]:
+        """The changed snapshots of a task `updates` follows, until a terminal one."""
+        ended = self._ended.pop(key, None)
+        if ended is not None:  # a slot watcher saw it end: nothing left to ask
+            yield ended
+            return
         client = self._client
-        adapter = client.provider(task.provider)
         budget = client.budget(task.provider)
         if budget is not None and not task.done:
             budget.adopt(task.id)  # re-attached or resumed tasks are in flight too
@@ -68,8 +96,7 @@ class Following:
             completed = await client.get(task)
             if snapshot_changed(task, completed):
                 yield completed
-        first, cap = self._poll_interval or adapter.poll_interval
-        schedule = PollSchedule(first=first, cap=cap)
+        schedule = self._schedule(task.provider)
         stream = self._operations.events(task.provider) if task.provider != "local" else None
         loose = Followed(task)  # for a task this client does not follow (nor kept by it)
         while not task.done:
@@ -78,6 +105,7 @@ class Following:
             if left is not None and left <= 0:
                 await self._enforce_deadline(record)
             new = await self._next_snapshot(record, schedule, stream, left)
+            new = self._ended.pop(key, new)  # a slot watcher's poll that ended it meanwhile
             if snapshot_changed(task, new):
                 task = loose.task = new
                 yield task
@@ -120,6 +148,10 @@ class Following:
             new = task
         record.polled(new, time.monotonic())
         return new
+
+    def _schedule(self, provider: str) -> PollSchedule:
+        first, cap = self._poll_interval or self._client.provider(provider).poll_interval
+        return PollSchedule(first=first, cap=cap)
 
     def _delay(self, record: Followed, schedule: PollSchedule) -> float:
         """Seconds until the task's next poll is due, on its own clock."""
@@ -182,3 +214,68 @@ class Following:
                 model=task.model,
                 task_id=task.id,
             ) from None
+
+    # ------------------------------------------------------------------ slot watchers
+    @contextlib.asynccontextmanager
+    async def watching_slots(self, provider: str) -> AsyncIterator[None]:
+        """Around a submit's wait for a slot: while any submit of this client waits for one of
+        `provider`'s slots, a watcher polls its in-flight tasks nobody follows, so they free."""
+        self._slot_waits[provider] += 1
+        watcher = self._watchers.get(provider)
+        if watcher is None or watcher.done():
+            watcher = asyncio.ensure_future(self._watch_slots(provider))
+            self._watchers[provider] = watcher
+        try:
+            yield
+        finally:
+            self._slot_waits[provider] -= 1
+            if self._slot_waits[provider] <= 0:
+                del self._slot_waits[provider]
+                if self._watchers.get(provider) is watcher:
+                    del self._watchers[provider]
+                watcher.cancel()
+                await asyncio.wait([watcher])  # leave no pending task behind
+
+    async def _watch_slots(self, provider: str) -> None:
+        """Poll the in-flight tasks of `provider` that nobody follows, each on its own clock
+        (as `updates` would), until cancelled; snapshots go through the client's `get`."""
+        schedules: dict[str, PollSchedule] = {}
+        while True:
+            budget = self._accounts.known_budget(provider)
+            due, sleep = [], SLOT_RESCAN
+            for record in self._tracker.records(provider):
+                task_id = record.task.id
+                if budget is None or task_id not in budget.in_flight:
+                    continue
+                if (provider, task_id) in self._followers:
+                    continue  # its follower polls it
+                schedule = schedules.setdefault(task_id, self._schedule(provider))
+                delay = self._delay(record, schedule)
+                if delay <= 0:
+                    due.append(record)
+                else:
+                    sleep = min(sleep, delay)
+            if due:
+                await asyncio.gather(*(self._watch_poll(record) for record in due))
+            else:
+                await asyncio.sleep(sleep)
+
+    async def _watch_poll(self, record: Followed) -> None:
+        task = record.task
+        try:
+            new = await self._client.get(task)
+        except Exception as exc:  # the watcher must go on: the task's follower will see it
+            log.warning("slot watcher: poll of %s failed (%s); will poll again", task.id, exc)
+            record.polled(task, time.monotonic())
+            return
+        if new.done and (task.provider, task.id) not in self._followers:
+            self._ended[(task.provider, task.id)] = new
+
+    async def aclose(self) -> None:
+        """Stop the slot watchers (the client is closing)."""
+        watchers = list(self._watchers.values())
+        self._watchers.clear()
+        for watcher in watchers:
+            watcher.cancel()
+        if watchers:
+            await asyncio.wait(watchers)

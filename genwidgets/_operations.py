@@ -8,9 +8,11 @@ and push events (Oxen) to one shared stream per provider.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
 
@@ -51,6 +53,9 @@ class Operations:
         self._cache = cache
         self._streams: dict[str, EventStream] = {}
         self.local: Any = None  # the LocalEngine, once a local task ran
+        #: Around a submit's wait for a budget slot (`Following.watching_slots` polls the tasks
+        #: that hold the slots meanwhile).
+        self.slot_watch: Callable[[str], AbstractAsyncContextManager[Any]] = _no_watch
 
     def local_engine(self) -> Any:
         """The in-process engine of `local:` models (Pillow, PyAV), started on first use."""
@@ -88,7 +93,8 @@ class Operations:
         adapter = self._accounts.adapter(provider)
         budget = self._accounts.budget(provider)
         if budget is not None:
-            await bounded(budget.reserve(on_wait), until, provider)
+            watch = self.slot_watch
+            await bounded(budget.reserve(on_wait, lambda: watch(provider)), until, provider)
         try:
             stream = self.events(provider)
             if stream is not None:
@@ -191,3 +197,7 @@ class Operations:
             await stream.aclose()
         if self.local is not None:
             self.local.close()
+
+
+def _no_watch(provider: str) -> AbstractAsyncContextManager[None]:
+    return contextlib.nullcontext()

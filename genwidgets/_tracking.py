@@ -118,6 +118,10 @@ class Tracker:
                 self._learn(record)
         return record
 
+    def records(self, provider: str) -> list[Followed]:
+        """The records of `provider`'s followed tasks (a copy: polls may end some)."""
+        return [r for (name, _), r in self._records.items() if name == provider]
+
     def live(self) -> list[Task]:
         """Newest snapshots of the followed tasks that have not ended."""
         return [r.task for r in self._records.values() if not r.task.done]

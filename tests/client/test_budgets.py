@@ -198,3 +198,40 @@ async def test_a_new_client_times_first_polls_from_the_journal(sb: Any, tmp_path
     async with _client(sb, tmp_path, False, journal=journal) as second:  # a new kernel
         learned = await polls_for(second, "today")
     assert learned <= learning / 2, (learning, learned)
+
+
+async def test_submits_over_the_cap_free_slots_while_nobody_waits(sb: Any, tmp_path: Path) -> None:
+    # A gather of submits over the cap: nobody waits on the tasks submitted first (the caller is
+    # still submitting), so the client itself must see them end at the provider to free a slot.
+    n = 6
+    async with _client(sb, tmp_path, {"segmind": (None, 2)}) as client:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        submits = (client.submit("segmind:seedream-4.5", prompt=f"w{i}") for i in range(n))
+        tasks = await asyncio.wait_for(asyncio.gather(*submits), 30)
+        assert loop.time() - start < 20
+        requests = sum(sb.stats()["requests"]["segmind"].values())
+        finals = [await asyncio.wait_for(client.wait(t), 0.5) for t in tasks[: n - 2]]
+        # The first n - 2 ended while the submits waited: known already, no new request.
+        assert sum(sb.stats()["requests"]["segmind"].values()) == requests
+        finals += [await asyncio.wait_for(client.wait(t), 30) for t in tasks[n - 2 :]]
+        budget = client.budget("segmind")
+        assert budget is not None and not budget.in_flight and budget.reserved == 0
+        assert not client._following._watchers  # stopped once no submit waits
+    assert all(t.status is Status.SUCCEEDED and t.outputs for t in finals)
+    assert sum(sb.stats()["submits"].values()) == n
+    assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+
+async def test_closing_the_client_stops_its_slot_watcher(sb: Any, tmp_path: Path) -> None:
+    client = _client(sb, tmp_path, {"segmind": (None, 1)})
+    await client.submit("segmind:seedream-4.5", prompt="long [slow]")
+    waiting = asyncio.ensure_future(client.submit("segmind:seedream-4.5", prompt="next"))
+    await asyncio.sleep(0.3)
+    watcher = client._following._watchers["segmind"]
+    assert not watcher.done()
+    await client.aclose()
+    assert watcher.done() and not client._following._watchers
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
