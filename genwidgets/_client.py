@@ -369,7 +369,6 @@ class AsyncClient:
         if self._closed:
             return
         self._closed = True
-        await self._following.aclose()  # stop the slot watchers first
         for task in self.live_tasks():  # nobody follows them any more: free their slots
             budget = self._accounts.known_budget(task.provider)
             if budget is not None:

@@ -66,6 +66,7 @@ class Following:
         self._slot_waits: Counter[str] = Counter()  # submits waiting for a slot, by provider
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._operations.slot_watch = self.watching_slots
+        self._operations.stop_watching = self.aclose
 
     async def updates(self, task: Task) -> AsyncIterator[Task]:
         """Yield `task`, then every changed snapshot until (and including) a terminal one."""

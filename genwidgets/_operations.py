@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
@@ -56,6 +56,7 @@ class Operations:
         #: Around a submit's wait for a budget slot (`Following.watching_slots` polls the tasks
         #: that hold the slots meanwhile).
         self.slot_watch: Callable[[str], AbstractAsyncContextManager[Any]] = _no_watch
+        self.stop_watching: Callable[[], Awaitable[None]] | None = None  # on aclose, first
 
     def local_engine(self) -> Any:
         """The in-process engine of `local:` models (Pillow, PyAV), started on first use."""
@@ -193,6 +194,8 @@ class Operations:
         )
 
     async def aclose(self) -> None:
+        if self.stop_watching is not None:
+            await self.stop_watching()
         for stream in self._streams.values():
             await stream.aclose()
         if self.local is not None:
