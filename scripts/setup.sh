@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything genwidgets needs on a fresh Debian-like machine: system packages (Chromium for
-# the browser tests, espeak-ng for local speech), then a virtualenv in .venv with the package.
+# the browser tests, espeak-ng for local speech, PostgreSQL for the team backend's tests), then a
+# virtualenv in .venv with the package.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,9 @@ cd "$(dirname "$0")/.."
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+# PostgreSQL's server binaries for the team backend's tests (Debian keeps them off PATH).
+command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+  || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

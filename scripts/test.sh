@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check genwidgets tests benchmarks
+# Tests that need a real server (PostgreSQL, S3) fail here instead of skipping when it is missing.
+export GENWIDGETS_REQUIRE_SERVERS=1
 export GENWIDGETS_CACHE_DIR=${GENWIDGETS_CACHE_DIR:-$PWD/.e2e/cache}
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
