@@ -15,8 +15,9 @@ release has already migrated.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from ._exceptions import ConfigError
@@ -26,9 +27,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMES",
+    "Link",
+    "Unreachable",
     "connect",
     "ensure_schema",
     "is_postgres_url",
+    "lost",
     "redacted",
     "schema_version",
     "scrub",
@@ -44,6 +48,12 @@ _SECRET_PARAMS = ("password", "sslpassword")
 _PASSWORD_WORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 #: One step of a component's schema: SQL text, or a function given the open transaction.
 Step = str | Callable[["psycopg.Connection[Any]"], None]
+T = TypeVar("T")
+
+
+class Unreachable(ConfigError):
+    """The PostgreSQL server cannot be reached or refuses the connection (at start: fix the URL,
+    the password or the server; mid-run: a retryable outage)."""
 
 
 def is_postgres_url(value: object) -> bool:
@@ -129,7 +139,52 @@ def connect(url: str, *, autocommit: bool = True, **options: Any) -> psycopg.Con
         return psycopg.connect(url, autocommit=autocommit, **options)
     except psycopg.Error as exc:
         reason = " ".join(scrub(str(exc), url).split()) or type(exc).__name__
-        raise ConfigError(f"Cannot connect to PostgreSQL at {redacted(url)}: {reason}") from None
+        raise Unreachable(f"Cannot connect to PostgreSQL at {redacted(url)}: {reason}") from None
+
+
+def lost(error: BaseException) -> bool:
+    """Whether `error` is the database going away (unreachable, connection cut, server shutting
+    down, serialisation conflict): worth retrying once it is back."""
+    import psycopg
+
+    return isinstance(error, (Unreachable, psycopg.OperationalError, psycopg.InterfaceError))
+
+
+class Link:
+    """One connection to `url`, shared by threads one call at a time and reopened after it
+    breaks (a restarted server): `link(work)` runs `work(connection)`; a connection found broken
+    is replaced once, so the first call after an outage succeeds when the server is back."""
+
+    def __init__(self, url: str, *, connect_timeout: int = CONNECT_TIMEOUT) -> None:
+        self.url = url
+        self._timeout = connect_timeout
+        self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Link {redacted(self.url)}>"
+
+    def __call__(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None or self._conn.closed:
+                    self._conn = connect(self.url, connect_timeout=self._timeout)
+                try:
+                    return work(self._conn)
+                except Exception as exc:
+                    broken = self._conn.broken or self._conn.closed
+                    if broken:
+                        self._conn.close()
+                        self._conn = None
+                    if not (broken and attempt == 1 and lost(exc)):
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
 
 _SCHEMA_TABLE = """

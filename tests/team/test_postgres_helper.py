@@ -12,9 +12,12 @@ import pytest
 
 from genwidgets import ConfigError
 from genwidgets._postgres import (
+    Link,
+    Unreachable,
     connect,
     ensure_schema,
     is_postgres_url,
+    lost,
     redacted,
     schema_version,
     scrub,
@@ -152,3 +155,21 @@ def test_a_failed_migration_leaves_the_version_as_it_was(postgres: Any) -> None:
             steps = [f"CREATE TABLE {table} (a int)", "DROP TABLE nosuchtable"]
             ensure_schema(conn, component, steps)
         assert schema_version(conn, component) == 1
+
+
+def test_a_link_reconnects_once_the_server_is_back(postgres: Any) -> None:
+    link = Link(postgres.url, connect_timeout=2)
+    assert link(lambda conn: conn.execute("select 1").fetchone()) == (1,)
+    postgres.stop()
+    try:
+        with pytest.raises(Unreachable, match="Cannot connect to PostgreSQL") as caught:
+            link(lambda conn: conn.execute("select 2").fetchone())
+        assert postgres.url_without_password in str(caught.value)
+        assert postgres.password not in str(caught.value)
+        assert lost(caught.value)
+    finally:
+        postgres.start()
+    assert link(lambda conn: conn.execute("select 3").fetchone()) == (3,)  # a new connection
+    assert postgres.password not in repr(link)
+    link.close()
+    assert not lost(ValueError("not an outage"))
