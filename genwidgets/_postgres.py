@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMES",
+    "DatabaseURL",
     "Link",
     "Unreachable",
     "connect",
@@ -54,6 +55,17 @@ T = TypeVar("T")
 class Unreachable(ConfigError):
     """The PostgreSQL server cannot be reached or refuses the connection (at start: fix the URL,
     the password or the server; mid-run: a retryable outage)."""
+
+
+class DatabaseURL(str):
+    """A database URL whose repr leaves the password out. It is still the whole URL as a `str`
+    (the driver needs it), but an attribute or variable holding one shows safely in `vars()`,
+    debuggers, variable inspectors and tracebacks that print locals."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(redacted(str(self)))
 
 
 def is_postgres_url(value: object) -> bool:
@@ -156,7 +168,7 @@ class Link:
     is replaced once, so the first call after an outage succeeds when the server is back."""
 
     def __init__(self, url: str, *, connect_timeout: int = CONNECT_TIMEOUT) -> None:
-        self.url = url
+        self.url = DatabaseURL(url)
         self._timeout = connect_timeout
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()

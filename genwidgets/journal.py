@@ -42,10 +42,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from ._exceptions import ConfigError
+from ._journal_backends import locate, open_backend
 from ._journal_export import provenance_rows, write_rows
-from ._journal_notes import FileNotes, _alive
-from ._journal_sqlite import SQLiteStore
+from ._journal_notes import _alive
 from ._journal_writer import Writer
 from ._models import Status, Task
 
@@ -119,22 +118,12 @@ def fingerprint(provider: str, model: str, params: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def default_journal_path() -> Path:
-    """`GENWIDGETS_JOURNAL`, else `.genwidgets/journal.sqlite` in the working directory (beside
-    the notebook, since Jupyter starts kernels in the notebook's folder)."""
+def default_journal_path() -> Path | str:
+    """`GENWIDGETS_JOURNAL` (a file path or a PostgreSQL URL, see `_journal_backends`), else
+    `.genwidgets/journal.sqlite` in the working directory (beside the notebook, since Jupyter
+    starts kernels in the notebook's folder)."""
     env = os.environ.get("GENWIDGETS_JOURNAL")
-    return _file(env) if env else Path.cwd() / ".genwidgets" / "journal.sqlite"
-
-
-def _file(value: str | os.PathLike[str]) -> Path:
-    """A journal file path; a URL is refused (naming its scheme only: it may hold a password)
-    rather than taken as a folder named after it."""
-    scheme, sep, _ = os.fspath(value).partition("://")
-    if sep and scheme.replace("+", "").isalnum():
-        raise ConfigError(
-            f"The journal must be a file path; {scheme}:// journals are not supported yet"
-        )
-    return Path(value)
+    return locate(env) if env else Path.cwd() / ".genwidgets" / "journal.sqlite"
 
 
 def _unfinished(task: Task) -> bool:
@@ -197,13 +186,14 @@ class _Shared:
         return flushed
 
 
-_OPEN: dict[Path, _Shared] = {}
+_OPEN: dict[Path | str, _Shared] = {}  # by resolved path or database URL
 _OPEN_LOCK = threading.Lock()
 _ALL: weakref.WeakSet[Journal] = weakref.WeakSet()
 
 
 class Journal:
-    """A task journal: SQLite at `path` by default, or any `store` and `notes`."""
+    """A task journal: SQLite at `path` by default, PostgreSQL when `path` is a
+    ``postgresql://`` URL, or any `store` and `notes`."""
 
     def __init__(
         self,
@@ -212,22 +202,20 @@ class Journal:
         store: JournalStore | None = None,
         notes: SubmitNotes | None = None,
     ) -> None:
-        self._key: Path | None = None
+        self._key: Path | str | None = None
         if store is not None:
             if notes is None:
                 raise TypeError("a custom journal store needs its submit notes too")
             self.path = None if path is None else Path(path)
             self._shared = _Shared(store, notes, f"journal {store!r}")
         else:
-            self.path = _file(path) if path is not None else default_journal_path()
-            self._key = self.path.resolve()
+            where = locate(path) if path is not None else default_journal_path()
+            self.path = where if isinstance(where, Path) else None  # None: in PostgreSQL
+            self._key = where.resolve() if isinstance(where, Path) else where
             with _OPEN_LOCK:
                 shared = _OPEN.get(self._key)
                 if shared is None:
-                    notes = FileNotes(self._key.with_name(self._key.name + "-submits"))
-                    shared = _OPEN[self._key] = _Shared(
-                        SQLiteStore(self._key), notes, f"journal {str(self.path)!r}"
-                    )
+                    shared = _OPEN[self._key] = _Shared(*open_backend(self._key))
                 shared.users += 1
             self._shared = shared
         self._closed = False

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +40,39 @@ def postgres() -> Iterator[Any]:
         _server_missing("PostgreSQL", str(e))
     with server as pg:
         yield pg
+
+
+@contextlib.contextmanager
+def pg_schema(pg: Any) -> Iterator[str]:
+    """A journal URL on the session's PostgreSQL with a schema of its own (a clean database for
+    one test, dropped after it, with any journal still open on it closed first)."""
+    import psycopg
+
+    from genwidgets import journal
+
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = f"{pg.url}?options=-csearch_path%3D{schema}"
+    try:
+        yield url
+    finally:
+        for book in list(journal._ALL):
+            if book._key == url:
+                book.close()
+        with psycopg.connect(pg.url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal_at(request: pytest.FixtureRequest) -> Iterator[Callable[[Path], Any]]:
+    """Where a test's journal lives, once per backend: `journal_at(folder)` is a SQLite file in
+    that folder, or (the same for every folder, a team's shared journal) a PostgreSQL URL."""
+    if request.param == "sqlite":
+        yield lambda folder: folder / "journal.sqlite"
+        return
+    with pg_schema(request.getfixturevalue("postgres")) as url:
+        yield lambda folder: url
 
 
 @pytest.fixture(scope="session")

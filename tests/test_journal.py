@@ -1,15 +1,20 @@
 """The journal: every snapshot recorded, status history, fingerprints, provenance, two writers,
-and a journal another process holds locked holding up nothing."""
+and a journal another process holds locked holding up nothing. Tests taking `journal_at` run on
+both backends (a SQLite file, a PostgreSQL database)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import multiprocessing
+import re
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,8 @@ from genwidgets._journal_sqlite import SCHEMA_VERSION
 from genwidgets.journal import Journal, export, fingerprint
 from tests.client.test_replay import make_client
 from tests.client.test_submit_notes import open_notes
+
+At = Callable[[Path], Any]  # the journal_at fixture (tests/conftest.py): SQLite, PostgreSQL
 
 
 def make_task(task_id: str = "t1", **changes: object) -> Task:
@@ -44,8 +51,8 @@ def test_fingerprint_is_canonical() -> None:
     assert a != fingerprint("q", "m", {"prompt": "x", "seed": 1})
 
 
-def test_records_status_changes_and_outputs(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "j.sqlite")
+def test_records_status_changes_and_outputs(tmp_path: Path, journal_at: At) -> None:
+    journal = Journal(journal_at(tmp_path))
     task = make_task()
     journal.record(task)
     journal.record(task.evolve(status=Status.RUNNING, progress=0.5))
@@ -70,8 +77,24 @@ def test_records_status_changes_and_outputs(tmp_path: Path) -> None:
     assert journal.unfinished() == []
 
 
-def test_unfinished_includes_succeeded_but_not_downloaded(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "j.sqlite")
+def test_a_later_snapshot_keeps_what_it_does_not_know(tmp_path: Path, journal_at: At) -> None:
+    journal = Journal(journal_at(tmp_path))
+    started = datetime(2026, 11, 23, 10, 0, 5, tzinfo=timezone.utc)
+    task = make_task(status=Status.RUNNING, started_at=started, cost=0.25, usage={"steps": 4})
+    journal.record(task.evolve(outputs=(Output(kind="image", url="https://x/a.png", size=7),)))
+    done = (Output(kind="image", sha256="ef" * 32, path=tmp_path / "a.png"),)
+    journal.record(make_task(status=Status.SUCCEEDED, outputs=done))  # no cost, start or url
+    journal.flush()
+    back = journal.get("segmind", "t1")
+    assert back is not None and back.status is Status.SUCCEEDED
+    assert back.started_at == started and back.cost == 0.25 and back.usage == {"steps": 4}
+    (out,) = back.outputs
+    assert (out.url, out.size, out.sha256) == ("https://x/a.png", 7, "ef" * 32)
+    assert out.path == done[0].path
+
+
+def test_unfinished_includes_succeeded_but_not_downloaded(tmp_path: Path, journal_at: At) -> None:
+    journal = Journal(journal_at(tmp_path))
     journal.record(make_task("running", status=Status.RUNNING))
     journal.record(make_task("failed", status=Status.FAILED, error="no"))
     journal.record(
@@ -84,14 +107,14 @@ def test_unfinished_includes_succeeded_but_not_downloaded(tmp_path: Path) -> Non
     assert sorted(t.id for t in journal.unfinished()) == ["running", "undownloaded"]
 
 
-def test_replayed_snapshots_are_not_recorded_again(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "j.sqlite")
+def test_replayed_snapshots_are_not_recorded_again(tmp_path: Path, journal_at: At) -> None:
+    journal = Journal(journal_at(tmp_path))
     journal.record(make_task(replayed=True))
     assert journal.tasks() == []
 
 
-def test_export_json_and_csv(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "j.sqlite")
+def test_export_json_and_csv(tmp_path: Path, journal_at: At) -> None:
+    journal = Journal(journal_at(tmp_path))
     out = Output(kind="image", url="https://x/y.png", sha256="cd" * 32, path=tmp_path / "y.png")
     journal.record(make_task(status=Status.SUCCEEDED, outputs=(out,)))
     rows = json.loads(journal.export(tmp_path / "prov.json").read_text())
@@ -265,16 +288,29 @@ async def test_a_second_backend_plugs_in_behind_the_protocols(sb: Any, tmp_path:
     assert sb.stats()["submits"] == {"segmind": 1}
 
 
-def test_a_journal_url_is_refused_without_its_password(
+def test_a_journal_it_cannot_use_is_refused_without_its_password(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Before issue 13 every URL was refused; now a postgresql:// one is used, so the refusals
+    # left are an unreachable database (naming its URL without the password) and other schemes.
     monkeypatch.chdir(tmp_path)
-    url = "postgresql://user:secret@db.example:5432/team"
-    for attempt in (lambda: Journal(url), lambda: Journal(), lambda: export("p.json", url)):
-        monkeypatch.setenv("GENWIDGETS_JOURNAL", url)
-        with pytest.raises(genwidgets.ConfigError, match="postgresql:// journals") as info:
-            attempt()
-        assert "secret" not in str(info.value)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    cases = {
+        f"postgresql://user:secret@127.0.0.1:{port}/team": (
+            f"Cannot connect to PostgreSQL at postgresql://user@127.0.0.1:{port}/team"
+        ),
+        "mysql://user:secret@db.example:3306/team": "mysql:// journals are not supported",
+    }
+    for url, refusal in cases.items():
+        attempts = (lambda u=url: Journal(u), Journal, lambda u=url: export("p.json", u))
+        for attempt in attempts:
+            monkeypatch.setenv("GENWIDGETS_JOURNAL", url)
+            with pytest.raises(genwidgets.ConfigError, match=re.escape(refusal)) as info:
+                attempt()
+            shown = "".join(traceback.format_exception(info.value))
+            assert "secret" not in shown and "secret" not in repr(info.value)
     assert list(tmp_path.iterdir()) == []  # no folder named after the URL
 
 

@@ -6,6 +6,8 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 
 import genwidgets
 from genwidgets import AsyncClient, Output, Status, Task
+from genwidgets.journal import Journal
 
 SENTINEL = "SENTINEL-KEY-7f3a9c1e-do-not-leak"
 PROVIDERS = ("onerouter", "rixapi", "segmind", "netmind", "oxen")
@@ -167,3 +170,96 @@ def test_sentinel_key_in_no_executed_notebook(sb: Any, tmp_path: Path) -> None:
         os.environ.clear()
         os.environ.update(saved)
     assert SENTINEL.encode() not in all_text_under(tmp_path)
+
+
+def _journal_rows(url: str) -> str:
+    """Every row of every table in the journal's PostgreSQL schema, as text."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = "
+            "current_schema()"
+        ).fetchall()
+        assert {"journal_tasks", "journal_submits", "genwidgets_schema"} <= {t for (t,) in tables}
+        return "\n".join(
+            str(row) for (table,) in tables for row in conn.execute(f"SELECT * FROM {table}")
+        )
+
+
+async def test_postgres_password_in_no_repr_error_log_or_journal_row(
+    sb: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, postgres: Any
+) -> None:
+    from tests.conftest import KEYS, pg_schema
+
+    caplog.set_level(logging.DEBUG)
+    password = postgres.password
+    seen: list[str] = []
+    with pg_schema(postgres) as url:
+        async with AsyncClient(
+            api_keys=KEYS,
+            base_urls=sb.urls,
+            cache_dir=tmp_path / "cache",
+            journal=url,
+            poll_interval=(0.05, 0.3),
+        ) as client:
+            journal = client.journal
+            assert journal is not None
+            seen += [repr(client), repr(journal), str(vars(journal))]
+            seen += [repr(journal._shared.store), repr(journal._shared.notes)]
+            task = await client.run("segmind:seedream-4.5", prompt="keep the database secret")
+            seen += [repr(task), task.model_dump_json()]
+            with pytest.raises(genwidgets.TaskFailed) as failed:
+                await client.run("segmind:seedream-4.5", prompt="y [fail]")
+            seen += [str(failed.value), repr(failed.value)]
+            seen += [t.name for t in threading.enumerate()]
+            postgres.stop()  # errors and log lines while the database is away
+            try:
+                with pytest.raises(genwidgets.ConfigError) as away:
+                    await client.submit("segmind:seedream-4.5", prompt="during the outage")
+                seen += ["".join(traceback.format_exception(away.value)), repr(away.value)]
+            finally:
+                postgres.start()
+        seen.append(_journal_rows(url))
+        with pytest.raises(genwidgets.ConfigError) as refused:  # a wrong password at start
+            Journal(url.replace(password, "wrong-password"))
+        seen += ["".join(traceback.format_exception(refused.value)), repr(refused.value)]
+    seen += [r.getMessage() for r in caplog.records]
+    seen += [logging.Formatter().format(r) for r in caplog.records]
+    assert len(seen) > 10 and url.split("?")[0] not in "".join(seen)
+    assert not [s for s in seen if password in s]
+    assert password.encode() not in all_text_under(tmp_path)
+
+
+def test_postgres_password_in_no_notebook_output(sb: Any, tmp_path: Path, postgres: Any) -> None:
+    """A notebook whose journal is in PostgreSQL: the password is in no saved output, neither of
+    a working run nor of the error an unreachable database gives at start."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from tests.conftest import KEYS, pg_schema
+
+    password = postgres.password
+    cells = [
+        "import genwidgets\nfrom genwidgets.journal import Journal\nJournal()",
+        "client = genwidgets.Client()\ntask = client.run('segmind:seedream-4.5', prompt='nb')\n"
+        "task, client.journal, client.journal._shared.store",
+        "client.close()\nimport os, socket\nwith socket.socket() as s:\n"
+        "    s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]\n"  # nothing listens there
+        f"Journal(os.environ['GENWIDGETS_JOURNAL'].replace(':{postgres.port}/', f':{{port}}/'))",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    saved = dict(os.environ)
+    with pg_schema(postgres) as url:
+        os.environ.update({f"{p.upper()}_API_KEY": key for p, key in KEYS.items()})
+        os.environ.update({f"GENWIDGETS_{p.upper()}_URL": u for p, u in sb.urls.items()})
+        os.environ.update(GENWIDGETS_JOURNAL=url, GENWIDGETS_CACHE_DIR=str(tmp_path / "cache"))
+        try:
+            NotebookClient(nb, timeout=120, allow_errors=True).execute()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    text = nbformat.writes(nb)
+    assert "PostgresStore postgresql://" in text and "succeeded" in text
+    assert "Cannot connect to PostgreSQL" in text  # the error at start is in the outputs
+    assert password not in text

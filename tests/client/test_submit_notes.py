@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,9 +12,11 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from genwidgets import AsyncClient, Status, SubmitUncertain
@@ -40,8 +43,14 @@ WORKER = textwrap.dedent(
 )
 
 
-def open_notes(journal_path: Path) -> list[dict[str, Any]]:
-    """Every note still open in the notes folder beside a journal, whoever wrote it."""
+def open_notes(journal_path: Path | str) -> list[dict[str, Any]]:
+    """Every note still open in the notes folder beside a journal (or in its PostgreSQL
+    database), whoever wrote it."""
+    if isinstance(journal_path, str):
+        with psycopg.connect(journal_path) as conn:
+            cursor = conn.execute("SELECT * FROM journal_submits")
+            names = [c.name for c in cursor.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     folder = journal_path.with_name(journal_path.name + "-submits")
     return [note for path in folder.glob("*.jsonl") for note in _read(path)[1].values()]
 
@@ -77,9 +86,9 @@ def test_notes_of_dead_processes_are_orphans_and_ours_are_not(tmp_path: Path) ->
 
 
 async def test_a_submit_killed_in_the_air_is_not_resent_without_fresh(
-    sb: Any, tmp_path: Path
+    sb: Any, tmp_path: Path, journal_at: Any
 ) -> None:
-    journal_path = tmp_path / "journal.sqlite"
+    journal_path = journal_at(tmp_path)  # a file, or a PostgreSQL database (leases)
     sb.set_faults(latency=5.0)  # the answer to the submit takes 5 s: kill the sender meanwhile
     args = json.dumps([sb.urls, KEYS, str(tmp_path / "c1"), str(journal_path), MODEL, PROMPT])
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENWIDGETS_")}
@@ -109,7 +118,7 @@ async def test_a_submit_killed_in_the_air_is_not_resent_without_fresh(
         other = await client.run(MODEL, prompt="an unrelated request is not held back")
         assert other.status is Status.SUCCEEDED
     assert sb.stats()["requests"]["rixapi"]["submit"] == 3
-    Journal(journal_path).flush()
+    Journal(journal_path).close()
     assert open_notes(journal_path) == []
 
 
@@ -155,30 +164,49 @@ time.sleep(60)
 """
 
 
-async def test_a_task_answered_just_before_a_hard_kill_is_followed_not_lost(
-    sb: Any, tmp_path: Path
-) -> None:
-    journal_path = tmp_path / "journal.sqlite"
-    journal_path.write_bytes(b"")  # an empty journal, locked by another process below
+@contextlib.contextmanager
+def records_held_back(journal: Path | str) -> Iterator[None]:
+    """Another kernel's long transaction: no record can land in the journal meanwhile (on
+    PostgreSQL, a lock on the tasks table; submit notes, in their own table, still can)."""
+    if isinstance(journal, str):
+        Journal(journal).close()  # the tables exist
+        with psycopg.connect(journal) as conn:
+            conn.execute("LOCK TABLE journal_tasks IN EXCLUSIVE MODE")
+            yield
+        return
+    journal.write_bytes(b"")  # an empty journal, locked by another process
     holder = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(journal_path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", LOCK_HOLDER, str(journal)], stdout=subprocess.PIPE, text=True
     )
-    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        yield
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+async def test_a_task_answered_just_before_a_hard_kill_is_followed_not_lost(
+    sb: Any, tmp_path: Path, journal_at: Any
+) -> None:
+    journal_path = journal_at(tmp_path)
     prompts = ["answered, then killed", "answered too, then killed"]
     args = json.dumps([sb.urls, KEYS, str(tmp_path / "c1"), str(journal_path), MODEL, prompts])
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENWIDGETS_")}
-    worker = subprocess.Popen(
-        [sys.executable, "-c", ANSWERED_WORKER, args], env=env, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert worker.stdout is not None
-        ids = json.loads(worker.stdout.readline())  # both submits answered...
-        worker.send_signal(signal.SIGKILL)  # ...and the process killed before any record landed
-        worker.wait(10)
-    finally:
-        worker.kill()
-        holder.kill()
-        holder.wait(10)
+    with records_held_back(journal_path):
+        worker = subprocess.Popen(
+            [sys.executable, "-c", ANSWERED_WORKER, args],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert worker.stdout is not None
+            ids = json.loads(worker.stdout.readline())  # both submits answered...
+            worker.send_signal(signal.SIGKILL)  # ...and killed before any record landed
+            worker.wait(10)
+        finally:
+            worker.kill()
     assert sb.stats()["submits"] == {"rixapi": 2}
 
     async with AsyncClient(
