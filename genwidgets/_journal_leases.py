@@ -161,9 +161,10 @@ class PostgresNotes:
     def _dead(self, where: str, args: dict[str, Any]) -> list[dict[str, Any]]:
         """Other processes' open notes matching `where` whose holder is dead: lease expired, or
         on this machine with its pid gone."""
-        query = (
+        query = (  # live leases on other machines stay on the server: the common case
             f"SELECT {_COLUMNS}, {_EXPIRED} AS expired, task FROM journal_submits "
-            f"WHERE process <> %(process)s AND ({where})"
+            f"WHERE process <> %(process)s AND ({_EXPIRED} OR machine = %(machine)s) "
+            f"AND ({where})"
         )
         rows = self._link(lambda conn: conn.execute(query, {**args, **self._holder}).fetchall())
         names = [*_COLUMNS.split(", "), "expired", "task"]
