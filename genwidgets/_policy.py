@@ -20,8 +20,10 @@ from ._exceptions import (
 from ._models import Task
 
 __all__ = [
+    "AIMS",
     "DurationEstimate",
     "PollSchedule",
+    "duration_sample",
     "is_transient",
     "leaky_bucket",
     "poll_due",
@@ -75,12 +77,13 @@ class PollSchedule:
         return max(0.0, base * (1.0 + rng.uniform(-self.jitter, self.jitter)))
 
 
-def poll_gap(interval: float, polled_at: float | None, expected_at: float | None) -> float:
-    """Seconds from the last poll to the next: the backoff `interval`, or longer while tasks of
-    its model are usually still running (`expected_at`, on the same clock as `polled_at`)."""
-    if polled_at is None or expected_at is None:
+def poll_gap(interval: float, polled_at: float | None, aim: float | None) -> float:
+    """Seconds from the last poll to the next: at the task's next `aim` (when tasks of its model
+    are usually done, on the same clock as `polled_at`; see `DurationEstimate.next_aim`), else
+    the backoff `interval`."""
+    if polled_at is None or aim is None or aim <= polled_at:
         return interval
-    return max(interval, expected_at - polled_at)
+    return aim - polled_at
 
 
 def poll_due(now: float, polled_at: float | None, gap: float) -> float:
@@ -152,19 +155,35 @@ def snapshot_changed(old: Task, new: Task) -> bool:
     return old.model_dump(exclude={"updated_at"}) != new.model_dump(exclude={"updated_at"})
 
 
+#: Where a task of a model whose durations are known gets polled: the quantiles of the learned
+#: durations, counted from its submit. Most tasks are done by the first (one poll), nearly all by
+#: the second; past the last, the backoff takes over (the task is slower than any seen). Only for
+#: the provider's own times (`DurationEstimate.exact`): "first seen done" is only an upper bound,
+#: and aiming high at upper bounds would ratchet the estimate up by the poll lag every round.
+AIMS: tuple[float, ...] = (0.85, 0.97, 1.0)
+#: Aims closer than this fraction of the median to the last poll are skipped (no poll storms
+#: when the learned durations are tight).
+AIM_SPACING = 0.05
+
+
 @dataclass
 class DurationEstimate:
-    """How long a model's tasks take, learned from the ones this process saw finish.
+    """How long a model's tasks take, learned from the ones that finished (here or, through the
+    journal, in earlier processes), and where that puts a new task's polls.
 
-    A task polled every 3 s until done costs ceil(T / 3) status requests; one polled first when it
-    is expected to be done costs about one. The estimate is a little under the recent median, so a
-    poll that comes too early (cheap: one request, then fast polls) is likelier than one that comes
-    late (a slot held, a result shown late), and an estimate inflated by poll lag shrinks back.
+    A task polled every 3 s until done costs ceil(T / 3) status requests; one polled first when
+    nearly all tasks of its model are done costs about one. With the provider's own start and
+    finish times (`exact`) the samples are true durations, so the first poll aims at a high
+    quantile (`AIMS`), then a few short gaps. Without them a sample is "first seen done", an upper
+    bound inflated by poll lag: the first poll then comes a little under the recent median
+    (`margin`), so a poll that comes too early (cheap: one request, then fast polls) is likelier
+    than one that comes late, and an estimate inflated by poll lag shrinks back.
     """
 
     window: int = 25
     minimum_samples: int = 3
     margin: float = 0.9
+    exact: bool = False  # the samples are the provider's own times, not "first seen done"
     samples: deque[float] = field(default_factory=deque)
 
     def observe(self, seconds: float) -> None:
@@ -173,16 +192,72 @@ class DurationEstimate:
             while len(self.samples) > self.window:
                 self.samples.popleft()
 
-    def expected(self) -> float | None:
-        """Seconds a task of this model is expected to take, or None while still learning."""
-        if len(self.samples) < self.minimum_samples:
+    @property
+    def learned(self) -> bool:
+        return len(self.samples) >= self.minimum_samples
+
+    def aims(self) -> tuple[float, ...]:
+        """Seconds after its submit at which a new task is polled, before any backoff (empty
+        while still learning)."""
+        if not self.learned:
+            return ()
+        if not self.exact:
+            return (self.margin * statistics.median(self.samples),)
+        ordered = sorted(self.samples)
+        return tuple(_quantile(ordered, q) for q in AIMS)
+
+    def next_aim(self, elapsed: float) -> float | None:
+        """The next aim for a task last polled `elapsed` s after its submit (None: past them all,
+        or still learning): at least `AIM_SPACING` of the median after that poll."""
+        aims = self.aims()
+        if not aims:
             return None
-        return self.margin * statistics.median(self.samples)
+        spacing = AIM_SPACING * statistics.median(self.samples) if elapsed > 0 else 0.0
+        return next((aim for aim in aims if aim >= elapsed + spacing), None)
+
+    def expected(self) -> float | None:
+        """Seconds after its submit of a new task's first poll, or None while still learning."""
+        aims = self.aims()
+        return aims[0] if aims else None
 
     def remaining(self, elapsed: float) -> float:
         """Seconds until a task `elapsed` s old is expected to be done (0: now, or unknown)."""
         expected = self.expected()
         return 0.0 if expected is None else max(0.0, expected - elapsed)
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """The `q` quantile of sorted values, interpolated between neighbours."""
+    at = q * (len(ordered) - 1)
+    low = int(at)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
+
+
+def duration_sample(
+    reported: float | None, resolution: float, seen: tuple[float, float] | None
+) -> float | None:
+    """How long a finished task took, for `DurationEstimate.observe` (None: nothing learned).
+
+    `reported`: the provider's own finish minus creation time (None: it gave none), true up to
+    `resolution` s (1 for whole-second stamps). `seen`: seconds after the submit between which
+    this client saw it finish (the last poll that found it running, or 0; the first that found it
+    done), None when nobody watched. The provider's time wins; whole-second stamps are narrowed
+    by what was seen. Without any provider time: the midpoint of what was seen (so poll lag does
+    not inflate it), or the first-seen-done time when no poll found it running."""
+    if reported is None or reported < 0:
+        if seen is None:
+            return None
+        low, high = seen
+        return high if low <= 0 else (low + high) / 2
+    if resolution <= 0 or seen is None:
+        return reported
+    low, high = max(reported - resolution, seen[0]), min(reported + resolution, seen[1])
+    if low > high:  # the two clocks disagree: the provider's own times win
+        return reported
+    if (low, high) == seen:  # coarse stamps of a task shorter than they can tell: what was seen
+        return duration_sample(None, 0.0, seen)
+    return (low + high) / 2
 
 
 def leaky_bucket(requests_per_minute: float, safety: float = 0.98) -> tuple[float, float]:

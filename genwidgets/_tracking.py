@@ -3,7 +3,10 @@
 A record holds what following one task needs: its newest snapshot (so `cancel_all` can reach it),
 its deadline, when this process submitted it, when it was last polled and when its status last
 changed (the poll schedule is anchored to these, the task's own clock), and the last poll that
-found it still running (to learn durations without poll lag). Records end with their task.
+found it still running. Durations are learned from the provider's own creation and finish times
+where its adapter reads them (`time_fields`), else from when this client saw the task finish
+(without poll lag: between the last poll that found it running and the first that found it
+done). Records end with their task.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from ._exceptions import GenError
 from ._models import Status, Task
-from ._policy import DurationEstimate
+from ._policy import DurationEstimate, duration_sample
+from .providers import get_provider_class
 
 __all__ = ["DeadlineSetting", "Followed", "Tracker"]
 
@@ -40,11 +45,13 @@ class Followed:
         return None if self.deadline is None else self.deadline - now
 
     def expected_at(self, estimate: DurationEstimate) -> float | None:
-        """When a task submitted here is usually done (None: not submitted here, or unknown)."""
-        expected = estimate.expected()
-        if self.submitted_at is None or expected is None or self.task.progress is not None:
+        """When to poll next because tasks of its model are usually done by then (the next aim
+        after its last poll; None: not submitted here, still learning, or past every aim)."""
+        if self.submitted_at is None or self.task.progress is not None:
             return None  # a task that reports progress is worth polling on the backoff alone
-        return self.submitted_at + expected
+        polled_at = self.submitted_at if self.polled_at is None else self.polled_at
+        aim = estimate.next_aim(polled_at - self.submitted_at)
+        return None if aim is None else self.submitted_at + aim
 
     def polled(self, task: Task, now: float) -> None:
         """A poll answered (or was tried): the schedule counts from now."""
@@ -132,18 +139,41 @@ class Tracker:
         key = (task.provider, task.model)
         estimate = self._estimates.get(key)
         if estimate is None:
-            estimate = self._estimates[key] = DurationEstimate()
+            estimate = DurationEstimate(exact=reports_finish(task.provider))
+            self._estimates[key] = estimate
             for seconds in self._durations(task.provider, task.model, estimate.window):
                 estimate.observe(seconds)
         return estimate
 
     def _learn(self, record: Followed) -> None:
-        if record.submitted_at is None or record.task.status is not Status.SUCCEEDED:
+        task = record.task
+        if task.status is not Status.SUCCEEDED:
             return
-        if record.unwatched:  # it may have finished long ago: the span says nothing
-            return
-        # Done somewhere between the last poll that found it running and now: the midpoint
-        # (when a poll found it running) keeps poll lag from inflating the estimate.
-        now = time.monotonic()
-        end = now if record.seen_running is None else (record.seen_running + now) / 2
-        self.estimate(record.task).observe(end - record.submitted_at)
+        estimate = self.estimate(task)
+        reported, resolution = None, 0.0
+        if estimate.exact and task.created_at is not None and task.finished_at is not None:
+            reported = (task.finished_at - task.created_at).total_seconds()
+            resolution = 1.0 if _whole(task.created_at) and _whole(task.finished_at) else 0.0
+        seen = None  # when this client saw it finish, unless it may have finished long before
+        if record.submitted_at is not None and not record.unwatched:
+            now, running = time.monotonic(), record.seen_running
+            seen = (0.0 if running is None else running - record.submitted_at,
+                    now - record.submitted_at)
+        sample = duration_sample(reported, resolution, seen)
+        if sample is not None:
+            estimate.observe(sample)
+
+
+def reports_finish(provider: str) -> bool:
+    """Whether the provider's adapter reads a finish time from the provider (`time_fields`),
+    so a finished task's `finished_at - created_at` is a true duration."""
+    try:
+        cls = get_provider_class(provider)
+    except GenError:  # unknown or broken: learn from what is seen
+        return False
+    return cls.time_fields[0] is not None and cls.time_fields[2] is not None
+
+
+def _whole(at: datetime) -> bool:
+    """A time stamped in whole seconds (Unix seconds, or text without a fraction)."""
+    return at.microsecond == 0

@@ -343,8 +343,9 @@ class Journal:
         return max(mine, key=_newest) if mine else self._shared.store.latest(fp, status)
 
     def durations(self, provider: str, model: str, limit: int = 25) -> list[float]:
-        """Seconds from creation to finish of this model's latest succeeded tasks, oldest first
-        (to time the first poll of a new one before this process has seen any finish)."""
+        """`finished_at - created_at` of this model's latest succeeded tasks, oldest first: the
+        provider's own times where its adapter reads them, else when the client saw them (to time
+        the first polls of a new task before this process has seen any finish; `_tracking`)."""
         return self._shared.store.durations(provider, model, limit)
 
     def unfinished(self) -> list[Task]:

@@ -9,7 +9,14 @@ import pytest
 
 from genwidgets import ConfigError
 from genwidgets._budget import DEFAULT_LIMITS, Budget, Limits, budget_for, resolve_limits
-from genwidgets._policy import DurationEstimate, leaky_bucket, recovered, scaled_poll_delay
+from genwidgets._policy import (
+    DurationEstimate,
+    duration_sample,
+    leaky_bucket,
+    poll_gap,
+    recovered,
+    scaled_poll_delay,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -214,3 +221,50 @@ async def test_one_budget_per_provider_account_on_a_loop() -> None:
     assert budget_for("onerouter", "acct-1", Limits()) is None  # unlimited: no budget at all
     budget_for("onerouter", "acct-1", Limits(60, 3))
     assert a is not None and a.limits == Limits(60, 3)  # the newest setting applies
+
+
+def test_with_the_providers_own_times_the_first_poll_aims_where_nearly_all_are_done() -> None:
+    estimate = DurationEstimate(exact=True)
+    for seconds in range(1, 22):  # 1..21 s, median 11
+        estimate.observe(float(seconds))
+    first, second, last = estimate.aims()
+    assert (first, second, last) == pytest.approx((0.85 * 20 + 1, 0.97 * 20 + 1, 21.0))
+    assert estimate.expected() == first
+    assert estimate.next_aim(0.0) == first  # from the submit: the first aim
+    assert estimate.next_aim(first) == second
+    assert estimate.next_aim(20.0) == last  # 20.4 is closer than 5 % of the median: skipped
+    assert estimate.next_aim(5.0) == first  # an early poll (a status change) keeps the aim
+    assert estimate.next_aim(21.0) is None  # slower than any seen: the backoff's turn
+
+
+def test_without_them_the_first_poll_stays_under_the_median() -> None:
+    estimate = DurationEstimate()  # samples are "first seen done": upper bounds
+    for seconds in (10.0, 11.0, 10.5):
+        estimate.observe(seconds)
+    assert estimate.aims() == pytest.approx((0.9 * 10.5,))
+    assert estimate.next_aim(0.9 * 10.5) is None
+    assert DurationEstimate(exact=True).aims() == ()  # still learning
+
+
+def test_a_poll_goes_at_the_aim_even_inside_the_backoff_interval() -> None:
+    assert poll_gap(2.0, 100.0, 100.6) == pytest.approx(0.6)  # short gaps around the finish
+    assert poll_gap(2.0, 100.0, 109.0) == pytest.approx(9.0)
+    assert poll_gap(2.0, 100.0, None) == 2.0  # no aim: the backoff
+    assert poll_gap(2.0, 100.0, 99.0) == 2.0
+    assert poll_gap(2.0, None, 109.0) == 2.0
+
+
+def test_a_duration_sample_prefers_the_providers_times() -> None:
+    seen_late = (0.0, 30.0)  # found done at its first poll, 30 s after the submit
+    assert duration_sample(10.25, 0.0, seen_late) == 10.25  # exact stamps: as reported
+    assert duration_sample(10.25, 0.0, None) == 10.25  # nobody watched: the provider knows
+    assert duration_sample(10.0, 1.0, (9.6, 10.4)) == pytest.approx(10.0)  # within both
+    assert duration_sample(10.0, 1.0, (10.5, 12.0)) == pytest.approx(10.75)  # narrowed
+    assert duration_sample(10.0, 1.0, (20.0, 21.0)) == 10.0  # clocks disagree: the provider's
+    # Whole-second stamps of a 0.4 s task say 0 or 1 s: what was seen tells more.
+    assert duration_sample(0.0, 1.0, (0.0, 0.45)) == pytest.approx(0.45)
+    # No provider time: the midpoint of the last poll running and the first done, else the
+    # first done; nothing from a task nobody watched.
+    assert duration_sample(None, 0.0, (9.0, 11.0)) == 10.0
+    assert duration_sample(None, 0.0, (0.0, 11.0)) == 11.0
+    assert duration_sample(None, 0.0, None) is None

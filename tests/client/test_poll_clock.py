@@ -23,7 +23,11 @@ SERVER_SECONDS = 0.4
 
 def make(sb: Any, tmp_path: Path, **options: Any) -> AsyncClient:
     return AsyncClient(
-        api_keys=KEYS, base_urls=sb.urls, cache_dir=tmp_path / "cache", journal=False, **options
+        api_keys={**KEYS, "replicate": "r8_sandbox-key"},
+        base_urls=sb.urls,
+        cache_dir=tmp_path / "cache",
+        journal=False,
+        **options,
     )
 
 
@@ -81,3 +85,22 @@ async def test_segmind_polls_do_not_spend_its_generation_limit(
     # Were polls charged to the 5/min bucket, each would wait ~12 s for a token.
     assert late_first < 1.0, f"known done {late_first:.1f} s after the wait began"
     assert late_second < 4.0, f"known done {late_second:.1f} s after the server finished"
+
+
+async def test_the_providers_own_times_teach_durations_nobody_watched(
+    sb: Any, tmp_path: Path
+) -> None:
+    # Replicate dates its predictions (created_at, completed_at, with fractions of a second).
+    async with make(sb, tmp_path, budgets=False) as client:
+        model = "replicate:acme/bench-image"  # not catalogued: no Prefer: wait, create + poll
+        idle = [await client.submit(model, prompt=f"idle {i}") for i in range(3)]
+        time.sleep(2.0)  # done at 0.4 s, first seen done at 2 s: only the provider knows when
+        for task in idle:
+            await client.wait(task)
+        watched = await client.submit(model, prompt="watched")
+        started = time.monotonic()
+        await client.wait(watched)
+        took = time.monotonic() - started
+    # Its first poll aims where the idle ones finished (~0.4 s); learning nothing from them
+    # leaves it to Replicate's first poll interval (1 s).
+    assert took < 0.95, f"{took:.2f} s for a {SERVER_SECONDS} s task"
