@@ -19,7 +19,7 @@ from ._postgres import DatabaseURL, is_postgres_url, redacted, validate
 if TYPE_CHECKING:
     from .journal import JournalStore, SubmitNotes
 
-__all__ = ["locate", "open_backend"]
+__all__ = ["locate", "names_database", "open_backend"]
 
 
 def locate(value: str | os.PathLike[str]) -> Path | str:
@@ -35,6 +35,15 @@ def locate(value: str | os.PathLike[str]) -> Path | str:
             "are not supported"
         )
     return Path(value)
+
+
+def names_database(setting: object) -> bool:
+    """Whether a client's journal setting (given, or `GENWIDGETS_JOURNAL` when none is) is a
+    PostgreSQL URL: then the client opens it at once, so an unreachable server is reported when
+    the client is made (`configure(journal=...)`), not at its first task."""
+    if setting is None or setting is True:
+        setting = os.environ.get("GENWIDGETS_JOURNAL")
+    return is_postgres_url(setting)
 
 
 def open_backend(where: Path | str) -> tuple[JournalStore, SubmitNotes, str]:

@@ -26,6 +26,7 @@ from typing import Any
 from ._cache import Cache
 from ._config import journal_off
 from ._exceptions import ReplayMissing, SubmitUncertain
+from ._journal_backends import names_database
 from ._models import Output, Status, Task
 from .journal import CLOSE_WAIT_SECONDS, Journal, fingerprint
 
@@ -42,6 +43,8 @@ class Replay:
         self.mode = mode  # auto, off or require (checked by `_config.replay_mode`)
         self._setting = journal
         self._journal: Journal | None = None
+        if names_database(journal):
+            _ = self.journal  # a team journal connects now: unreachable is an error at start
 
     @property
     def journal(self) -> Journal | None:

@@ -184,6 +184,8 @@ def records_held_back(journal: Path | str) -> Iterator[None]:
     finally:
         holder.kill()
         holder.wait(10)
+        if holder.stdout is not None:
+            holder.stdout.close()
 
 
 async def test_a_task_answered_just_before_a_hard_kill_is_followed_not_lost(
@@ -207,6 +209,9 @@ async def test_a_task_answered_just_before_a_hard_kill_is_followed_not_lost(
             worker.wait(10)
         finally:
             worker.kill()
+            worker.wait(10)
+            if worker.stdout is not None:
+                worker.stdout.close()
     assert sb.stats()["submits"] == {"rixapi": 2}
 
     async with AsyncClient(

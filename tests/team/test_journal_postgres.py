@@ -79,7 +79,9 @@ def test_an_answered_expired_lease_is_adopted_once_across_processes(url: str) ->
     (adopted,) = first.adoptable()
     assert adopted[0] == token and adopted[1].id == "answered"
     assert second.adoptable() == [] and second.orphans(FP) == []  # b holds the lease now
-    other_process(url, "d").forget(FP)  # fresh=True never drops an answered (billed) task
+    fresh = other_process(url, "d")
+    fresh.forget(FP)  # fresh=True never drops an answered (billed) task
+    fresh.close()
     assert [n["token"] for n in open_notes(url)] == [token]
     first.end(token)
     assert open_notes(url) == []
@@ -133,3 +135,16 @@ async def test_the_database_stopping_mid_run_loses_nothing(
     async with make_client(sb, tmp_path, journal=url) as client:  # and it replays from there
         again = await client.run(model, prompt="outage 0 [slow]")
     assert again.replayed and sb.stats()["submits"]["segmind"] == 3
+
+
+async def test_a_client_given_a_database_journal_connects_when_made(
+    postgres: Any, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with genwidgets.AsyncClient(cache_dir=tmp_path, journal=url) as client:
+        assert client.journal is not None and "PostgresStore" in repr(client.journal)
+    wrong = url.replace(postgres.password, "wrong-password")
+    monkeypatch.setenv("GENWIDGETS_JOURNAL", wrong)
+    for setting in (wrong, None):  # configure(journal=...), or the environment
+        with pytest.raises(genwidgets.ConfigError, match="password authentication") as info:
+            genwidgets.AsyncClient(cache_dir=tmp_path, journal=setting)  # no task needed
+        assert postgres.password not in str(info.value)
