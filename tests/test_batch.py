@@ -58,7 +58,9 @@ async def test_invalid_requests_fail_the_batch_before_any_submit(sb: Any, tmp_pa
     assert sb.stats()["submits"] == {}
 
 
-async def test_batch_writes_a_manifest_and_reruns_for_free(sb: Any, tmp_path: Path) -> None:
+async def test_batch_writes_a_manifest_and_reruns_for_free(
+    sb: Any, tmp_path: Path, journal_at: Any
+) -> None:
     rows = [r for _, r in read_jobs(write_jobs(tmp_path / "jobs.jsonl", 12))]
 
     def client() -> AsyncClient:
@@ -66,7 +68,7 @@ async def test_batch_writes_a_manifest_and_reruns_for_free(sb: Any, tmp_path: Pa
             api_keys=KEYS,
             base_urls=sb.urls,
             cache_dir=tmp_path / "cache",
-            journal=tmp_path / "journal.sqlite",
+            journal=journal_at(tmp_path),  # a SQLite file, or a PostgreSQL database
             poll_interval=(0.05, 0.3),
         )
 
@@ -102,13 +104,15 @@ def wait_until(condition: Callable[[], bool], what: str, seconds: float = 30.0) 
         time.sleep(0.02)
 
 
-def test_cli_batch_killed_then_rerun_submits_nothing_twice(sb: Any, tmp_path: Path) -> None:
+def test_cli_batch_killed_then_rerun_submits_nothing_twice(
+    sb: Any, tmp_path: Path, journal_at: Any
+) -> None:
     jobs = write_jobs(tmp_path / "jobs.jsonl", 30, slow=True)  # 20 remote lines, 10 local
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENWIDGETS_")}
     env.update({f"GENWIDGETS_{p.upper()}_URL": u for p, u in sb.urls.items()})
     env.update({f"{p.upper()}_API_KEY": k for p, k in KEYS.items()})
     env.update(
-        GENWIDGETS_JOURNAL=str(tmp_path / "j.sqlite"),
+        GENWIDGETS_JOURNAL=str(journal_at(tmp_path)),  # a file, or PostgreSQL with leases
         GENWIDGETS_CACHE_DIR=str(tmp_path / "c"),
         GENWIDGETS_LOCAL_DURATION="0.2",
         GENWIDGETS_BUDGETS="off",  # this tests the checkpoint; budgets have tests of their own
