@@ -25,7 +25,9 @@ def admin_routes(state: State) -> list[BaseRoute]:
 
 
 def _fault_and_stats_routes(state: State) -> list[BaseRoute]:
-    """GET/POST `/_sandbox/faults`, GET `/_sandbox/stats`, POST `/_sandbox/reset`."""
+    """GET/POST `/_sandbox/faults`, GET `/_sandbox/stats`, POST `/_sandbox/reset`, and GET
+    `/_sandbox/finished[?provider=fal]`: when each task's status turns terminal (`{provider:
+    {task id: time.time()}}`), for benchmarks that measure how late a client learns of it."""
 
     async def get_faults(request: Request) -> Response:
         with state.lock:
@@ -44,6 +46,9 @@ def _fault_and_stats_routes(state: State) -> list[BaseRoute]:
     async def get_stats(request: Request) -> Response:
         return JSONResponse(state.stats())
 
+    async def get_finished(request: Request) -> Response:
+        return JSONResponse(state.finish_times(request.query_params.get("provider")))
+
     async def post_reset(request: Request) -> Response:
         state.reset()
         return JSONResponse({"status": "reset", "time": time.time()})
@@ -52,6 +57,7 @@ def _fault_and_stats_routes(state: State) -> list[BaseRoute]:
         Route("/_sandbox/faults", get_faults, methods=["GET"]),
         Route("/_sandbox/faults", post_faults, methods=["POST"]),
         Route("/_sandbox/stats", get_stats, methods=["GET"]),
+        Route("/_sandbox/finished", get_finished, methods=["GET"]),
         Route("/_sandbox/reset", post_reset, methods=["POST"]),
     ]
 

@@ -169,6 +169,22 @@ class State:
         out["sse_subscribers"] = sum(len(s) for s in self.subscribers.values())
         return out
 
+    def finish_times(self, provider: str | None = None) -> dict[str, dict[str, float]]:
+        """provider -> {task id: when its status turns (turned) terminal}, as `time.time()`.
+
+        The moment a finish or a cancellation shows on a poll, whichever comes first; a task not
+        done yet has its planned finish. Benchmarks compare it with when a client returned from
+        waiting on the task (same machine, same wall clock): how late the client knew.
+        """
+        out: dict[str, dict[str, float]] = defaultdict(dict)
+        with self.lock:
+            for task in self.tasks.values():
+                if provider is None or task.provider == provider:
+                    stop = task.cancelled_at
+                    end = task.finished if stop is None else min(stop, task.finished)
+                    out[task.provider][task.id] = end
+        return dict(out)
+
     # ------------------------------------------------------------------------------ tasks
     def create_task(
         self,

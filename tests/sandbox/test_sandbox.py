@@ -393,6 +393,32 @@ def test_finished_at_is_when_the_status_turns(sb: Sandbox, http: httpx.Client) -
     assert seen[-1] == "succeeded" and time.time() >= finished
 
 
+def test_finished_over_http_is_when_the_status_turns(sb: Sandbox, http: httpx.Client) -> None:
+    """`GET /_sandbox/finished`: each task's terminal moment (a cancel's if earlier), for a
+    benchmark's other process; fal's status says COMPLETED from then on, not before."""
+    fal, key = sb.urls["fal"], {"Authorization": f"Key {KEY}"}
+    done = http.post(f"{fal}/fal-ai/flux/dev", json={"prompt": "a"}, headers=key).json()
+    stopped = http.post(f"{fal}/fal-ai/flux/dev", json={"prompt": "b [slow]"}, headers=key).json()
+    assert http.put(stopped["cancel_url"], headers=key).status_code in (200, 202)
+    made = http.post(
+        f"{sb.urls['replicate']}/v1/models/acme/bench-image/predictions",
+        json={"input": {"prompt": "c"}},
+        headers=auth("replicate"),
+    ).json()
+    ends = http.get(f"{fal}/_sandbox/finished", params={"provider": "fal"}).json()
+    assert set(ends) == {"fal"} and set(ends["fal"]) == {done["request_id"], stopped["request_id"]}
+    finish = ends["fal"][done["request_id"]]
+    assert finish == sb.finished_at("fal", done["request_id"]) and finish > time.time()
+    assert ends["fal"][stopped["request_id"]] < sb.finished_at("fal", stopped["request_id"])
+    every = http.get(f"{sb.urls['segmind']}/_sandbox/finished").json()  # any port, every provider
+    assert every["replicate"] == {made["id"]: sb.finished_at("replicate", made["id"])}
+    seen = []
+    while http.get(done["status_url"], headers=key).json()["status"] != "COMPLETED":
+        seen.append(time.time())
+        time.sleep(0.01)
+    assert seen and max(seen) < finish <= time.time()
+
+
 def test_segmind_result_by_modality(sb: Sandbox, http: httpx.Client) -> None:
     refs = {
         kind: handle(
