@@ -79,18 +79,28 @@ HERE = Path(__file__).resolve()
 FAL_MODEL = "fal-ai/flux/dev"
 REPLICATE_MODEL = "acme/bench-image"  # outside genwidgets' catalogue: plain create + poll
 #: Sizes of `--tiny`: every client and every ratio, in a few seconds (tests run it).
-TINY = {"tasks": 10, "task_seconds": 0.5, "queue_seconds": 0.1}
+TINY = {"tasks": 10, "task_seconds": 0.5, "queue_seconds": 0.1, "cap": 30.0}
 #: (provider, run name, child mode), in the order they run.
 RUNS = (
     ("fal", "genwidgets", "genwidgets"),
     ("fal", "fal-client get()", "fal_client"),
     ("fal", "httpx-sse (reference)", "fal_sse"),
     ("replicate", "genwidgets", "genwidgets"),
+    ("replicate", "genwidgets (budgets off)", "genwidgets_unbudgeted"),
     ("replicate", "replicate async_wait", "replicate_wait"),
     ("replicate", "replicate async_run", "replicate_run"),
 )
 #: Which sandbox endpoints read a task's state, per provider (the rest are submits and results).
 STATUS_ENDPOINTS = {"fal": ("status", "stream"), "replicate": ("poll",)}
+#: The figures compared as ratios: (name in the ratio's key, key in a row).
+FIGURES = (
+    ("throughput", "tasks_per_s"),
+    ("status_requests", "status_per_task"),
+    ("api_requests", "api_requests_per_task"),
+    ("latency_p50", "latency_p50_s"),
+    ("latency_p95", "latency_p95_s"),
+    ("peak_rss", "peak_rss_mb"),
+)
 #: Variables the SDKs read (keys, hosts, poll interval): a child sets what it uses in code.
 SDK_VARIABLES = ("FAL_", "REPLICATE_")
 
@@ -98,8 +108,11 @@ Outcome = tuple[str, bool, float]  # task id, succeeded, when the client knew (t
 
 
 # ------------------------------------------------------------------------------ children
-async def _gathered(n: int, one: Callable[[int], Awaitable[Outcome]]) -> dict[str, Any]:
-    """Run `one(i)` for every task at once; when each was known done, and the wall time."""
+async def _gathered(
+    config: dict[str, Any], one: Callable[[int], Awaitable[Outcome]]
+) -> dict[str, Any]:
+    """Run `one(i)` for every task at once, for at most `cap` seconds; when each was known done,
+    and the wall time (the cap's, if tasks were left unfinished)."""
     known: dict[str, float] = {}
     statuses: Counter[str] = Counter()
     errors: Counter[str] = Counter()
@@ -114,11 +127,17 @@ async def _gathered(n: int, one: Callable[[int], Awaitable[Outcome]]) -> dict[st
         statuses["succeeded" if ok else "failed"] += 1
 
     started = time.perf_counter()
-    await asyncio.gather(*(run(i) for i in range(n)))
+    jobs = [asyncio.ensure_future(run(i)) for i in range(config["tasks"])]
+    _, pending = await asyncio.wait(jobs, timeout=config["cap"])
+    seconds = time.perf_counter() - started
+    for job in pending:
+        job.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
     return {
-        "seconds": time.perf_counter() - started,
+        "seconds": seconds,
         "known": known,
         "statuses": dict(statuses),
+        "unfinished": len(pending),
         "errors": dict(errors.most_common(5)),
     }
 
@@ -128,12 +147,16 @@ async def _genwidgets(config: dict[str, Any]) -> dict[str, Any]:
 
     provider, tmp = config["provider"], Path(config["tmp"])
     model = f"fal:{FAL_MODEL}" if provider == "fal" else f"replicate:{REPLICATE_MODEL}"
+    options: dict[str, Any] = {}
+    if config["mode"] == "genwidgets_unbudgeted":
+        options["budgets"] = False  # else: not passed, the documented defaults apply
     client = AsyncClient(
         api_keys={provider: KEY},
         base_urls={provider: config["base"]},
         journal=tmp / "journal.sqlite",
         cache_dir=tmp / "cache",
-    )  # budgets: not passed, the documented defaults apply
+        **options,
+    )
 
     async def one(i: int) -> Outcome:
         task = await client.submit(model, prompt=f"genwidgets {i}")
@@ -141,7 +164,7 @@ async def _genwidgets(config: dict[str, Any]) -> dict[str, Any]:
         return done.id, done.status is Status.SUCCEEDED, time.time()
 
     async with client:
-        return await _gathered(config["tasks"], one)
+        return await _gathered(config, one)
 
 
 async def _fal_client(config: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +180,7 @@ async def _fal_client(config: dict[str, Any]) -> dict[str, Any]:
         result = await handle.get()  # polls status every 0.1 s, then GETs the result
         return handle.request_id, bool(result.get("images")), time.time()
 
-    return await _gathered(config["tasks"], one)
+    return await _gathered(config, one)
 
 
 async def _fal_sse(config: dict[str, Any]) -> dict[str, Any]:
@@ -181,7 +204,7 @@ async def _fal_sse(config: dict[str, Any]) -> dict[str, Any]:
             result = await http.get(queued["response_url"])
             return queued["request_id"], result.status_code == 200, time.time()
 
-        return await _gathered(n, one)
+        return await _gathered(config, one)
 
 
 async def _replicate(config: dict[str, Any]) -> dict[str, Any]:
@@ -214,11 +237,12 @@ async def _replicate(config: dict[str, Any]) -> dict[str, Any]:
         output = await client.async_run(REPLICATE_MODEL, input=prompt, use_file_output=False)
         return box[-1], bool(output), time.time()
 
-    return await _gathered(config["tasks"], waits if config["mode"] == "replicate_wait" else runs)
+    return await _gathered(config, waits if config["mode"] == "replicate_wait" else runs)
 
 
 CHILDREN: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
     "genwidgets": _genwidgets,
+    "genwidgets_unbudgeted": _genwidgets,
     "fal_client": _fal_client,
     "fal_sse": _fal_sse,
     "replicate_wait": _replicate,
@@ -276,6 +300,7 @@ def row(
         "succeeded": ok,
         "statuses": child["statuses"],
         "errors": child["errors"],
+        "unfinished": child["unfinished"],
         "unmatched_ids": len(child["known"]) - len(lags),
         "seconds": round(child["seconds"], 2),
         "tasks_per_s": round(ok / child["seconds"], 2),
@@ -327,9 +352,10 @@ def measure_all(args: argparse.Namespace) -> dict[tuple[str, str], dict[str, Any
                 "base": sb.urls[provider],
                 "tasks": n,
                 "tmp": str(Path(t) / f"{provider}-{mode}"),
+                "cap": args.cap,
             }
             before = sb.stats()
-            child = run_child(config, timeout=max(120.0, 20 * args.task_seconds + n))
+            child = run_child(config, timeout=args.cap + 120.0)
             after = sb.stats()
             finished = finish_times(sb, provider)
             requests = endpoint_delta(before, after, provider)
@@ -347,24 +373,19 @@ def _ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
 
 
 def ratios_of(rows: dict[tuple[str, str], dict[str, Any]]) -> dict[str, float]:
-    """genwidgets / each peer of the same provider, for every figure that has a meaning."""
+    """Each genwidgets row / each SDK or reference peer of the same provider, for every figure
+    that has a meaning (a negative latency has none as a ratio)."""
     out: dict[str, float] = {}
-    for (provider, name), peer in rows.items():
-        if name == "genwidgets":
-            continue
-        ours = rows[provider, "genwidgets"]
-        tag = f"{provider}_vs_{peer['mode']}"
-        for figure, key in (
-            ("throughput", "tasks_per_s"),
-            ("status_requests", "status_per_task"),
-            ("api_requests", "api_requests_per_task"),
-            ("latency_p50", "latency_p50_s"),
-            ("latency_p95", "latency_p95_s"),
-            ("peak_rss", "peak_rss_mb"),
-        ):
-            value = _ratio(ours[key], peer[key])
-            if value is not None:
-                out[f"{tag}_{figure}"] = value
+    ours = [r for r in rows.values() if r["mode"].startswith("genwidgets")]
+    peers = [r for r in rows.values() if not r["mode"].startswith("genwidgets")]
+    for mine in ours:
+        for peer in (p for p in peers if p["provider"] == mine["provider"]):
+            ours_tag = mine["mode"].replace("genwidgets", "").strip("_")
+            tag = "_".join(filter(None, (mine["provider"], ours_tag, "vs", peer["mode"])))
+            for figure, key in FIGURES:
+                value = _ratio(mine[key], peer[key])
+                if value is not None:
+                    out[f"{tag}_{figure}"] = value
     return out
 
 
@@ -385,19 +406,22 @@ def _num(value: float | None, width: int, digits: int) -> str:
 
 def print_table(rows: dict[tuple[str, str], dict[str, Any]]) -> None:
     print(
-        f"\n{'':<32}{'ok':>5}{'wall s':>8}{'tasks/s':>9}{'status/task':>13}{'API/task':>10}"
+        f"\n{'':<36}{'ok':>5}{'wall s':>8}{'tasks/s':>9}{'status/task':>13}{'API/task':>10}"
         f"{'lag p50 s':>11}{'p95 s':>8}{'max s':>8}{'RSS MB':>8}{'(import)':>9}{'CPU s':>7}"
     )
     for (provider, name), r in rows.items():
         print(
-            f"{provider + ' ' + name:<32}{r['succeeded']:>5}{r['seconds']:>8.1f}"
+            f"{provider + ' ' + name:<36}{r['succeeded']:>5}{r['seconds']:>8.1f}"
             f"{r['tasks_per_s']:>9.2f}{r['status_per_task']:>13.2f}"
             f"{r['api_requests_per_task']:>10.2f}{_num(r['latency_p50_s'], 11, 3)}"
             f"{_num(r['latency_p95_s'], 8, 3)}{_num(r['latency_max_s'], 8, 3)}"
             f"{r['peak_rss_mb']:>8.1f}{r['baseline_rss_mb']:>9.1f}{r['cpu_s']:>7.1f}"
         )
-        if r["errors"] or r["unmatched_ids"]:
-            print(f"    errors {r['errors']}, ids not matched {r['unmatched_ids']}")
+        if r["errors"] or r["unmatched_ids"] or r["unfinished"]:
+            print(
+                f"    not known done within the cap: {r['unfinished']}; errors {r['errors']}; "
+                f"ids not matched {r['unmatched_ids']}"
+            )
 
 
 def main_sdks(args: argparse.Namespace) -> dict[str, Any]:
@@ -414,7 +438,7 @@ def main_sdks(args: argparse.Namespace) -> dict[str, Any]:
     ratios, met = ratios_of(rows), targets(rows)
     print()
     for key, value in ratios.items():
-        print(f"{key:<48}{value:>8.3f}x")
+        print(f"{key:<58}{value:>8.3f}x")
     ours, peer = rows["fal", "genwidgets"], rows["fal", "fal-client get()"]
     print(
         f"\ntarget fal detection latency p50 <= fal-client's + 0.05 s: "
@@ -450,6 +474,9 @@ def main() -> int:
     parser.add_argument("--task-seconds", type=float, default=5.0)
     parser.add_argument(
         "--queue-seconds", type=float, default=0.5, help="queued before running (CLI default)"
+    )
+    parser.add_argument(
+        "--cap", type=float, default=240.0, help="seconds a client may take (then: unfinished)"
     )
     args = parse_args(parser, TINY)
     result = main_sdks(args)
