@@ -317,6 +317,15 @@ def row(
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux `/proc/<pid>/stat`)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def finish_times(sb: SandboxProcess, provider: str) -> dict[str, float]:
     """Task id -> when the sandbox turned it terminal (`GET /_sandbox/finished`)."""
     url = f"{sb.urls[provider]}/_sandbox/finished"
@@ -354,13 +363,14 @@ def measure_all(args: argparse.Namespace) -> dict[tuple[str, str], dict[str, Any
                 "tmp": str(Path(t) / f"{provider}-{mode}"),
                 "cap": args.cap,
             }
-            before = sb.stats()
+            assert sb.proc is not None
+            before, cpu = sb.stats(), cpu_seconds(sb.proc.pid)
             child = run_child(config, timeout=args.cap + 120.0)
-            after = sb.stats()
+            after, cpu = sb.stats(), cpu_seconds(sb.proc.pid) - cpu
             finished = finish_times(sb, provider)
             requests = endpoint_delta(before, after, provider)
             rows[provider, name] = row(provider, name, n, child, requests, finished)
-            rows[provider, name]["mode"] = mode
+            rows[provider, name].update(mode=mode, sandbox_cpu_s=round(cpu, 2))
             print(f"  {provider} {name}: done in {child['seconds']:.1f} s", flush=True)
     return rows
 
@@ -408,6 +418,7 @@ def print_table(rows: dict[tuple[str, str], dict[str, Any]]) -> None:
     print(
         f"\n{'':<36}{'ok':>5}{'wall s':>8}{'tasks/s':>9}{'status/task':>13}{'API/task':>10}"
         f"{'lag p50 s':>11}{'p95 s':>8}{'max s':>8}{'RSS MB':>8}{'(import)':>9}{'CPU s':>7}"
+        f"{'sandbox CPU s':>15}"
     )
     for (provider, name), r in rows.items():
         print(
@@ -416,6 +427,7 @@ def print_table(rows: dict[tuple[str, str], dict[str, Any]]) -> None:
             f"{r['api_requests_per_task']:>10.2f}{_num(r['latency_p50_s'], 11, 3)}"
             f"{_num(r['latency_p95_s'], 8, 3)}{_num(r['latency_max_s'], 8, 3)}"
             f"{r['peak_rss_mb']:>8.1f}{r['baseline_rss_mb']:>9.1f}{r['cpu_s']:>7.1f}"
+            f"{r['sandbox_cpu_s']:>15.1f}"
         )
         if r["errors"] or r["unmatched_ids"] or r["unfinished"]:
             print(
