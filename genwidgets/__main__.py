@@ -163,6 +163,8 @@ def _budget_line(row: ProviderLimits) -> str:
     rpm = row.limits.requests_per_minute or "no limit of"
     cap = row.limits.max_in_flight or "no cap on"
     line = f"  budget: {rpm} requests/min counting {counted}, {cap} tasks in flight"
+    if row.limits.other_requests_per_minute:
+        line += f", {row.limits.other_requests_per_minute:g}/min for every other request"
     return f"{line}\n    ({row.evidence})"
 
 

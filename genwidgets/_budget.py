@@ -89,6 +89,7 @@ class Budget:
         self._poll_shares: dict[str, float] = {}
         self._poll_total = 0.0
         self._limiter: AsyncLimiter | None = None
+        self._other_limiter: AsyncLimiter | None = None  # the uncounted requests' own bucket
         self._configure_limiter()
 
     # ------------------------------------------------------------------ configuration
@@ -102,17 +103,27 @@ class Budget:
             self._wake_slot_waiters()
 
     def _configure_limiter(self) -> None:
-        rpm = self.limits.requests_per_minute
+        self._limiter = self._bucket(self.limits.requests_per_minute)
+        self._other_limiter = self._bucket(self.limits.other_requests_per_minute)
+
+    def _bucket(self, rpm: float | None) -> AsyncLimiter | None:
         if rpm is None:
-            self._limiter = None
-            return
+            return None
         capacity, period = leaky_bucket(rpm * self.rate_factor)
-        self._limiter = AsyncLimiter(capacity, period)
+        return AsyncLimiter(capacity, period)
 
     @property
     def requests_per_second(self) -> float | None:
         """The rate requests may go out at now (lower after a 429), or None for unlimited."""
         rpm = self.limits.requests_per_minute
+        return None if rpm is None else rpm * self.rate_factor / 60.0
+
+    def rate_of(self, kind: str | None) -> float | None:
+        """Requests/s a request of `kind` may go out at now: the counted bucket's rate, the
+        second bucket's for the kinds it takes, or None where nothing limits that kind."""
+        if self.counted(kind):
+            return self.requests_per_second
+        rpm = self.limits.other_requests_per_minute
         return None if rpm is None else rpm * self.rate_factor / 60.0
 
     # ------------------------------------------------------------------ tasks in flight
@@ -218,8 +229,8 @@ class Budget:
                 tell(self._describe_rate(pause, "paused after a 429, going on"))
                 await asyncio.sleep(pause)
             self._maybe_recover()
-            limiter = self._limiter
-            if limiter is None or not self.counted(kind):
+            limiter = self._limiter if self.counted(kind) else self._other_limiter
+            if limiter is None:
                 return
             if not limiter.has_capacity():
                 tell(self._describe_rate(self._next_grant(loop.time())))
@@ -231,7 +242,8 @@ class Budget:
             self._granted_at = loop.time()
             # A 429 while we waited replaced the limiter or paused the budget: wait again under
             # the new terms rather than go out at the old rate.
-            if limiter is self._limiter and self._paused_until <= loop.time():
+            current = self._limiter if self.counted(kind) else self._other_limiter
+            if limiter is current and self._paused_until <= loop.time():
                 return
 
     def _next_grant(self, now: float) -> float:
@@ -259,10 +271,10 @@ class Budget:
         self._last_penalty = now
         pause = retry_after if retry_after is not None else DEFAULT_PAUSE
         self._paused_until = max(self._paused_until, now + min(pause, MAX_PAUSE))
-        if not self.counted(kind):
+        if not self.counted(kind) and self.limits.other_requests_per_minute is None:
             log.info("%s limited a %s request: counting every request now", self.provider, kind)
             self.counts = None
-        if self.limits.requests_per_minute is not None:
+        if self.limits.requests_per_minute or self.limits.other_requests_per_minute:
             self.rate_factor = max(RATE_FLOOR, self.rate_factor / RATE_DIVISOR)
             self._configure_limiter()
         if on_submit and self.limits.max_in_flight is not None:
@@ -294,7 +306,7 @@ class Budget:
     def poll_delay(self, task_id: str, desired: float) -> float:
         """`desired`, widened so that all polling tasks together fit the request budget (where
         the provider counts polls at all)."""
-        rate = self.requests_per_second if self.counted("poll") else None
+        rate = self.rate_of("poll")
         share = 1.0 / max(desired, 1e-3)
         self._poll_total += share - self._poll_shares.get(task_id, 0.0)
         self._poll_shares[task_id] = share

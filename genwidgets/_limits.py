@@ -30,14 +30,22 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Limits:
-    """A provider account's limits. None means unlimited."""
+    """A provider account's limits. None means unlimited.
+
+    `other_requests_per_minute` is a second bucket for the requests the first does not count
+    (`ProviderLimits.counts`), where a provider documents two: Replicate allows 600 creates and
+    3,000 other requests a minute, so polls spend from their own bucket instead of the creates'.
+    """
 
     requests_per_minute: float | None = None
     max_in_flight: int | None = None
+    other_requests_per_minute: float | None = None
 
     def __post_init__(self) -> None:
-        if self.requests_per_minute is not None and self.requests_per_minute <= 0:
-            raise ConfigError(f"requests_per_minute must be > 0, got {self.requests_per_minute}")
+        for name in ("requests_per_minute", "other_requests_per_minute"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be > 0, got {value}")
         if self.max_in_flight is not None and self.max_in_flight < 1:
             raise ConfigError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
 

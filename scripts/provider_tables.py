@@ -56,10 +56,11 @@ def providers_table() -> str:
     return "\n".join(rows)
 
 
-def _counts(counts: frozenset[str] | None) -> str:
+def _counts(counts: frozenset[str] | None, others: float | None = None) -> str:
     if counts is None:
         return "every request"
-    return "submits only" if counts == {"submit"} else ", ".join(sorted(counts))
+    text = "submits only" if counts == {"submit"} else ", ".join(sorted(counts))
+    return text if others is None else f"{text} (every other request: {others:g}/min)"
 
 
 def _number(value: float | None) -> str:
@@ -79,7 +80,7 @@ def budgets_table() -> str:
         cells = [
             f"`{name}`",
             _number(row.limits.requests_per_minute),
-            _counts(row.counts),
+            _counts(row.counts, row.limits.other_requests_per_minute),
             _number(row.limits.max_in_flight),
             row.evidence,
         ]

@@ -213,6 +213,27 @@ async def test_poll_delays_share_the_rate_and_ended_tasks_free_their_share() -> 
     assert budget.poll_delay("t29", 1.0) == 1.0
 
 
+async def test_two_buckets_keep_polls_out_of_the_submits_budget() -> None:
+    """Replicate documents 600 creates/min and 3,000 other requests/min: polls spend from their
+    own bucket, so a batch's polls never delay its submits, and widen to the larger rate."""
+    both = Limits(requests_per_minute=600, other_requests_per_minute=3000)
+    budget = Budget("replicate", both, counts=frozenset({"submit"}))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for _ in range(60):  # 60 polls: six times the submit bucket's burst, half a second at 3000
+        await budget.spend("poll")
+    assert loop.time() - start < 1.0
+    submit_capacity, _ = leaky_bucket(600)
+    assert budget._limiter is not None and budget._limiter.has_capacity(submit_capacity)
+    assert budget.rate_of("poll") == pytest.approx(50.0)
+    delays = [budget.poll_delay(f"t{i}", 1.0) for i in range(100)]
+    assert delays[-1] == pytest.approx(100 / (50 * 0.9), rel=0.01)  # 3000/min, not 600
+    budget.penalize(1.0, kind="poll")  # a 429 on a poll halves both; polls keep their bucket
+    assert budget.counts == frozenset({"submit"})
+    assert budget.rate_of("poll") == pytest.approx(25.0)
+    assert budget.rate_of("submit") == pytest.approx(5.0)
+
+
 async def test_one_budget_per_provider_account_on_a_loop() -> None:
     a = budget_for("onerouter", "acct-1", Limits(600, 30))
     b = budget_for("onerouter", "acct-1", Limits(600, 30))

@@ -45,7 +45,7 @@ from urllib.parse import quote
 from .._exceptions import InvalidParams
 from .._models import Output, Status, Task
 from ._base import Provider
-from ._catalogue import Limits, ModelInfo, Param, ProviderLimits, catalogue
+from ._catalogue import SUBMITS, Limits, ModelInfo, Param, ProviderLimits, catalogue
 from ._errors import DEFAULT_RULES, ErrorRule, model_refused
 from ._fields import dig, is_http_url, same_site, text
 from ._wire import Request, Response
@@ -74,13 +74,14 @@ ERRORS: tuple[ErrorRule, ...] = (
 _SLUG = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
 _MODEL = re.compile(rf"({_SLUG})/({_SLUG})(?::([A-Za-z0-9]{{1,128}}))?")
 _VERSION = re.compile(r"[0-9a-f]{64}")
-#: Two documented buckets, one budget: every request counts against the smaller, so both hold.
+#: Two documented buckets: creates spend from the 600, polls and the rest from the 3,000.
 LIMITS = ProviderLimits(
-    Limits(requests_per_minute=600, max_in_flight=None),
-    None,
+    Limits(requests_per_minute=600, max_in_flight=None, other_requests_per_minute=3000),
+    SUBMITS,
     "documented (replicate.com/docs/topics/predictions/rate-limits): 600 creates/min and 3,000 "
-    "other requests/min; one budget cannot keep two buckets, so every request counts against the "
-    "600 (both hold; GENWIDGETS_REPLICATE_RPM raises it). No concurrency cap is documented",
+    "other requests/min, short bursts allowed; creates count against the first, every other "
+    "request against the second (GENWIDGETS_REPLICATE_RPM sets the first). No concurrency cap is "
+    "documented",
 )
 #: Seconds a create of a short job (an image or a text in our catalogue) waits for its result.
 #: Well under the client's 30-s read timeout, so a held create never turns into SubmitUncertain;
@@ -135,8 +136,8 @@ class ReplicateProvider(Provider):
     - cancelling a finished prediction: whatever comes back is read as a poll (a prediction is
       taken as it is, an error is raised);
     - 429: ``Retry-After`` honoured when sent, and backoff when not;
-    - the two documented buckets (600 creates/min, 3,000 other requests/min) cannot be one
-      budget: every request counts against 600/min, which keeps both;
+    - the two documented buckets (600 creates/min, 3,000 other requests/min) are the budget's
+      two buckets (`Limits.other_requests_per_minute`);
     - a 404 for a prediction we created (it should exist after its data is removed) is read as
       expired, like any provider's 404 for a known task;
     - a ``failed`` or ``canceled`` prediction whose data was removed keeps its status (it had

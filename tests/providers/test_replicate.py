@@ -80,13 +80,15 @@ def test_registered_and_described() -> None:
     assert "UNVERIFIED" in doc and "Cancel-After" in doc
 
 
-def test_budget_row_is_the_defensive_one() -> None:
-    """Two documented buckets (600 creates, 3,000 others a minute) in one budget: every request
-    counts against 600, so neither bucket can be overrun."""
+def test_budget_row_is_the_two_documented_buckets() -> None:
+    """Two documented buckets (600 creates, 3,000 others a minute), each its own: creates count
+    against 600, polls and the rest against 3,000, so neither is overrun and polls never slow
+    the creates down."""
     row = ReplicateProvider.limits
     assert row is not None
     assert row.limits.requests_per_minute == 600 and row.limits.max_in_flight is None
-    assert row.counts is None  # every request, not only creates
+    assert row.counts == frozenset({"submit"})
+    assert row.limits.other_requests_per_minute == 3000
     assert row.evidence.startswith("documented (")
 
 
