@@ -3,6 +3,10 @@
 Result URLs expire, so the client downloads every output promptly and the widgets show the cached
 file. Files are written to a temporary name in the same directory and renamed into place once
 complete and hashed, so a crash never leaves a half-written file under a valid hash.
+
+With a team object store (`_store`), the cache is its read-through copy: `fetch` brings a file the
+journal knows by sha256 from the store once, checked against that sha256, and `find` serves it
+locally from then on.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from pathlib import Path
 import filetype
 
 from . import _config
-from ._exceptions import DownloadError
+from ._exceptions import DownloadError, StoreError
+from ._models import Output
+from ._store import StoreSetting, open_store
 
 __all__ = ["BlobWriter", "Cache", "default_cache_dir", "extension_for"]
 
@@ -112,10 +118,12 @@ class BlobWriter:
 
 
 class Cache:
-    """Files stored as `<root>/<sha[:2]>/<sha><ext>`."""
+    """Files stored as `<root>/<sha[:2]>/<sha><ext>`; `store` is the team's object store, if any
+    (`GENWIDGETS_STORE` unless given; False for none)."""
 
-    def __init__(self, root: Path | str | None = None) -> None:
+    def __init__(self, root: Path | str | None = None, store: StoreSetting = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
+        self.store = open_store(store)
 
     def path_for(self, sha256: str, ext: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}{ext}"
@@ -135,3 +143,43 @@ class Cache:
         if not folder.is_dir():
             return None
         return next(iter(sorted(folder.glob(f"{sha256}.*"))), None)
+
+    def fetch(self, output: Output) -> Path | None:
+        """The cached file of a recorded output: the local copy by sha256, else the store's,
+        fetched once and checked against its sha256; None when neither has it. Blocks on the
+        network when it fetches: call it off the event loop."""
+        if output.sha256 is None:
+            return None
+        found = self.find(output.sha256)
+        if found is not None or self.store is None:
+            return found
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".partial-", dir=self.root)
+        os.close(fd)
+        partial = Path(name)
+        try:
+            if not self.store.get(output.sha256, partial):
+                return None
+            digest = hashlib.sha256()
+            with partial.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+            if digest.hexdigest() != output.sha256:
+                raise StoreError(
+                    f"The object {self.store.object_url(output.sha256)} does not match its "
+                    f"sha256 (it hashes to {digest.hexdigest()[:12]}...): not used"
+                )
+            final = self.path_for(output.sha256, _suffix(output))
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(partial, final)
+            return final
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+def _suffix(output: Output) -> str:
+    """The extension the file had where it was recorded, else one from its content type."""
+    recorded = Path(output.path).suffix if output.path else ""
+    if recorded[1:].isalnum():
+        return recorded
+    return extension_for(output.content_type)

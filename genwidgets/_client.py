@@ -18,7 +18,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,9 +31,10 @@ from ._defaults import cancel_all, configure, get_client, run
 from ._downloads import Downloads, copy_outputs
 from ._exceptions import ReplayMissing, SubmitUncertain, TaskCancelled, TaskExpired, TaskFailed
 from ._following import Following
-from ._models import Output, Status, Task
+from ._models import Status, Task
 from ._operations import Operations
 from ._replay import JournalSetting, Replay
+from ._store import StoreSetting
 from ._sync import Client
 from ._tracking import DeadlineSetting, Tracker
 from ._transport import Transport, new_http_client
@@ -63,6 +63,8 @@ class AsyncClient:
     defaults from the providers' documented limits, `False` turns them off), see `_budget`.
     `cost_guard` counts paid submits against caps and prices (`genwidgets.CostGuard`; default: the
     session's, from `GENWIDGETS_PRICES`, `GENWIDGETS_MAX_PAID_TASKS`, `GENWIDGETS_MAX_SPEND`).
+    `store` (default `GENWIDGETS_STORE`; `s3://bucket/prefix`, `gs://`, `az://`, a shared folder)
+    keeps every output by sha256 for a team: the cache fetches from it what the journal knows.
     """
 
     def __init__(
@@ -83,8 +85,9 @@ class AsyncClient:
         default_deadline: DeadlineSetting = 3600.0,
         budgets: BudgetSetting = None,
         cost_guard: CostGuard | None = None,
+        store: StoreSetting = None,
     ) -> None:
-        self.cache = Cache(cache_dir)
+        self.cache = Cache(cache_dir, store)
         self._own_http = http_client is None
         self._http = http_client or new_http_client(timeout)
         self._accounts = Accounts(api_keys, base_urls, budgets)
@@ -211,7 +214,7 @@ class AsyncClient:
         provider_name, name = parse_model_id(model)
         clean = self._accounts.catalogue(provider_name).validate(name, params)
         ends = self._tracker.deadline(provider_name, deadline)
-        recorded = self._replay.recorded(
+        recorded = await self._replay.answer(
             provider_name, name, clean, fresh=fresh, following=self._tracker
         )
         if recorded is not None:
@@ -311,19 +314,13 @@ class AsyncClient:
         return self._seen(await self._operations.cancel(task))
 
     async def download(self, task: Task, dest: str | os.PathLike[str] | None = None) -> Task:
-        """Fetch every output into the cache (outputs gain `.path` and `.sha256`).
+        """Fetch every output into the cache (outputs gain `.path` and `.sha256`), and into the
+        object store when there is one (`.store_url`).
 
         With `dest`, the files are also copied there, named after the task, never after a name the
         server chose.
         """
-        outputs: builtins.list[Output] = []
-        for index, output in enumerate(task.outputs):
-            if output.path is None or not Path(output.path).exists():
-                output = await self._downloads.output(
-                    task, index, output, self.max_download_bytes
-                )
-            outputs.append(output)
-        task = self._seen(task.evolve(outputs=tuple(outputs)))  # the journal keeps cache paths
+        task = await self._downloads.task(task, self.max_download_bytes, self._seen)
         return task if dest is None else copy_outputs(task, dest)
 
     async def run(

@@ -25,6 +25,7 @@ __all__ = [
     "journal_off",
     "limit_override",
     "replay_mode",
+    "store_url",
 ]
 
 REPLAY_MODES = ("auto", "off", "require")
@@ -80,3 +81,10 @@ def cache_dir() -> Path:
     """`GENWIDGETS_CACHE_DIR`, else the platform's user cache directory."""
     env = os.environ.get("GENWIDGETS_CACHE_DIR")
     return Path(env) if env else Path(platformdirs.user_cache_dir("genwidgets")) / "blobs"
+
+
+def store_url() -> str | None:
+    """`GENWIDGETS_STORE` (the team's object store for outputs, see `_store`); None when unset
+    or off."""
+    value = os.environ.get("GENWIDGETS_STORE", "").strip()
+    return None if value.lower() in ("", *OFF_WORDS) else value

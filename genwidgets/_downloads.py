@@ -8,10 +8,15 @@ Redirects are followed here, one hop at a time, each hop with only the headers t
 for its own URL: a redirect to a storage host never carries the key. A URL that answers
 403/404/410 raises `ExpiredURL`; the client then asks the provider for the task again, which may
 carry a fresh URL.
+
+With a team object store (`_store`), an output the journal already knows by sha256 comes from the
+store instead (no provider call), and every downloaded file is uploaded right after it landed in
+the cache, streamed from the cache file in bounded parts, in a worker thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import shutil
@@ -22,7 +27,7 @@ import httpx
 import stamina
 
 from ._cache import Cache
-from ._exceptions import DownloadError
+from ._exceptions import DownloadError, StoreError
 from ._models import Output, Task
 from ._transport import Transport
 from .providers._errors import error_context
@@ -66,8 +71,50 @@ class Downloads:
         self._refresh = refresh
         self._headers = headers or (lambda task, url: {})
 
+    async def task(self, task: Task, max_bytes: int, record: Callable[[Task], Task]) -> Task:
+        """`task` with every output in the cache, then in the store (when there is one), each
+        step passed to `record` (the client's observers: the journal keeps paths and store URLs).
+
+        The local copies are recorded before anything is uploaded, so a store that cannot be
+        reached loses nothing: its `StoreError` comes after, and the next call uploads what is
+        missing without downloading again."""
+        outputs = []
+        for index, output in enumerate(task.outputs):
+            if output.path is None or not Path(output.path).exists():
+                output = await self.output(task, index, output, max_bytes)
+            outputs.append(output)
+        task = record(task.evolve(outputs=tuple(outputs)))
+        if self.cache.store is None or all(o.store_url for o in task.outputs):
+            return task
+        stored = [await self._upload(task, output) for output in task.outputs]
+        return record(task.evolve(outputs=tuple(stored)))
+
+    async def _upload(self, task: Task, output: Output) -> Output:
+        store = self.cache.store
+        if store is None or output.store_url or output.path is None or output.sha256 is None:
+            return output
+        try:
+            url = await asyncio.to_thread(store.put, Path(output.path), output.sha256)
+        except StoreError as exc:
+            raise StoreError(
+                f"{exc.message}. The output is kept in the local cache ({output.path}); "
+                "downloading the task again uploads it",
+                **error_context(task.provider, task),
+            ) from None
+        return output.model_copy(update={"store_url": url})
+
     async def output(self, task: Task, index: int, output: Output, max_bytes: int) -> Output:
-        """Output `index` of `task` with `.path` and `.sha256` in the cache, at most `max_bytes`."""
+        """Output `index` of `task` with `.path` and `.sha256` in the cache, at most `max_bytes`:
+        from the cache or the store when its sha256 is known, else from the provider."""
+        if output.sha256 is not None:
+            cache = self.cache
+            found = (
+                cache.find(output.sha256)
+                if cache.store is None
+                else await asyncio.to_thread(cache.fetch, output)
+            )
+            if found is not None:
+                return output.model_copy(update={"path": found})
         if output.kind == "text" and output.text is not None and not output.url:
             path, digest, _ = self.cache.put(output.text.encode(), "text/plain")
             return output.model_copy(

@@ -17,6 +17,7 @@
     │   └── SubmitUncertain .... the submit may or may not have been accepted; not retried
     ├── TransportError ......... the network failed (connect, read, reset, timeout)
     ├── DownloadError .......... an output could not be fetched (expired URL, over the size bound)
+    │   └── StoreError ......... the team's object store (GENWIDGETS_STORE) failed or refused
     ├── TaskError .............. a task ended without success (`.task` holds the snapshot)
     │   ├── TaskFailed
     │   ├── TaskCancelled
@@ -52,6 +53,7 @@ __all__ = [
     "ReplayMissing",
     "ServerError",
     "SpendCapExceeded",
+    "StoreError",
     "SubmitUncertain",
     "TaskCancelled",
     "TaskError",
@@ -204,6 +206,11 @@ class TransportError(GenError):
 
 class DownloadError(GenError):
     """An output could not be downloaded."""
+
+
+class StoreError(DownloadError):
+    """The team's object store could not be reached, refused, or held a wrong object. The local
+    copy of an output is never lost to it: the message says where it is."""
 
 
 class TaskError(GenError):

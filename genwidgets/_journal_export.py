@@ -23,6 +23,7 @@ def provenance_rows(
             yield {
                 "sha256": output.sha256,
                 "path": str(output.path) if output.path else None,
+                "store_url": output.store_url,
                 "kind": output.kind,
                 "size": output.size,
                 "output_index": index,

@@ -9,8 +9,11 @@ schema, from the journal's background writer thread.
 
 Schema versions (`PRAGMA user_version`): 0 is every journal written before versions existed (the
 same tables, sometimes with the retired `submits` table of submit notes, still read for the
-notes of a process that died before its upgrade: `old_notes`); 2 is this one. A journal
-written by a newer version is refused rather than guessed at.
+notes of a process that died before its upgrade: `old_notes`); 2 added nothing to the tables;
+3 (this one) adds `outputs.store_url`, the team object store's copy of a file (`_store`), as
+the last column: a 0 or 2 journal gains it (`ALTER TABLE`) on its first write, and reads of a
+journal not yet written by version 3 see None. A journal written by a newer version is refused
+rather than guessed at.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from ._models import Output, Status, Task
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "iso"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: How long one write waits for another process's lock before the writer thread retries (the
 #: wait is on that thread, never on the caller's).
 _BUSY_SECONDS = 5.0
@@ -75,6 +78,7 @@ CREATE TABLE IF NOT EXISTS outputs (
     sha256 TEXT,
     path TEXT,
     text TEXT,
+    store_url TEXT,
     PRIMARY KEY (provider, id, idx)
 );
 """
@@ -87,13 +91,14 @@ ON CONFLICT (provider, id) DO UPDATE SET
     updated_at=excluded.updated_at, cost=coalesce(excluded.cost, cost),
     usage=coalesce(excluded.usage, usage), provider_data=excluded.provider_data"""
 
-_UPSERT_OUTPUT = """INSERT INTO outputs VALUES (?,?,?,?,?,?,?,?,?,?)
+_UPSERT_OUTPUT = """INSERT INTO outputs VALUES (?,?,?,?,?,?,?,?,?,?,?)
 ON CONFLICT (provider, id, idx) DO UPDATE SET
     url=coalesce(excluded.url, url),
     content_type=coalesce(excluded.content_type, content_type),
     size=coalesce(excluded.size, size),
     sha256=coalesce(excluded.sha256, sha256),
-    path=coalesce(excluded.path, path), text=coalesce(excluded.text, text)"""
+    path=coalesce(excluded.path, path), text=coalesce(excluded.text, text),
+    store_url=coalesce(excluded.store_url, store_url)"""
 
 _TERMINAL = tuple(s.value for s in Status if s.is_terminal)
 _UNFINISHED = (
@@ -131,7 +136,7 @@ def _task_row(fp: str, task: Task) -> tuple[Any, ...]:
 def _output_row(task: Task, index: int, output: Output) -> tuple[Any, ...]:
     path = str(output.path) if output.path else None
     return (task.provider, task.id, index, output.kind, output.url, output.content_type,
-            output.size, output.sha256, path, output.text)  # fmt: skip
+            output.size, output.sha256, path, output.text, output.store_url)  # fmt: skip
 
 
 def _check_version(db: sqlite3.Connection, path: Path) -> int:
@@ -142,6 +147,17 @@ def _check_version(db: sqlite3.Connection, path: Path) -> int:
             f"genwidgets understands ({SCHEMA_VERSION}): upgrade genwidgets to use it"
         )
     return version
+
+
+def _add_store_column(db: sqlite3.Connection) -> None:
+    """Version 3's column, on a journal created before it (two processes may race here)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(outputs)")}
+    if "store_url" not in columns:
+        try:
+            db.execute("ALTER TABLE outputs ADD COLUMN store_url TEXT")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):
+                raise
 
 
 class SQLiteStore:
@@ -166,6 +182,7 @@ class SQLiteStore:
                     db.execute("PRAGMA journal_mode=WAL")  # two kernels may write at once
                     with db:
                         db.executescript(_SCHEMA)
+                        _add_store_column(db)
                         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 db.execute("PRAGMA synchronous=NORMAL")
             except BaseException:
@@ -243,6 +260,7 @@ class SQLiteStore:
                 sha256=o["sha256"],
                 path=Path(o["path"]) if o["path"] else None,
                 text=o["text"],
+                store_url=o["store_url"] if "store_url" in o.keys() else None,  # noqa: SIM118
             )
             for o in self._read(
                 "SELECT * FROM outputs WHERE provider=? AND id=? ORDER BY idx",

@@ -50,7 +50,8 @@ class Output(BaseModel):
 
     `url` is where the provider serves it (often a presigned URL that expires); `path` is the
     local copy in the content-addressed cache once downloaded, named by its `sha256`, never by a
-    name the server chose.
+    name the server chose; `store_url` is the team object store's copy (`GENWIDGETS_STORE`), from
+    which a cache on another machine fetches it.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -62,6 +63,9 @@ class Output(BaseModel):
     path: Path | None = None
     sha256: str | None = None
     text: str | None = Field(default=None, description="the output itself, for text models")
+    store_url: str | None = Field(
+        default=None, description="the object store's copy, named by sha256; never credentials"
+    )
 
 
 class Task(BaseModel):

@@ -2,8 +2,9 @@
 
 The client asks this module before it sends anything (see `AsyncClient.submit`):
 
-- replay: a request that already succeeded, with its files still in the cache, is answered from
-  the journal with no provider call (`GENWIDGETS_REPLAY`: auto, off, require);
+- replay: a request that already succeeded, with its files still in the cache (or in the team's
+  object store), is answered from the journal with no provider call (`GENWIDGETS_REPLAY`: auto,
+  off, require);
 - re-attach: one still running from an earlier kernel is followed instead of submitted again;
 - orphaned submits: a request an earlier process died while sending is refused (it may have been
   accepted and billed); the submit note that makes this possible is `SubmitNote`.
@@ -61,6 +62,23 @@ class Replay:
         return self._journal
 
     # ------------------------------------------------------------------ before a submit
+    async def answer(
+        self,
+        provider: str,
+        model: str,
+        params: dict[str, Any],
+        *,
+        fresh: bool,
+        following: Container[tuple[str, str]] = (),
+    ) -> Task | None:
+        """`recorded`, off the event loop when a replay may fetch its files from the store."""
+        if self.cache.store is None:
+            return self.recorded(provider, model, params, fresh=fresh, following=following)
+        _ = self.journal  # opened here, never by two worker threads at once
+        return await asyncio.to_thread(
+            self.recorded, provider, model, params, fresh=fresh, following=following
+        )
+
     def recorded(
         self,
         provider: str,
@@ -106,13 +124,14 @@ class Replay:
         """The task's outputs with paths into this client's cache, or None if one is missing.
 
         Files are found by sha256 when the recorded path is gone, so a journal and cache folder
-        committed beside a notebook replay on any machine, wherever the checkout lives."""
+        committed beside a notebook replay on any machine, wherever the checkout lives; with a
+        team object store, a file this cache misses is fetched from it (once)."""
         found = []
         for output in task.outputs:
             if output.path is not None and Path(output.path).is_file():
                 found.append(output)
                 continue
-            path = self.cache.find(output.sha256) if output.sha256 else None
+            path = self.cache.fetch(output)
             if path is None:
                 return None
             found.append(output.model_copy(update={"path": path}))

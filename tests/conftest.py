@@ -76,6 +76,22 @@ def journal_at(request: pytest.FixtureRequest) -> Iterator[Callable[[Path], Any]
 
 
 @pytest.fixture(scope="session")
+def s3() -> Iterator[Any]:
+    """A real S3-compatible server on loopback for the session: moto's standalone server in its
+    own process (`LocalS3`: `.env` holds the AWS_* variables that point s3fs at it,
+    `.create_bucket(name)`, `.requests()` counts what it answered). Tests use their own bucket."""
+    from genwidgets.sandbox.s3 import LocalS3, S3Unavailable
+
+    try:
+        server = LocalS3()
+        server.start()
+    except S3Unavailable as e:
+        _server_missing("An S3-compatible server (moto[server])", str(e))
+    with server as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
 def sandbox() -> Iterator[Any]:
     from genwidgets.sandbox import Sandbox
 
