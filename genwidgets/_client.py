@@ -273,8 +273,8 @@ class AsyncClient:
             provider_name, name = parse_model_id(model)
             clean = self._accounts.catalogue(provider_name).validate(name, dict(params))
             try:
-                recorded = self._replay.recorded(
-                    provider_name, name, clean, fresh=False, following=self._tracker
+                recorded = self._replay.recorded(  # a plan fetches nothing from the store
+                    provider_name, name, clean, fresh=False, following=self._tracker, fetch=False
                 )
             except ReplayMissing:
                 recorded = None

@@ -87,10 +87,14 @@ class Replay:
         *,
         fresh: bool,
         following: Container[tuple[str, str]] = (),
+        fetch: bool = True,
     ) -> Task | None:
         """The recorded answer to this request, if replay applies: a success with its files in
         the cache (marked `replayed`), or a task an earlier kernel submitted that is still
-        running and not already in `following` (to be followed, not sent again)."""
+        running and not already in `following` (to be followed, not sent again).
+
+        `fetch=False` (a cost plan) fetches nothing from the store: a file recorded there
+        counts as at hand, and the answer's outputs may then have no local path."""
         journal = self.journal
         if fresh or self.mode == "off":
             return None
@@ -100,7 +104,7 @@ class Replay:
             return None
         fp = fingerprint(provider, model, params)
         done = journal.latest(fp, Status.SUCCEEDED)
-        outputs = self.cached_outputs(done) if done is not None else None
+        outputs = self.cached_outputs(done, fetch) if done is not None else None
         if done is not None and outputs is not None:
             return done.evolve(replayed=True, outputs=outputs)
         if self.mode == "require":
@@ -120,7 +124,7 @@ class Replay:
             return pending  # submitted by an earlier kernel and still running: follow it
         return None
 
-    def cached_outputs(self, task: Task) -> tuple[Output, ...] | None:
+    def cached_outputs(self, task: Task, fetch: bool = True) -> tuple[Output, ...] | None:
         """The task's outputs with paths into this client's cache, or None if one is missing.
 
         Files are found by sha256 when the recorded path is gone, so a journal and cache folder
@@ -130,6 +134,10 @@ class Replay:
         for output in task.outputs:
             if output.path is not None and Path(output.path).is_file():
                 found.append(output)
+                continue
+            if not fetch and output.store_url and self.cache.store is not None:
+                path = self.cache.find(output.sha256) if output.sha256 else None
+                found.append(output if path is None else output.model_copy(update={"path": path}))
                 continue
             path = self.cache.fetch(output)
             if path is None:

@@ -67,10 +67,15 @@ def provider_requests(sb: Any) -> int:
 
 
 async def test_a_download_is_uploaded_by_sha256_and_recorded(
-    sb: Any, s3: Any, bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    sb: Any,
+    s3: Any,
+    bucket: str,
+    journal_at: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("DEBUG")
-    async with make_client(sb, tmp_path / "a", bucket) as client:
+    async with make_client(sb, tmp_path / "a", bucket, journal=journal_at(tmp_path)) as client:
         task = await client.run(MODEL, prompt="a team rose", seed=7)
         journal = client.journal
         assert journal is not None
@@ -84,22 +89,25 @@ async def test_a_download_is_uploaded_by_sha256_and_recorded(
     assert [row["store_url"] for row in rows] == [output.store_url]
     # The store's credentials: in no journal row or repr; the secret in no log line at all
     # (botocore's own DEBUG lines carry the access key id, as every signed request does).
+    written = b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite*") if p.is_file())
+    written += json.dumps([r for r in rows], default=str).encode()
     for secret in (s3.secret, s3.key_id):
-        assert secret.encode() not in (tmp_path / "journal.sqlite").read_bytes()
+        assert secret.encode() not in written
         assert secret not in repr(client.cache.store) and secret not in repr(task)
     assert s3.secret not in caplog.text
 
 
 async def test_a_fresh_cache_replays_from_the_store_once_with_no_provider_call(
-    sb: Any, s3: Any, bucket: str, tmp_path: Path
+    sb: Any, s3: Any, bucket: str, journal_at: Any, tmp_path: Path
 ) -> None:
-    async with make_client(sb, tmp_path / "a", bucket) as client:
+    shared = journal_at(tmp_path)  # the team's journal: one file, or one database
+    async with make_client(sb, tmp_path / "a", bucket, journal=shared) as client:
         first = [await client.run(MODEL, prompt=f"shared {i}", seed=i) for i in range(3)]
     originals = [task.outputs[0].path.read_bytes() for task in first]
     shutil.rmtree(tmp_path / "a" / "cache")  # another machine: the journal's paths are not here
     before = provider_requests(sb)
     s3.requests(reset=True)
-    async with make_client(sb, tmp_path / "b", bucket, api_keys={}) as other:  # no key even
+    async with make_client(sb, tmp_path / "b", bucket, journal=shared, api_keys={}) as other:
         again = [await other.run(MODEL, prompt=f"shared {i}", seed=i) for i in range(3)]
     assert provider_requests(sb) == before
     assert s3.requests().get("GET", 0) == 3  # one object each
@@ -110,9 +118,23 @@ async def test_a_fresh_cache_replays_from_the_store_once_with_no_provider_call(
         assert two.outputs[0].path.read_bytes() == data
         assert hashlib.sha256(data).hexdigest() == one.outputs[0].sha256 == two.outputs[0].sha256
     s3.requests(reset=True)
-    async with make_client(sb, tmp_path / "b", bucket) as same_machine:
+    async with make_client(sb, tmp_path / "b", bucket, journal=shared) as same_machine:
         await same_machine.run(MODEL, prompt="shared 0", seed=0)
     assert s3.requests().get("GET", 0) == 0  # served by the local copy from now on
+
+
+async def test_a_cost_plan_counts_store_replays_as_free_and_fetches_nothing(
+    sb: Any, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    async with make_client(sb, tmp_path / "a", bucket) as client:
+        await client.run(MODEL, prompt="planned", seed=1)
+    shutil.rmtree(tmp_path / "a" / "cache")
+    s3.requests(reset=True)
+    async with make_client(sb, tmp_path / "b", bucket) as other:
+        plan = other.plan([(MODEL, {"prompt": "planned", "seed": 1}), (MODEL, {"prompt": "new"})])
+    assert (plan.paid, plan.free) == (1, 1)
+    assert s3.requests() == {}  # a plan of a 100,000-line batch must not download its outputs
+    assert list((tmp_path / "b").rglob("*.png")) == []
 
 
 async def test_an_object_that_does_not_match_its_sha256_is_refused(

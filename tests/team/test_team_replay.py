@@ -3,8 +3,8 @@
 
 Both runs execute the notebook in a real kernel (nbclient), configured only through the
 environment a team would share (`GENWIDGETS_JOURNAL`, `GENWIDGETS_STORE`, the AWS_* variables).
-The journal is a SQLite file both folders point at; the PostgreSQL journal runs the same test once
-it exists (see `JOURNALS`).
+The team's journal is, in turn, a SQLite file both folders point at and a PostgreSQL database
+(`journal_at`).
 """
 
 from __future__ import annotations
@@ -54,13 +54,13 @@ def provider_requests(sb: Any) -> int:
 
 
 def test_a_notebook_replays_in_a_fresh_folder_from_the_journal_and_the_store(
-    sb: Any, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sb: Any, s3: Any, journal_at: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bucket = f"team-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(bucket)
     team = {
         **s3.env,
-        "GENWIDGETS_JOURNAL": str(tmp_path / "team" / "journal.sqlite"),
+        "GENWIDGETS_JOURNAL": str(journal_at(tmp_path / "team")),
         "GENWIDGETS_STORE": f"s3://{bucket}/outputs",
         "GENWIDGETS_REPLAY": "auto",
         **{f"GENWIDGETS_{p.upper()}_URL": url for p, url in sb.urls.items()},
