@@ -33,7 +33,7 @@ from typing import Any
 from ._journal_notes import _alive
 from ._journal_postgres import jsonb
 from ._models import Task
-from ._postgres import DatabaseURL, Link, lost, redacted
+from ._postgres import DatabaseURL, Link, lost, redacted, scrub
 
 __all__ = ["LEASE_SECONDS", "PostgresNotes"]
 
@@ -112,7 +112,7 @@ class PostgresNotes:
 
     def answered(self, token: str, task: Task) -> None:
         """The provider accepted the submit: its first snapshot joins the note (committed on
-        return; logged, not raised, when the server is away: see the module docstring)."""
+        return; logged, not raised, when it cannot be: see the module docstring)."""
         with self._lock:
             if token not in self._mine or token in self._answered:
                 return
@@ -124,10 +124,10 @@ class PostgresNotes:
                     (snapshot, token),
                 )
             )
-        except Exception as exc:
-            if not lost(exc):
-                raise
-            log.warning("journal: the answer to a submit could not be noted (%s)", exc)
+        except Exception as exc:  # never raised: the provider took the task, its record waits
+            log.warning(
+                "journal: the answer to a submit could not be noted (%s)", scrub(str(exc), self.url)
+            )
             return
         with self._lock:
             self._answered.add(token)

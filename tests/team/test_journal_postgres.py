@@ -148,3 +148,31 @@ async def test_a_client_given_a_database_journal_connects_when_made(
         with pytest.raises(genwidgets.ConfigError, match="password authentication") as info:
             genwidgets.AsyncClient(cache_dir=tmp_path, journal=setting)  # no task needed
         assert postgres.password not in str(info.value)
+
+
+async def test_a_submit_answered_while_the_database_is_away_is_kept(
+    sb: Any, tmp_path: Path, postgres: Any, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = "segmind:seedream-4.5"
+    async with make_client(sb, tmp_path, journal=url) as client:
+        sb.set_faults(latency=2.0)  # the answer takes 2 s: the database goes away meanwhile
+        sending = asyncio.create_task(client.submit(model, prompt="answered during the outage"))
+        deadline = time.monotonic() + 30
+        while not sb.stats()["requests"].get("segmind", {}).get("submit"):
+            assert time.monotonic() < deadline, "the submit was never sent"
+            await asyncio.sleep(0.02)
+        postgres.stop()
+        try:
+            task = await sending  # the provider took it: no error, though it cannot be noted
+            sb.set_faults(latency=0.0)
+            done = await client.download(await client.wait(task, timeout=60))
+            assert done.status is Status.SUCCEEDED
+        finally:
+            postgres.start()
+    assert "the answer to a submit could not be noted" in caplog.text
+    assert postgres.password not in caplog.text
+    journal = Journal(url)
+    recorded = journal.get("segmind", task.id)
+    assert recorded is not None and recorded.status is Status.SUCCEEDED
+    journal.close()
+    assert open_notes(url) == [] and sb.stats()["submits"]["segmind"] == 1
