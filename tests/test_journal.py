@@ -84,13 +84,15 @@ def test_a_later_snapshot_keeps_what_it_does_not_know(tmp_path: Path, journal_at
     journal.record(task.evolve(outputs=(Output(kind="image", url="https://x/a.png", size=7),)))
     done = (Output(kind="image", sha256="ef" * 32, path=tmp_path / "a.png"),)
     journal.record(make_task(status=Status.SUCCEEDED, outputs=done))  # no cost, start or url
+    stored = Output(kind="image", store_url="s3://team/blobs/" + "ef" * 32)
+    journal.record(make_task(status=Status.SUCCEEDED, outputs=(stored,), progress=1.0))
     journal.flush()
     back = journal.get("segmind", "t1")
     assert back is not None and back.status is Status.SUCCEEDED
     assert back.started_at == started and back.cost == 0.25 and back.usage == {"steps": 4}
     (out,) = back.outputs
     assert (out.url, out.size, out.sha256) == ("https://x/a.png", 7, "ef" * 32)
-    assert out.path == done[0].path
+    assert out.path == done[0].path and out.store_url == stored.store_url
 
 
 def test_unfinished_includes_succeeded_but_not_downloaded(tmp_path: Path, journal_at: At) -> None:
