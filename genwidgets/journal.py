@@ -22,10 +22,12 @@ id ever reaching the journal and the client refuses to send it again blindly
 (`orphaned_submits`); or it has one whose record died in the writer's queue: the next process
 adopts that task as if it had been recorded (lookups, `unfinished`, resume) and writes it.
 
-Storage is two small interfaces, so another backend (PostgreSQL for a team, issue 13) plugs in
-with `Journal(store=..., notes=...)` and no change to the client: `JournalStore` keeps the
-records (SQLite here, `_journal_sqlite`), `SubmitNotes` keeps the notes (per-process files beside
-the SQLite file, `_journal_notes`; a lease with a heartbeat where senders are on other machines).
+Storage is two small interfaces, so a backend plugs in with `Journal(store=..., notes=...)` and
+no change to the client: `JournalStore` keeps the records, `SubmitNotes` keeps the notes. A file
+path is SQLite (`_journal_sqlite`) with per-process notes files beside it (`_journal_notes`); a
+``postgresql://`` URL is a team's shared database (`_journal_postgres`) where notes are leases
+with a heartbeat, since senders are on other machines (`_journal_leases`); `_journal_backends`
+tells them apart.
 """
 
 from __future__ import annotations
