@@ -1,8 +1,17 @@
-"""Push events (Oxen's SSE): one shared subscription per provider, handed out per task id.
+"""Push events over SSE, in the two shapes providers offer (`providers._push`).
 
-Events arrive for ids we may not know yet (the completion can beat the submit's answer), so the
-newest event per id is kept in a bounded buffer and handed out when that task asks. If the stream
-cannot be opened, waiting falls back to plain polling.
+`EventStream`: one shared subscription per provider (Oxen), handed out per task id. Events
+arrive for ids we may not know yet (the completion can beat the submit's answer), so the newest
+event per id is kept in a bounded buffer and handed out when that task asks. If the stream cannot
+be opened, waiting falls back to plain polling.
+
+`TaskStream`: one task's own stream (fal's status stream), opened while the task is followed and
+shared by its followers (`TaskStreams`). Each message becomes the task's next snapshot; while the
+stream is open the task is not polled, and whenever it is not (still opening, refused, cut,
+silent past `SILENT_AFTER`) the poll schedule goes on as if it did not exist. An open is one
+request of the provider's budget; open streams are capped per client and have connections of their
+own in the pool (`_transport.new_http_client`), so they never hold a slot a submit, poll or result
+GET needs.
 """
 
 from __future__ import annotations
@@ -16,10 +25,12 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 
+from ._budget import Budget
 from ._exceptions import TransportError
+from ._models import Task, utcnow
 from .providers import Provider
 
-__all__ = ["EventStream"]
+__all__ = ["MAX_TASK_STREAMS", "EventStream", "TaskStream", "TaskStreams"]
 
 log = logging.getLogger("genwidgets")
 
@@ -33,6 +44,17 @@ RECONNECT_WAIT = 2.0
 RECONNECT_FIRST, RECONNECT_CAP = 0.5, 30.0
 #: Seconds to wait for the stream's response headers (the body itself may be silent for long).
 OPEN_TIMEOUT = 10.0
+#: Per-task streams one client keeps open at most, every provider together; a task beyond them
+#: is polled. The connection pool holds this many connections more (see `_transport`).
+MAX_TASK_STREAMS = 256
+#: Opens of one task's stream at most: the first, then one more after an open stream was cut; a
+#: refused one is not asked again. Meanwhile and after, the task is polled.
+TASK_STREAM_OPENS = 2
+#: Seconds a task's open stream may say nothing at all (no event, no keep-alive comment) before it
+#: counts as dead: fal sends a keep-alive every 15 s.
+SILENT_AFTER = 35.0
+#: Seconds before a cut stream is opened again.
+REOPEN_WAIT = 0.5
 
 
 class EventStream:
@@ -115,3 +137,140 @@ class EventStream:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._runner
+
+
+class TaskStream:
+    """One task's own event stream, read in the background while the task is followed.
+
+    `wait` wakes on a new snapshot (`take` it) or a change of state: `streaming` once the stream
+    answered 200 (the follower stops polling), `alive` False once it is closed for good (the
+    follower polls only)."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, adapter: Provider, task: Task, budget: Budget | None
+    ) -> None:
+        self.key = (task.provider, task.id)
+        self.task = task  # the newest snapshot: each message is read against it
+        self.streaming = False
+        self.alive = True
+        self.users = 0
+        self._http, self._adapter, self._budget = http, adapter, budget
+        self._fresh: Task | None = None
+        self._changed = asyncio.Event()
+        self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    def take(self) -> Task | None:
+        """The snapshot the stream brought since the last `take`, if any."""
+        fresh, self._fresh = self._fresh, None
+        return fresh
+
+    def polled(self, task: Task) -> None:
+        """A poll's snapshot: the stream's next messages are read against it."""
+        self.task = task
+
+    async def wait(self, timeout: float | None) -> bool:
+        """Whether a snapshot came or the state changed, waiting at most `timeout` seconds
+        (None: until one does)."""
+        if not self._changed.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+        changed = self._changed.is_set()
+        self._changed.clear()
+        return changed
+
+    def close(self) -> None:
+        self._runner.cancel()
+
+    async def aclose(self) -> None:
+        self.close()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._runner
+
+    async def _run(self) -> None:
+        try:
+            for opened in range(TASK_STREAM_OPENS):
+                if opened:
+                    await asyncio.sleep(REOPEN_WAIT)
+                if not await self._read() or self.task.done:
+                    return
+        finally:
+            self.alive = self.streaming = False
+            self._changed.set()
+
+    async def _read(self) -> bool:
+        """Open the stream once and read it until it ends; whether it was worth opening again
+        (it answered 200, and the task did not end)."""
+        request = self._adapter.build_task_events(self.task)
+        if request is None:
+            return False
+        if self._budget is not None:
+            await self._budget.spend("poll")  # an open is a status request
+        name, answered = self._adapter.name, False
+        try:
+            async with aconnect_sse(
+                self._http,
+                request.method,
+                request.url,
+                headers=dict(request.headers),
+                params=dict(request.params) if request.params else None,
+                timeout=httpx.Timeout(OPEN_TIMEOUT, read=SILENT_AFTER),
+            ) as source:
+                code = source.response.status_code
+                if code != 200:
+                    if code == 429 and self._budget is not None:
+                        self._budget.penalize(None, kind="poll")
+                    log.debug("%s refused the event stream of %s: %s", name, self.key[1], code)
+                    return False
+                answered = self.streaming = True
+                self._changed.set()
+                async for sse in source.aiter_sse():
+                    new = self._adapter.parse_task_event(self.task, sse.event, sse.data, utcnow())
+                    if new is not None:
+                        self.task = self._fresh = new
+                        self._changed.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # cut, silent, malformed: the follower polls meanwhile
+            log.debug("%s event stream of %s dropped: %s", name, self.key[1], type(exc).__name__)
+        finally:
+            if self.streaming:
+                self.streaming = False
+                self._changed.set()
+        return answered
+
+
+class TaskStreams:
+    """The per-task streams of one client, by task: shared by a task's followers, closed when
+    the last one stops following, at most `limit` open at once."""
+
+    def __init__(self, http: httpx.AsyncClient, limit: int | None = None) -> None:
+        self._http = http
+        self.limit = MAX_TASK_STREAMS if limit is None else limit
+        self._streams: dict[tuple[str, str], TaskStream] = {}
+
+    def follow(self, adapter: Provider, task: Task, budget: Budget | None) -> TaskStream | None:
+        """The stream of `task` to wait on (`release` it after), or None: it is polled (the
+        provider offers no stream for it, or `limit` streams are open)."""
+        stream = self._streams.get((task.provider, task.id))
+        if stream is None:
+            if len(self._streams) >= self.limit or adapter.build_task_events(task) is None:
+                return None
+            stream = TaskStream(self._http, adapter, task, budget)
+            self._streams[stream.key] = stream
+        stream.users += 1
+        return stream
+
+    def release(self, stream: TaskStream) -> None:
+        stream.users -= 1
+        if stream.users <= 0 and self._streams.get(stream.key) is stream:
+            del self._streams[stream.key]
+            stream.close()
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    async def aclose(self) -> None:
+        streams = list(self._streams.values())
+        self._streams.clear()
+        for stream in streams:
+            await stream.aclose()

@@ -3,7 +3,9 @@
 Polls are timed from the task's own clock (its record in `_tracking`: submitted, last polled,
 status last changed, expected to finish), through the pure `_policy.poll_gap`/`poll_due`, so a
 task that finished while nobody waited is polled at once, and several waiters on one task share
-one schedule. A passed deadline cancels where the provider can (`DeadlineExceeded`).
+one schedule. A passed deadline cancels where the provider can (`DeadlineExceeded`). Where the
+adapter offers the task's own event stream (`_events.TaskStream`), its messages are the snapshots
+and no poll is made while it is open; the schedule runs whenever it is not.
 
 While a submit waits for a slot of a full account, a slot watcher polls that account's in-flight
 tasks that nobody follows yet (a loop of submits, a gather of them): a slot frees when a task
@@ -22,7 +24,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from ._accounts import Accounts
-from ._events import EventStream
+from ._events import EventStream, TaskStream
 from ._exceptions import DeadlineExceeded, GenError, WaitTimeout
 from ._models import Status, Task
 from ._operations import Operations
@@ -99,27 +101,33 @@ class Following:
                 yield completed
         schedule = self._schedule(task.provider)
         stream = self._operations.events(task.provider) if task.provider != "local" else None
+        own = self._operations.task_events(task)  # the task's own event stream, if any
         loose = Followed(task)  # for a task this client does not follow (nor kept by it)
-        while not task.done:
-            record = self._tracker.get(task) or loose
-            left = record.deadline_left(time.monotonic())
-            if left is not None and left <= 0:
-                await self._enforce_deadline(record)
-            new = await self._next_snapshot(record, schedule, stream, left)
-            new = self._ended.pop(key, new)  # a slot watcher's poll that ended it meanwhile
-            if snapshot_changed(task, new):
-                task = loose.task = new
-                yield task
+        try:
+            while not task.done:
+                record = self._tracker.get(task) or loose
+                left = record.deadline_left(time.monotonic())
+                if left is not None and left <= 0:
+                    await self._enforce_deadline(record)
+                new = await self._next_snapshot(record, schedule, (stream, own), left)
+                new = self._ended.pop(key, new)  # a slot watcher's poll that ended it meanwhile
+                if snapshot_changed(task, new):
+                    task = loose.task = new
+                    yield task
+        finally:
+            if own is not None:  # ended, cancelled, past its deadline, or no longer waited on
+                self._operations.task_streams.release(own)
 
     async def _next_snapshot(
         self,
         record: Followed,
         schedule: PollSchedule,
-        stream: EventStream | None,
+        streams: tuple[EventStream | None, TaskStream | None],
         deadline_left: float | None,
     ) -> Task:
         """Wait for the next thing worth knowing about the task, then return its snapshot."""
         task, client = record.task, self._client
+        stream, own = streams
         cap = max(0.0, deadline_left) if deadline_left is not None else None
         if task.provider == "local":
             wait = LOCAL_WAIT if cap is None else min(LOCAL_WAIT, cap)
@@ -129,7 +137,11 @@ class Following:
         at_deadline = cap is not None and delay >= cap
         if cap is not None:
             delay = min(delay, cap)
-        if stream is not None:
+        if own is not None and own.alive:
+            pushed = await self._own_stream(record, own, delay, cap)
+            if pushed is not None:
+                return pushed
+        elif stream is not None:
             event = await stream.wait(task.id, delay)
             if event is not None:
                 pushed = client.provider(task.provider).apply_event(task, event)
@@ -148,6 +160,32 @@ class Following:
             log.warning("poll of %s failed (%s); will poll again", task.id, exc)
             new = task
         record.polled(new, time.monotonic())
+        if own is not None:
+            own.polled(new)
+        return new
+
+    async def _own_stream(
+        self, record: Followed, own: TaskStream, delay: float, cap: float | None
+    ) -> Task | None:
+        """The task's next snapshot from its own stream (the result fetched once it says done);
+        the task unchanged to look again (the stream opened or closed, the deadline came); None
+        when the poll is due: the stream is still opening, so polling goes on meanwhile."""
+        streaming = own.streaming
+        changed = await own.wait(cap if streaming else delay)  # open: no poll is ever due
+        new = own.take()
+        if new is None:
+            return record.task if changed or streaming else None
+        try:
+            new = await self._operations.complete(new)
+        except GenError as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("result of %s failed (%s); will poll again", new.id, exc)
+            return record.task  # the stream closed after the end: the next poll sees it again
+        now = time.monotonic()
+        self._tracker.polled(new, now)
+        new = self._seen(new)
+        record.polled(new, now)
         return new
 
     def _schedule(self, provider: str) -> PollSchedule:

@@ -3,7 +3,7 @@
 Submit, poll, fetch the result, cancel, list, delete: each builds the adapter's request, sends it
 (`_transport`) and parses the answer. What comes back is a raw snapshot; the client passes every
 snapshot through its tracking, journal and observers. Local tasks go to the in-process engine,
-and push events (Oxen) to one shared stream per provider.
+and push events to one shared stream per provider (Oxen) or one per task (fal), see `_events`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import httpx
 
 from ._accounts import Accounts
 from ._cache import Cache
-from ._events import EventStream
+from ._events import EventStream, TaskStream, TaskStreams
 from ._models import Output, Status, Task
 from ._transport import Note, Transport, WaitNotice, bounded
 from .providers import Request
@@ -52,6 +52,7 @@ class Operations:
         self._transport = transport
         self._cache = cache
         self._streams: dict[str, EventStream] = {}
+        self.task_streams = TaskStreams(http)
         self.local: Any = None  # the LocalEngine, once a local task ran
         #: Around a submit's wait for a budget slot (`Following.watching_slots` polls the tasks
         #: that hold the slots meanwhile).
@@ -75,6 +76,15 @@ class Operations:
         if stream is None:
             stream = self._streams[provider] = EventStream(self._http, adapter)
         return stream
+
+    def task_events(self, task: Task) -> TaskStream | None:
+        """The task's own event stream, opened in the background (`release` it when done), or
+        None: the task is polled (`local`, a provider without one, or the streams cap)."""
+        if task.provider == "local" or task.done:
+            return None
+        adapter = self._accounts.adapter(task.provider)
+        budget = self._accounts.known_budget(task.provider)
+        return self.task_streams.follow(adapter, task, budget)
 
     async def submit(
         self,
@@ -198,6 +208,7 @@ class Operations:
             await self.stop_watching()
         for stream in self._streams.values():
             await stream.aclose()
+        await self.task_streams.aclose()
         if self.local is not None:
             self.local.close()
 

@@ -18,6 +18,7 @@ import httpx
 import stamina
 
 from ._budget import Budget
+from ._events import MAX_TASK_STREAMS
 from ._exceptions import DeadlineExceeded, SubmitUncertain, TransportError
 from ._policy import retry_decision, submit_retry
 from .providers import Provider, Request, Response
@@ -31,7 +32,8 @@ Kind = Literal["submit", "poll", "result", "cancel", "list", "delete"]
 WaitNotice = Callable[[str], None]
 
 USER_AGENT = "genwidgets/0.1 (+https://github.com/genwidgets/genwidgets)"
-#: Connections in the pool, and kept alive between requests (every provider together).
+#: Connections in the pool for requests, and kept alive between requests (every provider
+#: together). The pool holds `MAX_TASK_STREAMS` more, for tasks' open event streams.
 MAX_CONNECTIONS, MAX_KEEPALIVE = 200, 50
 #: Seconds to wait for a connection at most: an unreachable host fails fast.
 CONNECT_TIMEOUT = 10.0
@@ -51,11 +53,14 @@ class Note(Protocol):
 
 def new_http_client(timeout: float) -> httpx.AsyncClient:
     """The pooled client every provider shares; redirects are not followed (a result URL on
-    another host must never see an auth header)."""
+    another host must never see an auth header). Open task streams are `MAX_TASK_STREAMS` at
+    most (`_events`) and never pass the per-provider gate, so requests keep `MAX_CONNECTIONS`
+    of their own however many streams are open."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
         limits=httpx.Limits(
-            max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE
+            max_connections=MAX_CONNECTIONS + MAX_TASK_STREAMS,
+            max_keepalive_connections=MAX_KEEPALIVE,
         ),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,

@@ -44,14 +44,15 @@ from ._fields import (
     retry_after,
     text,
 )
-from ._wire import Event, Method, Request, Response
+from ._push import PushHooks
+from ._wire import Method, Request, Response
 
 __all__ = ["Provider"]
 
 
-class Provider:
+class Provider(PushHooks):
     """Base class of the adapters: class attributes and tables describe the protocol, the
-    build/parse pairs translate it."""
+    build/parse pairs translate it (push hooks, if any: `PushHooks`)."""
 
     name: ClassVar[str]  # before the ':' in `provider:model`; the registry finds the class by it
     env_var: ClassVar[str | None] = None  # where the API key comes from (None: no key needed)
@@ -67,7 +68,6 @@ class Provider:
     can_cancel: ClassVar[bool] = False
     can_list: ClassVar[bool] = False
     can_delete: ClassVar[bool] = False
-    has_events: ClassVar[bool] = False
     deadline_header: ClassVar[str | None] = None  # sends the deadline: "Cancel-After: {minutes}m"
     #: first poll delay and the cap it backs off to, in seconds (the seeds advise 2-10 s)
     poll_interval: ClassVar[tuple[float, float]] = (1.0, 8.0)
@@ -222,18 +222,6 @@ class Provider:
 
     def parse_delete(self, task: Task, response: Response) -> None:
         raise self.not_supported("delete")
-
-    def build_events(self) -> Request:
-        raise self.not_supported("push events")
-
-    def parse_event(
-        self, event: str, data: str, *, received_at: datetime | None = None
-    ) -> Event | None:
-        """Decode one SSE message; None for events that concern no task (keep-alives, others)."""
-        return None
-
-    def apply_event(self, task: Task, event: Event) -> Task:
-        raise self.not_supported("push events")
 
     def state_in(self, response: Response, task: Task | None = None) -> Mapping[str, Any] | None:
         """The task record in an answer, when it carries a task state; adapters say where."""

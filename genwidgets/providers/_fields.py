@@ -19,6 +19,7 @@ from ._wire import Response
 
 __all__ = [
     "MAX_SERVER_TEXT",
+    "appended",
     "as_float",
     "as_int",
     "dig",
@@ -38,6 +39,8 @@ __all__ = [
 
 #: Server text (errors, logs) is clipped to this many characters before anyone sees it.
 MAX_SERVER_TEXT = 500
+#: Log lines a snapshot keeps: the latest ones.
+MAX_LOG_LINES = 50
 #: second-level labels under which unrelated parties register (example.co.uk): no shared parent.
 _SHARED_SLDS = frozenset({"co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -199,6 +202,15 @@ def is_http_url(value: Any) -> TypeGuard[str]:
 def text(value: Any) -> str | None:
     """A non-blank string, stripped; anything else is None."""
     return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def appended(known: tuple[str, ...], lines: tuple[str, ...]) -> tuple[str, ...]:
+    """The log after a message that sends only new `lines` (fal's status stream, as fal-js reads
+    it): `known` then `lines`, the latest `MAX_LOG_LINES`. A message that repeats the whole log
+    (a poll, a stream opened again) holds `known` as a run of its lines: it is the log itself."""
+    size = len(known)
+    whole = size and any(lines[i : i + size] == known for i in range(len(lines) - size + 1))
+    return (lines if whole or not known else known + lines)[-MAX_LOG_LINES:]
 
 
 def as_int(value: Any) -> int | None:

@@ -26,8 +26,14 @@ fal-ai/fal-js@381105e, fal's queue, cancel, status-stream, result and error page
 - Errors: ``{"detail": "...", "error_type": "..."}`` (+ ``X-Fal-Error-Type``) or FastAPI's
   ``{"detail": [{loc, msg, type}]}``. Bad key 401 ``No user found for Key ID and Secret``; empty
   balance 403 ``User is locked. Reason: Exhausted balance...``; bad input 422.
-- Not used: the per-request SSE ``.../status/stream`` (the client's event seam is one stream per
-  provider, so fal is polled; the sandbox serves the stream), webhooks, ``fal.run`` sync mode.
+- ``GET status_url/stream?logs=1`` (SSE) pushes the same status records, one ``data:`` line per
+  change, a keep-alive comment every 15 s, and closes after ``COMPLETED``. Each event carries
+  only the log lines new since the previous one (fal-js appends them; the docs say "same fields
+  as Get request status": read defensively, a whole log is recognised too). The client follows a
+  task on this stream (`build_task_events`; one stream open = one request), fetches the result
+  as soon as ``COMPLETED`` arrives, and polls ``status_url`` only while the stream is refused,
+  cut or silent: a finished task costs the submit, one stream and one result GET.
+- Not used: webhooks (they need a public URL), ``fal.run`` sync mode.
 """
 
 from __future__ import annotations
@@ -72,9 +78,12 @@ ERRORS: tuple[ErrorRule, ...] = (
 #: ``owner/app[/path...]``: every segment a slug, at least two of them.
 _MODEL_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)+")
 _URL_KEYS = ("status_url", "response_url", "cancel_url")
-_LIMITS = (
+_LOGS = {"logs": "1"}  # runner logs in status answers and stream events
+LIMITS = ProviderLimits(
+    Limits(),
+    None,
     "documented (docs.fal.ai/documentation/model-apis/concurrency-limits): a per-account cap on "
-    "IN_PROGRESS requests; the rest queue, 'never rejected'; no request rate: no client budget"
+    "IN_PROGRESS requests; the rest queue, 'never rejected'; no request rate: no client budget",
 )
 
 FLUX_DEV = ModelInfo(
@@ -135,7 +144,7 @@ class FalProvider(Provider):
     env_var: ClassVar[str | None] = "FAL_KEY"
     default_base_url: ClassVar[str] = "https://queue.fal.run"
     models: ClassVar[Mapping[str, ModelInfo]] = catalogue(FLUX_DEV, KLING_26_PRO, STABLE_AUDIO)
-    limits: ClassVar[ProviderLimits | None] = ProviderLimits(Limits(), None, _LIMITS)
+    limits: ClassVar[ProviderLimits | None] = LIMITS
     about: ClassVar[str] = "fal.ai's queue: status_url, then response_url (the model's HTTP status)"
     can_cancel: ClassVar[bool] = True
     deadline_header: ClassVar[str | None] = "X-Fal-Request-Timeout: {seconds}"  # time to *start*
@@ -177,7 +186,10 @@ class FalProvider(Provider):
         return self.new_task(model, params, response, record, provider_data=urls)
 
     def build_poll(self, task: Task) -> Request:
-        return self.request("GET", self._url_for(task, "status_url"), params={"logs": "1"})
+        return self.request("GET", self._url_for(task, "status_url"), params=_LOGS)
+
+    def build_task_events(self, task: Task) -> Request | None:
+        return self.request("GET", self._url_for(task, "status_url") + "/stream", params=_LOGS)
 
     def build_result(self, task: Task) -> Request | None:
         return self.request("GET", self._url_for(task, "response_url"))

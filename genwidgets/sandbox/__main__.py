@@ -24,8 +24,8 @@ from ._server import DEFAULT_PORTS, PROVIDERS, Sandbox
 
 __all__ = ["limits_from_args", "main"]
 
-_BOOL_FAULTS = {"one_shot_urls", "hostile_names"}
-_INT_FAULTS = {"burst_429", "seed"}
+_BOOL_FAULTS = {"one_shot_urls", "hostile_names", "stream_stall"}
+_INT_FAULTS = {"burst_429", "seed", "stream_cut_after"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -152,6 +152,9 @@ def _field_help(name: str) -> str:
         "one_shot_urls": "result URLs work once, then 403",
         "hostile_names": "NetMind file_name values try path traversal and markup",
         "burst_429": "the next N polls get 429",
+        "stream_error_rate": "probability that opening a task's status stream (fal) gets a 5xx",
+        "stream_cut_after": "a task's status stream (fal) drops after N events",
+        "stream_stall": "a task's status stream (fal) goes silent after its first event",
         "seed": "seed of the fault RNG",
     }
     return helps.get(name, name)

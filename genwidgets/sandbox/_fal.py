@@ -9,7 +9,10 @@ URLs under ``owner/app`` only (``workflows/`` and ``comfy/`` keep three segments
   ``COMPLETED`` with ``metrics.inference_time`` (and ``error``/``error_type`` when it failed or
   was cancelled). Nothing else: a failure or a cancellation also ends ``COMPLETED``.
 - ``GET .../requests/{id}/status/stream[?logs=1]``: the same bodies as SSE ``data:`` lines, one per
-  change, a ``: keep-alive`` comment every ``sse_keepalive`` seconds, closed after ``COMPLETED``.
+  change (``logs``: only the lines new since the previous event, as fal-js reads them), a ``:
+  keep-alive`` comment every ``sse_keepalive`` seconds, closed after ``COMPLETED``. Faults:
+  ``stream_error_rate`` (a 5xx instead), ``stream_cut_after`` (dropped before event N+1),
+  ``stream_stall`` (silent after the first event).
 - ``GET .../requests/{id}``: the model's answer with the model's HTTP status and
   ``x-fal-request-id``: 200 ``{"images": [...]}`` / ``{"video": {...}}`` / ``{"audio_file":
   {...}}``; 422 ``{"detail": [{loc, msg, type}]}`` for a missing prompt or a ``[fail]`` (content
@@ -42,7 +45,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from ._http import ErrorKind, ProviderApp, big_size, read_json, seed_of
+from ._http import ErrorKind, ProviderApp, _DropConnection, big_size, read_json, seed_of
 from ._tasks import SimTask
 
 __all__ = ["APPS", "PORTS", "Fal"]
@@ -193,6 +196,10 @@ class Fal(ProviderApp):
         task = self.find(request)
         if isinstance(task, Response):
             return task
+        with self.state.lock:
+            refused = self.state.dice.hit(self.state.faults.stream_error_rate)
+        if refused:
+            return self.server_error()
         logs = request.query_params.get("logs", "0").lower() in ("1", "true")
         self.state.count("sse_connections")
         return StreamingResponse(
@@ -202,21 +209,31 @@ class Fal(ProviderApp):
         )
 
     async def _events(self, task: SimTask, origin: str, logs: bool) -> AsyncIterator[bytes]:
-        """A status event per change; keep-alive comments while nothing changes."""
-        state, last, quiet = self.state, None, 0.0
+        """A status event per change, its ``logs`` only the lines new since the previous event
+        (fal-js appends them); keep-alive comments while nothing changes. The stream faults cut
+        the connection or fall silent."""
+        state, last, quiet, sent, logged = self.state, None, 0.0, 0, 0
         keepalive = max(0.01, state.options.sse_keepalive)
         while state.alive(task) and not task.gone(time.time()):
             record = self._status(task, origin, time.time(), logs=logs)
             if record != last:
+                cut = state.faults.stream_cut_after
+                if cut is not None and sent >= cut:
+                    raise _DropConnection("sandbox fault: status stream cut")
+                last, quiet, sent = record, 0.0, sent + 1
+                lines = record["logs"] or []
+                event = {**record, "logs": lines[logged:] if record["logs"] is not None else None}
+                logged = len(lines)
                 state.count("sse_events")
-                yield f"data: {json.dumps(record)}\n\n".encode()
-                last, quiet = record, 0.0
+                yield f"data: {json.dumps(event)}\n\n".encode()
                 if record["status"] == "COMPLETED":
                     return
+                while state.faults.stream_stall and not _closing(state):
+                    await asyncio.sleep(STREAM_TICK)  # silent: no event, no keep-alive
             elif quiet >= keepalive:
                 yield b": keep-alive\n\n"
                 quiet = 0.0
-            if state.closing is not None and state.closing.is_set():
+            if _closing(state):
                 return
             await asyncio.sleep(STREAM_TICK)
             quiet += STREAM_TICK
@@ -317,6 +334,10 @@ def _failure_body(task: SimTask, kind: str) -> dict[str, Any]:
     return {"detail": [item]}
 
 
+def _closing(state: Any) -> bool:
+    return state.closing is not None and state.closing.is_set()
+
+
 def _seconds(value: str | None) -> float | None:
     """A positive number of seconds from a header, else None."""
     try:
@@ -327,13 +348,17 @@ def _seconds(value: str | None) -> float | None:
 
 
 def _logs(task: SimTask, now: float) -> list[dict[str, Any]]:
-    """``step k/10`` lines, one per tenth of the run so far."""
+    """``step k/10`` lines, one per tenth of the run so far, each dated when its step ended."""
     steps = min(LOG_STEPS, int(task.run_fraction(now) * LOG_STEPS))
-    stamp = datetime.fromtimestamp(now, tz=timezone.utc).isoformat(timespec="milliseconds")
     return [
-        {"message": f"step {k}/{LOG_STEPS}", "level": "INFO", "source": "USER", "timestamp": stamp}
+        {"message": f"step {k}/{LOG_STEPS}", "level": "INFO", "source": "USER", "timestamp": at}
         for k in range(1, steps + 1)
+        for at in [_iso(task.started + task.run_seconds * k / LOG_STEPS)]
     ]
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
 
 
 APPS: dict[str, type[ProviderApp]] = {"fal": Fal}

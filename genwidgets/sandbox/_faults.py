@@ -56,6 +56,12 @@ class FaultConfig:
     """NetMind's `file_name` becomes a path-traversal / markup attempt"""
     burst_429: int = 0
     """the next N polls answer 429 (counts down as they are served)"""
+    stream_error_rate: float = 0.0
+    """probability that opening a task's status stream (fal) answers 5xx"""
+    stream_cut_after: int | None = None
+    """a task's status stream (fal) drops its connection instead of sending event N+1"""
+    stream_stall: bool = False
+    """a task's status stream (fal) goes silent after its first event: no event, no keep-alive"""
     seed: int | None = None
     """seed of the fault RNG (None: a random seed)"""
 
@@ -84,6 +90,7 @@ _FLOATS = {
     "reset_rate",
     "malformed_rate",
     "fail_rate",
+    "stream_error_rate",
 }
 _OPTIONAL_FLOATS = {"retry_after", "expire_after"}
 
@@ -95,12 +102,14 @@ def _coerce(name: str, value: Any) -> Any:
             return max(0.0, float(value))
         if name in _OPTIONAL_FLOATS:
             return None if value is None or value == "" else max(0.0, float(value))
-        if name in ("one_shot_urls", "hostile_names"):
+        if name in ("one_shot_urls", "hostile_names", "stream_stall"):
             if isinstance(value, str):
                 return value.strip().lower() in ("1", "true", "yes", "on")
             return bool(value)
         if name == "burst_429":
             return max(0, int(value))
+        if name == "stream_cut_after":
+            return None if value is None or value == "" else max(0, int(value))
         if name == "seed":
             return None if value is None else int(value)
     except (TypeError, ValueError):

@@ -1,0 +1,229 @@
+"""fal's completion pushed over each request's status stream, polling as the fallback.
+
+Over real loopback HTTP against the sandbox's fal queue: a followed task is read from
+``.../status/stream`` (no status poll at all while it is open), its result fetched the moment
+``COMPLETED`` arrives; a refused, cut or silent stream hands the task to the poll schedule
+without losing it; cancel and deadlines work while a task is streamed; the open streams are
+capped and have connections of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+import genwidgets
+import genwidgets._events
+import genwidgets._transport
+from genwidgets import AsyncClient, Status
+from genwidgets.sandbox import Sandbox
+
+KEY = "key-id:key-secret"
+IMAGE = "fal:fal-ai/flux/dev"
+
+
+def fal_client(sb: Any, tmp_path: Any, **options: Any) -> AsyncClient:
+    # fal's own poll schedule (0.5 s, backing off to 5 s): what the stream replaces
+    settings: dict[str, Any] = {"retry_timeout": 20.0, **options}
+    return AsyncClient(
+        api_keys={"fal": KEY}, base_urls=sb.urls, cache_dir=tmp_path / "cache", **settings
+    )
+
+
+@pytest.fixture
+async def client(sb: Any, tmp_path: Any) -> AsyncIterator[AsyncClient]:
+    async with fal_client(sb, tmp_path) as c:
+        yield c
+
+
+def fal_requests(sb: Any) -> dict[str, int]:
+    return dict(sb.stats()["requests"].get("fal", {}))
+
+
+async def streamed(sb: Any, connections: int = 1) -> None:
+    """Until the sandbox has answered `connections` status streams."""
+    while sb.stats()["sse_connections"] < connections:
+        await asyncio.sleep(0.01)
+
+
+# ------------------------------------------------------------------------------ the happy path
+async def test_done_within_a_tenth_of_a_second_with_one_stream_and_one_result(
+    client: AsyncClient, sb: Any
+) -> None:
+    await client.run(IMAGE, prompt="warm the renderer")
+    lags = []
+    for i in range(5):  # one at a time: the sandbox renders each result file when asked
+        done = await client.wait(await client.submit(IMAGE, prompt=f"quick {i}"), timeout=30)
+        assert done.status is Status.SUCCEEDED and done.outputs
+        finished = sb.finished_at("fal", done.id)
+        assert finished is not None
+        lags.append(time.time() - finished)  # the stream's news and the result GET
+    assert statistics.median(lags) < 0.1, lags  # fal's stream ticks every 20 ms
+    assert max(lags) < 0.5, lags
+    requests = fal_requests(sb)
+    requests.pop("files", None)  # run() downloaded the first one
+    assert requests == {"submit": 6, "stream": 6, "result": 6}  # not one status poll
+
+
+async def test_the_stream_brings_every_status_and_the_log(sb: Any, tmp_path: Any) -> None:
+    async with fal_client(sb, tmp_path) as client:
+        first = await client.submit(IMAGE, prompt="step by step [slow]")
+        snapshots = [task async for task in client.updates(first)]
+    statuses = [task.status for task in snapshots]
+    assert statuses[0] is Status.QUEUED and statuses[-1] is Status.SUCCEEDED
+    assert Status.RUNNING in statuses
+    logs = [task.logs for task in snapshots if task.logs]
+    # each event carries only its new lines; the snapshot keeps the whole log, in order
+    assert logs[0] == ("step 1/10",) and any(len(lines) == 5 for lines in logs)
+    assert snapshots[-1].logs == tuple(f"step {k}/10" for k in range(1, 11))
+    assert snapshots[-1].usage is not None and snapshots[-1].usage["metrics"]["inference_time"]
+    assert "status" not in fal_requests(sb)
+
+
+# ------------------------------------------------------------------------------ how tasks end
+async def test_a_failure_on_the_stream_is_read_from_the_result(
+    client: AsyncClient, sb: Any
+) -> None:
+    task = await client.wait(await client.submit(IMAGE, prompt="please [fail]"), timeout=30)
+    assert task.status is Status.FAILED and task.provider_status == "COMPLETED"
+    assert "flagged by the content checker" in (task.error or "") and "422" in (task.error or "")
+    assert fal_requests(sb) == {"submit": 1, "stream": 1, "result": 1}
+
+
+async def test_a_cancellation_requested_while_streaming_ends_in_499(
+    client: AsyncClient, sb: Any
+) -> None:
+    task = await client.submit(IMAGE, prompt="long [slow]")
+    waiting = asyncio.ensure_future(client.wait(task, timeout=30))
+    await streamed(sb)
+    await asyncio.sleep(0.3)  # out of the queue (0.1 s): running
+    asked = await client.cancel(task)
+    assert asked.provider_status == "CANCELLATION_REQUESTED"
+    done = await waiting
+    assert done.status is Status.CANCELLED and "client_cancelled" in (done.error or "")
+    assert fal_requests(sb) == {"submit": 1, "stream": 1, "cancel": 1, "result": 1}
+
+
+@pytest.fixture(scope="module")
+def busy_fal() -> Iterator[Sandbox]:
+    with Sandbox(task_seconds=0.3, queue_seconds=5.0) as sb:
+        yield sb
+
+
+@pytest.fixture
+def long_queue(busy_fal: Sandbox) -> Sandbox:
+    """A sandbox whose requests wait 5 s in the queue (fal's concurrency cap, busy), fresh."""
+    busy_fal.reset()
+    return busy_fal
+
+
+async def test_cancel_while_streaming_closes_the_stream(long_queue: Sandbox, tmp_path: Any) -> None:
+    async with fal_client(long_queue, tmp_path) as client:
+        task = await client.submit(IMAGE, prompt="never mind")
+        waiting = asyncio.ensure_future(client.wait(task, timeout=30))
+        await streamed(long_queue)
+        started = time.monotonic()
+        assert (await client.cancel(task)).status is Status.CANCELLED
+        done = await waiting
+        assert time.monotonic() - started < 1.0  # not the 5 s queue, nor a poll gap
+        assert len(client._operations.task_streams) == 0
+    assert done.status is Status.CANCELLED
+    assert "status" not in fal_requests(long_queue)
+
+
+async def test_a_deadline_cancels_a_streamed_task_and_closes_its_stream(
+    long_queue: Sandbox, tmp_path: Any
+) -> None:
+    async with fal_client(long_queue, tmp_path) as client:
+        with pytest.raises(genwidgets.DeadlineExceeded):
+            await client.run(IMAGE, prompt="too slow", timeout=0.5)
+        assert len(client._operations.task_streams) == 0
+    requests = fal_requests(long_queue)
+    assert requests["stream"] == 1 and requests["cancel"] == 1 and "status" not in requests
+
+
+async def test_a_wait_timeout_closes_the_stream_and_the_task_goes_on(
+    long_queue: Sandbox, tmp_path: Any
+) -> None:
+    async with fal_client(long_queue, tmp_path) as client:
+        task = await client.submit(IMAGE, prompt="later")
+        with pytest.raises(genwidgets.WaitTimeout):
+            await client.wait(task, timeout=0.3)
+        assert len(client._operations.task_streams) == 0
+        assert (await client.get(task)).status is Status.QUEUED
+
+
+# ------------------------------------------------------------------------------ fallbacks
+async def test_a_refused_stream_falls_back_to_polling(client: AsyncClient, sb: Any) -> None:
+    sb.set_faults(stream_error_rate=1.0)
+    task = await client.wait(await client.submit(IMAGE, prompt="no stream"), timeout=30)
+    assert task.status is Status.SUCCEEDED and task.outputs
+    requests = fal_requests(sb)
+    assert requests["stream"] == 1 and requests["status"] >= 1  # refused once, never asked again
+    assert sb.stats()["sse_connections"] == 0
+
+
+async def test_a_cut_stream_is_opened_once_more_then_polled(client: AsyncClient, sb: Any) -> None:
+    sb.set_faults(stream_cut_after=1)  # each stream says IN_QUEUE, then drops
+    task = await client.wait(await client.submit(IMAGE, prompt="cut short [slow]"), timeout=30)
+    assert task.status is Status.SUCCEEDED and task.outputs
+    requests = fal_requests(sb)
+    assert requests["stream"] == 2 and requests["status"] >= 1 and requests["result"] == 1
+
+
+async def test_a_stream_cut_once_carries_on_when_opened_again(
+    client: AsyncClient, sb: Any
+) -> None:
+    sb.set_faults(stream_cut_after=1)
+    task = await client.submit(IMAGE, prompt="cut once [slow]")
+    waiting = asyncio.ensure_future(client.wait(task, timeout=30))
+    await streamed(sb, 2)  # the second open: let it run whole
+    sb.set_faults(stream_cut_after=None)
+    assert (await waiting).status is Status.SUCCEEDED
+    assert fal_requests(sb)["stream"] == 2
+
+
+async def test_a_silent_stream_falls_back_to_polling(
+    client: AsyncClient, sb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(genwidgets._events, "SILENT_AFTER", 0.3)
+    sb.set_faults(stream_stall=True)  # one event, then nothing at all, the socket open
+    started = time.monotonic()
+    task = await client.wait(await client.submit(IMAGE, prompt="hush [slow]"), timeout=30)
+    assert task.status is Status.SUCCEEDED and task.outputs
+    requests = fal_requests(sb)
+    assert requests["stream"] == 2 and requests["status"] >= 1
+    assert time.monotonic() - started < 15
+
+
+# ------------------------------------------------------------------------------ streams and pool
+async def test_open_streams_are_capped_and_the_rest_polled(client: AsyncClient, sb: Any) -> None:
+    client._operations.task_streams.limit = 2
+    tasks = [await client.submit(IMAGE, prompt=f"many {i}") for i in range(5)]
+    done = await asyncio.gather(*(client.wait(task, timeout=30) for task in tasks))
+    assert all(task.status is Status.SUCCEEDED for task in done)
+    requests = fal_requests(sb)
+    assert requests["stream"] == 2 and requests["status"] >= 3
+
+
+async def test_open_streams_never_take_the_connections_requests_need(
+    sb: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room for 3 requests and 8 streams in the pool, 8 streamed tasks still submit and
+    fetch their results at once."""
+    monkeypatch.setattr(genwidgets._transport, "MAX_CONNECTIONS", 3)
+    monkeypatch.setattr(genwidgets._transport, "MAX_TASK_STREAMS", 8)
+    monkeypatch.setattr(genwidgets._events, "MAX_TASK_STREAMS", 8)
+    async with fal_client(sb, tmp_path, timeout=5.0) as client:
+        first = [await client.submit(IMAGE, prompt=f"crowd {i} [slow]") for i in range(8)]
+        waiting = [asyncio.ensure_future(client.wait(task, timeout=60)) for task in first]
+        await streamed(sb, 8)
+        started = time.monotonic()
+        late = await client.run(IMAGE, prompt="still room", timeout=30)  # beside 8 open streams
+        assert late.status is Status.SUCCEEDED and time.monotonic() - started < 3
+        assert all(task.status is Status.SUCCEEDED for task in await asyncio.gather(*waiting))
