@@ -45,9 +45,11 @@ def fal_requests(sb: Any) -> dict[str, int]:
     return dict(sb.stats()["requests"].get("fal", {}))
 
 
-async def streamed(sb: Any, connections: int = 1) -> None:
-    """Until the sandbox has answered `connections` status streams."""
+async def streamed(sb: Any, connections: int = 1, within: float = 10.0) -> None:
+    """Until the sandbox has answered `connections` status streams (fails after `within` s)."""
+    ends = time.monotonic() + within
     while sb.stats()["sse_connections"] < connections:
+        assert time.monotonic() < ends, f"{sb.stats()['sse_connections']} streams opened"
         await asyncio.sleep(0.01)
 
 
@@ -212,18 +214,21 @@ async def test_open_streams_are_capped_and_the_rest_polled(client: AsyncClient, 
 
 
 async def test_open_streams_never_take_the_connections_requests_need(
-    sb: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    long_queue: Sandbox, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With room for 3 requests and 8 streams in the pool, 8 streamed tasks still submit and
-    fetch their results at once."""
+    """A pool with room for 3 requests and 8 streams: 8 tasks streamed through their 5 s in the
+    queue, and another submit and a poll still go at once."""
     monkeypatch.setattr(genwidgets._transport, "MAX_CONNECTIONS", 3)
     monkeypatch.setattr(genwidgets._transport, "MAX_TASK_STREAMS", 8)
     monkeypatch.setattr(genwidgets._events, "MAX_TASK_STREAMS", 8)
-    async with fal_client(sb, tmp_path, timeout=5.0) as client:
-        first = [await client.submit(IMAGE, prompt=f"crowd {i} [slow]") for i in range(8)]
+    async with fal_client(long_queue, tmp_path, timeout=5.0) as client:
+        first = [await client.submit(IMAGE, prompt=f"crowd {i}") for i in range(8)]
         waiting = [asyncio.ensure_future(client.wait(task, timeout=60)) for task in first]
-        await streamed(sb, 8)
+        await streamed(long_queue, 8, within=3.0)
         started = time.monotonic()
-        late = await client.run(IMAGE, prompt="still room", timeout=30)  # beside 8 open streams
-        assert late.status is Status.SUCCEEDED and time.monotonic() - started < 3
-        assert all(task.status is Status.SUCCEEDED for task in await asyncio.gather(*waiting))
+        extra = await client.submit(IMAGE, prompt="still room")
+        assert (await client.get(extra)).status is Status.QUEUED
+        assert time.monotonic() - started < 1.0
+        done = await asyncio.gather(*waiting)
+    assert all(task.status is Status.SUCCEEDED for task in done)
+    assert fal_requests(long_queue)["status"] == 1  # the extra task's; the 8 were streamed

@@ -281,6 +281,62 @@ def test_malformed_status(fal: FalProvider) -> None:
         fal.parse_poll(submitted(fal), Response(202, {}, b'{"status": "IN_PR'))
 
 
+# ----------------------------------------------------------------------------------- status stream
+def event(name: str, **changes: Any) -> str:
+    """One SSE message's data: a digest status body, as the stream sends it."""
+    return json.dumps({**fixture(name), **changes})
+
+
+def test_the_stream_is_status_url_slash_stream_with_logs(fal: FalProvider) -> None:
+    request = fal.build_task_events(submitted(fal))
+    assert request is not None
+    assert (request.method, request.url) == ("GET", f"{APP_URL}/status/stream")
+    assert request.params == {"logs": "1"} and request.headers["Authorization"] == f"Key {KEY}"
+    body = {**fixture("submit.json"), "status_url": "https://evil.example/x/status"}
+    elsewhere = fal.parse_submit("fal-ai/flux/dev", {}, answer(200, body))
+    rebuilt = fal.build_task_events(elsewhere)
+    assert rebuilt is not None  # never to a host off fal's site, which would get the key
+    assert rebuilt.url == f"https://queue.fal.run/fal-ai/flux/requests/{RID}/status/stream"
+
+
+def test_stream_events_are_read_as_status_records(fal: FalProvider) -> None:
+    task = submitted(fal)
+    queued = fal.parse_task_event(task, "message", event("status_in_queue.json"), THEN)
+    assert queued is not None and queued.status is Status.QUEUED and queued.queue_position == 0
+    running = fal.parse_task_event(queued, "message", event("status_in_progress.json"), THEN)
+    assert running is not None and running.status is Status.RUNNING
+    assert running.queue_position is None and running.started_at == THEN
+    assert running.logs == ("step 12/30",)
+    done = fal.parse_task_event(running, "message", event("status_completed.json"), THEN)
+    assert done is not None and done.status is Status.SUCCEEDED and not done.outputs
+    assert done.finished_at == THEN and done.usage == {"metrics": {"inference_time": 3.21}}
+    assert done.logs == ("step 12/30",)  # COMPLETED's "logs": null keeps them
+    assert fal.build_result(done).url == APP_URL  # the result says how it ended
+
+
+def test_stream_events_add_their_new_log_lines(fal: FalProvider) -> None:
+    """fal-js appends each event's ``logs`` to those it has: an event carries the new lines."""
+    def lines(*steps: int) -> list[dict[str, str]]:
+        return [{"message": f"step {k}/30", "level": "INFO"} for k in steps]
+
+    task = submitted(fal)
+    for new in (lines(1), lines(2, 3), [], lines(4)):
+        body = event("status_in_progress.json", logs=new)
+        task = fal.parse_task_event(task, "message", body, THEN) or task
+    assert task.logs == ("step 1/30", "step 2/30", "step 3/30", "step 4/30")
+    whole = event("status_in_progress.json", logs=lines(1, 2, 3, 4, 5))  # a whole log again
+    again = fal.parse_task_event(task, "message", whole, THEN)
+    assert again is not None and again.logs == tuple(f"step {k}/30" for k in range(1, 6))
+    many = event("status_in_progress.json", logs=lines(*range(6, 80)))
+    kept = fal.parse_task_event(again, "message", many, THEN)
+    assert kept is not None and len(kept.logs) == 50 and kept.logs[-1] == "step 79/30"
+
+
+@pytest.mark.parametrize("data", ["", "keep-alive", "[]", '{"detail": "x"}', '{"status": 3}'])
+def test_stream_messages_without_a_status_say_nothing(fal: FalProvider, data: str) -> None:
+    assert fal.parse_task_event(submitted(fal), "message", data, THEN) is None
+
+
 # ----------------------------------------------------------------------------------- results
 @pytest.mark.parametrize(
     ("name", "kind", "size"),
