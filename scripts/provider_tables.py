@@ -49,11 +49,17 @@ def providers_table() -> str:
             f"`{cls.default_base_url}`" if cls.default_base_url else "in-process",
             "yes" if cls.can_cancel else "–",
             listing,
-            "yes" if cls.has_events else "–",
+            _push(cls),
             _about(cls),
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _push(cls: type[Provider]) -> str:
+    """How the provider pushes changes: one stream for all tasks, one per task, or not at all."""
+    per_task = cls.build_task_events is not Provider.build_task_events
+    return "yes" if cls.has_events else "per task" if per_task else "–"
 
 
 def _counts(counts: frozenset[str] | None, others: float | None = None) -> str:

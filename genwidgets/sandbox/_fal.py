@@ -34,6 +34,7 @@ fault injection and enforced limits answer 429.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -64,8 +65,9 @@ NAMESPACES = ("workflows", "comfy")
 LARGE_RESULT, LARGE_KEPT, RESULT_KEPT = 10_000, 360.0, 3600.0
 #: Seconds a runner takes to honour a cancellation; log lines a running request shows.
 CANCEL_DELAY, LOG_STEPS = 0.05, 10
-#: How often the status stream looks at the task's clock, in seconds.
-STREAM_TICK = 0.02
+#: Status streams: how often a stalled one looks at the clock; how often a queued one looks at its
+#: queue position; the longest sleep of any (a reset or a shutdown is seen by then), in seconds.
+STREAM_TICK, QUEUE_TICK, IDLE_TICK = 0.02, 0.25, 0.5
 _POLICY = "https://docs.fal.ai/errors#content_policy_violation"
 
 
@@ -210,33 +212,43 @@ class Fal(ProviderApp):
 
     async def _events(self, task: SimTask, origin: str, logs: bool) -> AsyncIterator[bytes]:
         """A status event per change, its ``logs`` only the lines new since the previous event
-        (fal-js appends them); keep-alive comments while nothing changes. The stream faults cut
-        the connection or fall silent."""
-        state, last, quiet, sent, logged = self.state, None, 0.0, 0, 0
+        (fal-js appends them); keep-alive comments while nothing changes. Between changes the
+        stream sleeps until the next one its timeline says (start, log step, finish, expiry), a
+        cancel wakes it, and a queued one looks again every `QUEUE_TICK` (its position). The
+        stream faults cut the connection or fall silent."""
+        state, last, sent, logged = self.state, None, 0, 0
         keepalive = max(0.01, state.options.sse_keepalive)
-        while state.alive(task) and not task.gone(time.time()):
-            record = self._status(task, origin, time.time(), logs=logs)
-            if record != last:
-                cut = state.faults.stream_cut_after
-                if cut is not None and sent >= cut:
-                    raise _DropConnection("sandbox fault: status stream cut")
-                last, quiet, sent = record, 0.0, sent + 1
-                lines = record["logs"] or []
-                event = {**record, "logs": lines[logged:] if record["logs"] is not None else None}
-                logged = len(lines)
-                state.count("sse_events")
-                yield f"data: {json.dumps(event)}\n\n".encode()
-                if record["status"] == "COMPLETED":
+        quiet_until = time.time() + keepalive
+        wake = asyncio.Event()
+        task.extra.setdefault("wakes", set()).add(wake)
+        try:
+            while state.alive(task) and not task.gone(now := time.time()):
+                record = self._status(task, origin, now, logs=logs)
+                if record != last:
+                    cut = state.faults.stream_cut_after
+                    if cut is not None and sent >= cut:
+                        raise _DropConnection("sandbox fault: status stream cut")
+                    last, sent, quiet_until = record, sent + 1, now + keepalive
+                    lines = record["logs"] or []
+                    new = lines[logged:] if record["logs"] is not None else None
+                    logged = len(lines)
+                    state.count("sse_events")
+                    yield f"data: {json.dumps({**record, 'logs': new})}\n\n".encode()
+                    if record["status"] == "COMPLETED":
+                        return
+                    while state.faults.stream_stall and not _closing(state):
+                        await asyncio.sleep(STREAM_TICK)  # silent: no event, no keep-alive
+                elif now >= quiet_until:
+                    yield b": keep-alive\n\n"
+                    quiet_until = now + keepalive
+                if _closing(state):
                     return
-                while state.faults.stream_stall and not _closing(state):
-                    await asyncio.sleep(STREAM_TICK)  # silent: no event, no keep-alive
-            elif quiet >= keepalive:
-                yield b": keep-alive\n\n"
-                quiet = 0.0
-            if _closing(state):
-                return
-            await asyncio.sleep(STREAM_TICK)
-            quiet += STREAM_TICK
+                until = min(_next_change(task, now, logs), quiet_until, now + IDLE_TICK)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(wake.wait(), max(0.0, until - time.time()))
+                wake.clear()
+        finally:
+            task.extra["wakes"].discard(wake)
 
     # ------------------------------------------------------------------ result
     async def result(self, request: Request) -> Response:
@@ -295,6 +307,8 @@ class Fal(ProviderApp):
         if phase not in ("queued", "running"):
             return JSONResponse({"status": "ALREADY_COMPLETED"}, 400)
         self.state.record_cancel(self.name, task.id)
+        for wake in task.extra.get("wakes", ()):
+            wake.set()  # its status streams say so at once
         if phase == "queued":
             return JSONResponse({"status": "OK"})
         return JSONResponse({"status": "CANCELLATION_REQUESTED"}, 202)
@@ -332,6 +346,19 @@ def _failure_body(task: SimTask, kind: str) -> dict[str, Any]:
     if kind == "content_policy_violation":
         item.update(url=_POLICY, input=task.prompt)
     return {"detail": [item]}
+
+
+def _next_change(task: SimTask, now: float, logs: bool) -> float:
+    """When a status stream's record may next change on the task's own timeline (a queued one:
+    at the latest `QUEUE_TICK` from now, requests ahead of it may leave)."""
+    times = [task.finished, task.cancelled_at, task.expires_at]
+    if now < task.started:
+        times += [task.started, now + QUEUE_TICK]
+    elif logs and task.run_seconds > 0:
+        step = int(task.run_fraction(now) * LOG_STEPS) + 1
+        times.append(task.started + task.run_seconds * step / LOG_STEPS)
+    later = [at for at in times if at is not None and at > now]
+    return min(later, default=now + IDLE_TICK) + 0.001  # just past it: the record has changed
 
 
 def _closing(state: Any) -> bool:
