@@ -28,7 +28,7 @@ from ._events import EventStream, TaskStream
 from ._exceptions import DeadlineExceeded, GenError, WaitTimeout
 from ._models import Status, Task
 from ._operations import Operations
-from ._policy import PollSchedule, is_transient, poll_due, poll_gap, snapshot_changed
+from ._policy import PollSchedule, cold_gap, is_transient, poll_due, poll_gap, snapshot_changed
 from ._tracking import Followed, Tracker
 from .providers._errors import error_context
 
@@ -134,6 +134,8 @@ class Following:
             engine = self._operations.local_engine()
             return self._seen(await engine.wait_change(task, timeout=wait))
         delay = self._delay(record, schedule)
+        if stream is None:
+            delay, cap = await self._pause(record, schedule, delay, cap)
         at_deadline = cap is not None and delay >= cap
         if cap is not None:
             delay = min(delay, cap)
@@ -202,12 +204,36 @@ class Following:
         if record.submitted_at is not None:
             expected_at = record.expected_at(self._tracker.estimate(task))
         gap = poll_gap(schedule.interval(age), record.polled_at, expected_at)
+        cold = self._tracker.cold(record) if expected_at is None else None
+        if cold is not None:
+            gap = cold_gap(gap, schedule.cap, *cold)
         budget = self._accounts.known_budget(task.provider)
         if budget is not None:
             gap = budget.poll_delay(task.id, gap)
         if record.polled_at is not None and now - record.polled_at > 2 * gap + UNWATCHED_SLACK:
             record.unwatched = True  # overdue by a whole gap: nobody was waiting on it
         return poll_due(now, record.polled_at, gap)
+
+    async def _pause(
+        self, record: Followed, schedule: PollSchedule, delay: float, cap: float | None
+    ) -> tuple[float, float | None]:
+        """Sleep towards the task's next poll, counting the delay anew whenever it may have
+        shrunk: at least every backoff cap (a budget widened it at peak demand, and demand falls
+        as tasks end), and, while its model is still being learned, whenever a task of that model
+        ends (it may teach the duration, or make this one a scout). Returns (delay left, deadline
+        left) once either is due."""
+        ends = None if cap is None else time.monotonic() + cap
+        while True:
+            left = None if ends is None else max(0.0, ends - time.monotonic())
+            wait = min(delay, schedule.cap) if left is None else min(delay, left, schedule.cap)
+            if wait <= 0:
+                return delay, left
+            if self._tracker.cold(record):
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._tracker.ended(record.task).wait(), wait)
+            else:
+                await asyncio.sleep(wait)
+            delay = self._delay(record, schedule)
 
     async def _enforce_deadline(self, record: Followed) -> None:
         """The deadline passed: cancel where possible, record why, raise `DeadlineExceeded`."""

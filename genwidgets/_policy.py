@@ -21,8 +21,10 @@ from ._models import Task
 
 __all__ = [
     "AIMS",
+    "SCOUTS",
     "DurationEstimate",
     "PollSchedule",
+    "cold_gap",
     "duration_sample",
     "is_transient",
     "leaky_bucket",
@@ -258,6 +260,25 @@ def duration_sample(
     if (low, high) == seen:  # coarse stamps of a task shorter than they can tell: what was seen
         return duration_sample(None, 0.0, seen)
     return (low + high) / 2
+
+
+#: While a model's durations are still unknown and more of its tasks are in flight than this, only
+#: the oldest `SCOUTS` poll (on the backoff, `SCOUT_PACE` times its gaps: their finish teaches
+#: the rest); the others wait until a scout ends, at most `SCOUT_NAP` backoff caps at a time.
+#: A batch's first wave then costs about one poll a task, not a backoff each.
+SCOUTS = 3
+SCOUT_PACE = 0.5
+SCOUT_NAP = 3.0
+
+
+def cold_gap(interval: float, cap: float, rank: int, count: int) -> float:
+    """The gap of a task of a model still being learned: the `rank`-th oldest (0-based) of the
+    `count` tasks of that model in flight. A few tasks poll on the backoff, as before."""
+    if count <= SCOUTS:
+        return interval
+    if rank < SCOUTS:
+        return interval * SCOUT_PACE
+    return SCOUT_NAP * cap
 
 
 def leaky_bucket(requests_per_minute: float, safety: float = 0.98) -> tuple[float, float]:

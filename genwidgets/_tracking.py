@@ -11,6 +11,7 @@ done). Records end with their task.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta
 
 from ._exceptions import GenError
 from ._models import Status, Task
-from ._policy import DurationEstimate, duration_sample
+from ._policy import SCOUTS, DurationEstimate, duration_sample
 from .providers import get_provider_class
 
 __all__ = ["DeadlineSetting", "Followed", "Tracker"]
@@ -70,6 +71,7 @@ class Tracker:
         self._default_deadline = default_deadline
         self._durations = durations
         self._estimates: dict[tuple[str, str], DurationEstimate] = {}
+        self._ended: dict[tuple[str, str], asyncio.Event] = {}  # set when a task of a model ends
 
     def __contains__(self, key: object) -> bool:
         return key in self._records
@@ -123,6 +125,9 @@ class Tracker:
             if task.done:
                 del self._records[key]
                 self._learn(record)
+                ended = self._ended.pop((task.provider, task.model), None)
+                if ended is not None:
+                    ended.set()
         return record
 
     def records(self, provider: str) -> list[Followed]:
@@ -132,6 +137,32 @@ class Tracker:
     def live(self) -> list[Task]:
         """Newest snapshots of the followed tasks that have not ended."""
         return [r.task for r in self._records.values() if not r.task.done]
+
+    def cold(self, record: Followed) -> tuple[int, int] | None:
+        """While its model's durations are unknown: (its place by submit among the tasks of that
+        model in flight submitted here, how many there are, counted up to `SCOUTS` + 1; see
+        `_policy.cold_gap`). None: learned, or not submitted here."""
+        task = record.task
+        if record.submitted_at is None or self.estimate(task).learned:
+            return None
+        rank, count = None, 0
+        for other in self._records.values():  # in submit order; stops early
+            if other.submitted_at is None or other.task.model != task.model:
+                continue
+            if other.task.provider != task.provider:
+                continue
+            if other is record:
+                rank = count
+            elif rank is None and count >= SCOUTS:
+                return SCOUTS, SCOUTS + 1  # SCOUTS older ones are in flight: it waits for them
+            count += 1
+            if rank is not None and count > SCOUTS:
+                break
+        return (count if rank is None else rank), count
+
+    def ended(self, task: Task) -> asyncio.Event:
+        """Set when the next task of `task`'s model ends (a scout that may teach its duration)."""
+        return self._ended.setdefault((task.provider, task.model), asyncio.Event())
 
     def estimate(self, task: Task) -> DurationEstimate:
         """How long tasks of this model take: learned in this process, seeded from the journal

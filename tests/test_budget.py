@@ -11,6 +11,7 @@ from genwidgets import ConfigError
 from genwidgets._budget import DEFAULT_LIMITS, Budget, Limits, budget_for, resolve_limits
 from genwidgets._policy import (
     DurationEstimate,
+    cold_gap,
     duration_sample,
     leaky_bucket,
     poll_gap,
@@ -289,3 +290,11 @@ def test_a_duration_sample_prefers_the_providers_times() -> None:
     assert duration_sample(None, 0.0, (9.0, 11.0)) == 10.0
     assert duration_sample(None, 0.0, (0.0, 11.0)) == 11.0
     assert duration_sample(None, 0.0, None) is None
+
+
+def test_while_a_model_is_learned_only_its_oldest_tasks_poll() -> None:
+    assert cold_gap(1.0, 8.0, 0, 1) == 1.0  # a few tasks: the backoff, as before
+    assert cold_gap(1.0, 8.0, 2, 3) == 1.0
+    assert cold_gap(1.0, 8.0, 0, 4) == 0.5  # scouts: twice as often
+    assert cold_gap(1.0, 8.0, 2, 4) == 0.5
+    assert cold_gap(1.0, 8.0, 3, 4) == 24.0  # the rest wait for them (woken when one ends)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -235,3 +236,24 @@ async def test_closing_the_client_stops_its_slot_watcher(sb: Any, tmp_path: Path
     waiting.cancel()
     await asyncio.gather(waiting, return_exceptions=True)
     assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+
+async def test_polls_widened_at_peak_demand_narrow_again_as_tasks_end(
+    sb: Any, tmp_path: Path
+) -> None:
+    # 150 tasks at once on 1,800 requests/min: at the peak each poll is widened ~100-fold (the
+    # budget shares its rate among all polling tasks); a task must not sleep that delay in full
+    # once the others have ended (sdkbench 18:50: a 294 s sleep, nothing polled meanwhile).
+    n = 150
+    async with _client(sb, tmp_path, {"onerouter": (1800, None)}) as client:
+
+        async def one(i: int) -> Any:
+            task = await client.submit("onerouter:acme/peak", prompt=f"peak {i}")
+            return await client.wait(task)
+
+        started = time.monotonic()
+        finals = await asyncio.gather(*(one(i) for i in range(n)))
+        took = time.monotonic() - started
+    assert all(t.status is Status.SUCCEEDED for t in finals)
+    # 300 requests at 30/s: ~10 s (9.4 s here). Sleeping the peak's delays in full: 71-73 s.
+    assert took < 25.0, f"{took:.1f} s for {n} tasks of 0.4 s"

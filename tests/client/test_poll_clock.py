@@ -7,6 +7,7 @@ ones the other client tests use.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from pathlib import Path
@@ -104,3 +105,20 @@ async def test_the_providers_own_times_teach_durations_nobody_watched(
     # Its first poll aims where the idle ones finished (~0.4 s); learning nothing from them
     # leaves it to Replicate's first poll interval (1 s).
     assert took < 0.95, f"{took:.2f} s for a {SERVER_SECONDS} s task"
+
+
+async def test_a_batch_of_a_new_model_waits_for_its_scouts(sb: Any, tmp_path: Path) -> None:
+    n = 12
+    async with make(sb, tmp_path, budgets=False, poll_interval=(0.05, 0.3)) as client:
+        model = "onerouter:acme/scouted"  # nothing learned about it yet (no journal)
+        before = sb.stats()["requests"].get("onerouter", {}).get("poll", 0)
+        tasks = [await client.submit(model, prompt=f"s{i}") for i in range(n)]
+        started = time.monotonic()
+        finals = await asyncio.gather(*(client.wait(task) for task in tasks))
+        took = time.monotonic() - started
+        polls = sb.stats()["requests"]["onerouter"]["poll"] - before
+    assert all(t.status is Status.SUCCEEDED for t in finals)
+    # The backoff from 0.05 s costs each 0.4 s task ~5 polls; the three oldest poll (twice as
+    # often: ~10 each) until they teach the duration, the rest wait for them, then poll ~once.
+    assert polls <= 3.5 * n, polls  # without scouts: 60-69 here
+    assert took < 3.0, f"{took:.2f} s for {n} tasks of {SERVER_SECONDS} s"
