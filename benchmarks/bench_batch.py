@@ -2,7 +2,22 @@
 
     .venv/bin/python benchmarks/bench_batch.py [--tasks 10000] [--max-in-flight 1000]
         [--task-seconds 10] [--task-jitter 0.2] [--peer-poll 3] [--peer-http-gate 16]
+        [--provider onerouter] [--provider fal ...]   # or --provider all
     .venv/bin/python benchmarks/bench_batch.py --tiny    # 20 tasks of 0.5 s, a few seconds
+
+`--provider` (repeatable; default `onerouter`, `all` = every protocol in `PROTOCOLS`) runs the
+same comparison on each provider's sandbox protocol in turn, one table and one ratio line each.
+For the providers added after the seeds (fal, Replicate, Runway, Luma, OpenRouter videos, Veo)
+the peer is the same 3 s loop over the same wire, spoken through genwidgets' sans-IO adapter
+(`build_submit`/`parse_submit`, `build_poll`/`parse_poll`, `build_result` where the status
+endpoint carries no outputs, as fal's; redirects followed by hand, the key sent only to the
+provider's own origin, as Veo's file downloads need): its requests are the loop's, but its RSS and
+CPU include genwidgets' imports, so only throughput and requests per task compare there. fal's
+result fetch (`GET response_url`, once per task) is not a status request: it is reported as
+"other/task". Runway's sandbox queues tasks past 2 per key (THROTTLED, Tier 1); the benchmark
+raises that to the number in flight (a higher tier), else both sides would measure the queue.
+Models: see `PROTOCOLS` (catalogued image or video models; Replicate's is outside the catalogue,
+so creates are plain, not held by `Prefer: wait`).
 
 What is measured: the client itself. A sandbox (`python -m genwidgets.sandbox`, in its own
 process, so the client's RSS and CPU are its own) runs OneRouter tasks of 10 s +/- 20 % (plus its
@@ -32,7 +47,7 @@ submits reached the server, 0 succeeded). The gated loop is the fair, working pe
 
 Figures: wall time, tasks/s, peak RSS of each subprocess (`ru_maxrss`), its CPU seconds, and
 requests per task from the sandbox's per-endpoint counters (delta over each run): submits, status
-requests (OneRouter's poll endpoint; it has no separate result call) and downloads.
+requests (OneRouter's poll endpoint; it has no separate result call), downloads, and the rest.
 Targets (issue): throughput >= the loop's, status requests <= 1/3 of the loop's, RSS < 150 MB.
 Prints a table and a last line `RESULT {json}`. The helpers here are shared with
 bench_limits.py and bench_cancel.py (sandbox process, children, the peer loop).
@@ -55,6 +70,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -63,19 +79,55 @@ import httpx
 
 MODEL = "bytedance/seedance"  # the docs' example (a video model)
 KEY = "bench-key"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What the benchmark runs on one provider's sandbox protocol."""
+
+    label: str
+    model: str  # without the provider's prefix
+    key: str  # a key of the shape the provider's sandbox accepts
+    params: dict[str, Any] = field(default_factory=dict)
+    status: tuple[str, ...] = ("poll",)  # the sandbox's names of its status endpoints
+    downloads: tuple[str, ...] = ("files",)  # ... and of its output downloads
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "onerouter": Protocol("OneRouter", MODEL, KEY),
+    "fal": Protocol("fal", "fal-ai/flux/dev", "bench-id:bench-secret", status=("status",)),
+    "replicate": Protocol("Replicate", "acme/bench-image", "r8_bench-key"),
+    "runway": Protocol("Runway", "text_to_image/gen4_image", "bench-key-runway"),
+    "luma": Protocol("Luma", "photon-flash-1", "bench-key-luma"),
+    "openrouter": Protocol(
+        "OpenRouter videos", "google/veo-3.1", "sk-or-bench-key", {"duration": 1}, ("poll",),
+        ("content",),
+    ),
+    "veo": Protocol(
+        "Veo", "veo-3.0-fast-generate-001", "AIza-bench-key", {"durationSeconds": 4}, ("poll",),
+        ("download",),
+    ),
+}
 HERE = Path(__file__).resolve()
 _PROVIDERS = ("onerouter", "segmind", "rixapi", "netmind", "oxen")  # the seed providers' URLs
 #: Sizes of `--tiny`: every code path and every ratio, in a few seconds (tests run it).
-TINY = {"tasks": 20, "max_in_flight": 20, "task_seconds": 0.5}
+TINY = {
+    "tasks": 20,
+    "max_in_flight": 20,
+    "task_seconds": 0.5,
+    "provider": ["onerouter", "fal", "veo"],
+}
 
 #: Runs the sandbox CLI unchanged except for smaller rendered media (the CLI has no flag for it).
 SMALL_MEDIA_LAUNCHER = """
 import functools, sys
 import genwidgets.sandbox.__main__ as cli
 from genwidgets.sandbox import MediaSizes
+from genwidgets.sandbox._runway import Runway
 cli.Sandbox = functools.partial(
     cli.Sandbox, media=MediaSizes(image=32, video=32, video_seconds=0.125)
 )
+Runway.concurrency = 100_000  # a tier above any batch here: no THROTTLED queue to measure
 sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -83,7 +135,8 @@ sys.exit(cli.main(sys.argv[1:]))
 # ------------------------------------------------------------------------------ sandbox process
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without any GENWIDGETS_* setting or provider key, plus `extra`."""
-    drop = ("GENWIDGETS_", "ONEROUTER_", "SEGMIND_", "RIXAPI_", "NETMIND_", "OXEN_")
+    drop = ("GENWIDGETS_", "ONEROUTER_", "SEGMIND_", "RIXAPI_", "NETMIND_", "OXEN_", "FAL_")
+    drop += ("REPLICATE_", "RUNWAYML_", "LUMAAI_", "OPENROUTER_", "GEMINI_", "GOOGLE_API_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(extra)
     return env
@@ -123,9 +176,15 @@ class SandboxProcess:
     """
 
     def __init__(
-        self, args: list[str], *, small_media: bool = False, log: Path | None = None
+        self,
+        args: list[str],
+        *,
+        small_media: bool = False,
+        log: Path | None = None,
+        needs: list[str] | None = None,
     ) -> None:
         self.args = list(args)
+        self.needs = set(_PROVIDERS) | set(needs or ())  # whose URLs to wait for
         self.small_media = small_media
         self.urls: dict[str, str] = {}
         self.log = log
@@ -155,9 +214,9 @@ class SandboxProcess:
                 self.urls[match.group(1).lower()] = match.group(2)
             elif self.urls:
                 break
-            if set(_PROVIDERS) <= set(self.urls):
+            if self.needs <= set(self.urls):
                 break
-        if not set(_PROVIDERS) <= set(self.urls):
+        if not self.needs <= set(self.urls):
             raise RuntimeError("the sandbox did not start:\n" + "".join(banner[-20:]))
         self._drain = threading.Thread(target=self._keep_reading, args=(banner,), daemon=True)
         self._drain.start()
@@ -242,15 +301,20 @@ async def _genwidgets_child(config: dict[str, Any]) -> dict[str, Any]:
     from genwidgets import AsyncClient
 
     tmp = Path(config["tmp"])
+    provider = config.get("provider", "onerouter")  # bench_limits.py runs this child too
+    protocol = PROTOCOLS[provider]
     options: dict[str, Any] = {
-        "api_keys": {"onerouter": KEY},
-        "base_urls": {"onerouter": config["base"]},
+        "api_keys": {provider: protocol.key},
+        "base_urls": {provider: config["base"]},
         "journal": tmp / "journal.sqlite",
         "cache_dir": tmp / "cache",
     }
     if not config["budgets"]:
         options["budgets"] = False  # else: not passed at all, the documented defaults apply
-    rows = [{"prompt": f"{config['tag']} row {i}"} for i in range(config["tasks"])]
+    rows = [
+        {"prompt": f"{config['tag']} row {i}", "params": protocol.params}
+        for i in range(config["tasks"])
+    ]
     if "yes" in inspect.signature(genwidgets.abatch).parameters:
         options_batch: dict[str, Any] = {"yes": True}  # the cost guard's confirmation (> 20)
     else:
@@ -259,7 +323,7 @@ async def _genwidgets_child(config: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     async with AsyncClient(**options) as client:
         results = await genwidgets.abatch(
-            f"onerouter:{MODEL}",
+            f"{provider}:{protocol.model}",
             rows,
             client=client,
             max_in_flight=config["concurrency"],
@@ -267,7 +331,7 @@ async def _genwidgets_child(config: dict[str, Any]) -> dict[str, Any]:
             out=tmp / "out",
             **options_batch,
         )
-        budget = client.budget("onerouter")
+        budget = client.budget(provider)
         budget_state = budget.state() if budget is not None else None
     elapsed = time.perf_counter() - started
     statuses = Counter(entry["status"] for entry in results)
@@ -354,9 +418,88 @@ async def _peer_child(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _adapter_peer_child(config: dict[str, Any]) -> dict[str, Any]:
+    """The same 3 s loop on another provider's wire, through its sans-IO adapter (module doc)."""
+    from genwidgets import GenError, Status
+    from genwidgets.providers import get_provider_class
+    from genwidgets.providers._fields import same_origin
+    from genwidgets.providers._wire import Request as WireRequest
+    from genwidgets.providers._wire import Response as WireResponse
+
+    provider, protocol = config["provider"], PROTOCOLS[config["provider"]]
+    adapter = get_provider_class(provider)(api_key=protocol.key, base_url=config["base"])
+    poll_every = float(config["poll"])
+    out = Path(config["tmp"]) / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    counts: Counter[str] = Counter()
+    slots = asyncio.Semaphore(config["concurrency"])
+    gate = asyncio.Semaphore(int(config.get("http_gate") or 0) or 1_000_000)
+
+    async def send(http: httpx.AsyncClient, request: WireRequest) -> WireResponse:
+        async with gate:
+            r = await http.request(
+                request.method,
+                request.url,
+                headers=dict(request.headers),
+                json=request.json,
+                params=request.params,
+            )
+        return WireResponse(r.status_code, dict(r.headers), r.content, str(r.url))
+
+    async def download(http: httpx.AsyncClient, url: str) -> bytes:
+        for _ in range(5):  # the key only on the provider's own origin, at every hop
+            keyed = adapter.authenticated_downloads and same_origin(url, adapter.base_url)
+            r = await http.get(url, headers=adapter.auth_headers() if keyed else {})
+            if not r.is_redirect:
+                r.raise_for_status()
+                return r.content
+            url = str(r.url.join(r.headers["location"]))
+        raise httpx.TooManyRedirects("more than 5 redirects", request=r.request)
+
+    async def one(http: httpx.AsyncClient, i: int) -> None:
+        params = {"prompt": f"peer row {i}", **protocol.params}
+        async with slots:
+            try:
+                request = adapter.build_submit(protocol.model, params)
+                task = adapter.parse_submit(protocol.model, params, await send(http, request))
+                while not task.done:
+                    await asyncio.sleep(poll_every)
+                    task = adapter.parse_poll(task, await send(http, adapter.build_poll(task)))
+                result = adapter.build_result(task) if not task.outputs else None
+                if task.status is Status.SUCCEEDED and result is not None:
+                    task = adapter.parse_result(task, await send(http, result))
+                if task.status is not Status.SUCCEEDED or not task.outputs:
+                    counts[f"ended {task.status.value}"] += 1
+                    return
+                url = task.outputs[0].url
+                assert url is not None
+                (out / f"{i}.bin").write_bytes(await download(http, url))
+                counts["succeeded"] += 1
+            except (httpx.HTTPError, GenError) as exc:
+                counts["lost: " + type(exc).__name__] += 1
+
+    before = _usage()
+    started = time.perf_counter()
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    async with httpx.AsyncClient(limits=limits, timeout=30.0) as http:
+        await asyncio.gather(*(one(http, i) for i in range(config["tasks"])))
+    elapsed = time.perf_counter() - started
+    return {
+        "seconds": elapsed,
+        "statuses": dict(counts),
+        "files": len(list(out.iterdir())),
+        "baseline_rss_mb": before["rss_mb"],
+        **_usage(),
+    }
+
+
 def child_main(raw: str) -> int:
     config = json.loads(raw)
-    runner = {"genwidgets": _genwidgets_child, "peer": _peer_child}[config["mode"]]
+    peer = _peer_child if config.get("provider", "onerouter") == "onerouter" else None
+    runner = {
+        "genwidgets": _genwidgets_child,
+        "peer": peer or _adapter_peer_child,
+    }[config["mode"]]
     print(json.dumps(asyncio.run(runner(config))), flush=True)
     return 0
 
@@ -369,11 +512,21 @@ def measure(
     before = sandbox.stats()
     figures = run_child(config, timeout)
     after = sandbox.stats()
-    return figures, endpoint_delta(before, after, "onerouter"), before, after
+    provider = config.get("provider", "onerouter")
+    return figures, endpoint_delta(before, after, provider), before, after
 
 
-def row(name: str, n: int, figures: dict[str, Any], requests: Counter[str]) -> dict[str, Any]:
+def row(
+    name: str,
+    n: int,
+    figures: dict[str, Any],
+    requests: Counter[str],
+    protocol: Protocol = PROTOCOLS["onerouter"],
+) -> dict[str, Any]:
     ok = figures["statuses"].get("succeeded", 0)
+    status = sum(requests[e] for e in protocol.status)
+    downloads = sum(requests[e] for e in protocol.downloads)
+    other = sum(requests.values()) - requests["submit"] - status - downloads
     return {
         "name": name,
         "succeeded": ok,
@@ -383,8 +536,9 @@ def row(name: str, n: int, figures: dict[str, Any], requests: Counter[str]) -> d
         "baseline_rss_mb": round(figures["baseline_rss_mb"], 1),
         "cpu_s": round(figures["cpu_s"], 1),
         "submits_per_task": round(requests["submit"] / n, 3),
-        "status_per_task": round(requests["poll"] / n, 3),
-        "downloads_per_task": round(requests["files"] / n, 3),
+        "status_per_task": round(status / n, 3),
+        "downloads_per_task": round(downloads / n, 3),
+        "other_per_task": round(other / n, 3),
         "requests": dict(requests),
     }
 
@@ -394,34 +548,57 @@ def _ratio(a: float, b: float, digits: int) -> float:
 
 
 def main_batch(args: argparse.Namespace) -> dict[str, Any]:
-    n = args.tasks
+    """Each provider's comparison in turn, on one sandbox; the first one's figures on top."""
     sandbox_args = [
         "--task-seconds",
         str(args.task_seconds),
         "--task-jitter",
         str(args.task_jitter),
     ]
+    providers = list(PROTOCOLS) if "all" in args.provider else list(dict.fromkeys(args.provider))
+    results: dict[str, dict[str, Any]] = {}
+    with SandboxProcess(sandbox_args, small_media=True, needs=providers) as sb:
+        for provider in providers:
+            results[provider] = compare(sb, provider, args)
+    first = results[providers[0]]
+    return {**first, "providers": results} if len(providers) > 1 else first
+
+
+def compare(sb: SandboxProcess, provider: str, args: argparse.Namespace) -> dict[str, Any]:
+    """genwidgets, then the 3 s loop, on `provider`'s protocol; prints their table."""
+    n, protocol = args.tasks, PROTOCOLS[provider]
     print(
-        f"{n} OneRouter tasks, {args.task_seconds:g} s +/- {args.task_jitter:.0%} each (+0.5 s "
-        f"queued), {args.max_in_flight} in flight, sandbox in its own process "
-        f"(32 px media), each client in a fresh subprocess",
+        f"{n} {protocol.label} tasks ({provider}:{protocol.model}), {args.task_seconds:g} s "
+        f"+/- {args.task_jitter:.0%} each (+0.5 s queued), {args.max_in_flight} in flight, "
+        f"sandbox in its own process (32 px media), each client in a fresh subprocess; "
+        f"load {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     rows: dict[str, dict[str, Any]] = {}
-    with SandboxProcess(sandbox_args, small_media=True) as sb, tempfile.TemporaryDirectory() as t:
-        base = sb.urls["onerouter"]
-        common = {"base": base, "tasks": n, "concurrency": args.max_in_flight}
+    with tempfile.TemporaryDirectory() as t:
+        common = {"base": sb.urls[provider], "tasks": n, "concurrency": args.max_in_flight}
         for name in ("genwidgets", "peer"):
             sb.reset()
             config = {**common, "mode": name, "tmp": str(Path(t) / name), "tag": name}
             config.update(budgets=False, poll=args.peer_poll, http_gate=args.peer_http_gate)
+            config["provider"] = provider
             figures, requests, _, after = measure(sb, config, timeout=1800)
-            rows[name] = row(name, n, figures, requests)
+            rows[name] = row(name, n, figures, requests, protocol)
             rows[name]["statuses"] = figures["statuses"]
             rows[name]["errors"] = figures.get("errors", {})
-            rows[name]["server_peak_in_flight"] = after["peak_in_flight"].get("onerouter")
+            rows[name]["server_peak_in_flight"] = after["peak_in_flight"].get(provider)
             print(f"  {name}: done in {figures['seconds']:.1f} s", flush=True)
-    ours, peer = rows["genwidgets"], rows["peer"]
+    return report(provider, n, rows["genwidgets"], rows["peer"], args)
+
+
+def report(
+    provider: str,
+    n: int,
+    ours: dict[str, Any],
+    peer: dict[str, Any],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Print one provider's table and ratio lines; its RESULT figures."""
     ratios = {
         "throughput_vs_peer": _ratio(ours["tasks_per_s"], peer["tasks_per_s"], 3),
         "status_requests_vs_peer": _ratio(ours["status_per_task"], peer["status_per_task"], 3),
@@ -431,7 +608,7 @@ def main_batch(args: argparse.Namespace) -> dict[str, Any]:
     print()
     header = (
         f"{'':<12}{'ok':>7}{'wall s':>9}{'tasks/s':>9}{'peak RSS MB':>13}{'CPU s':>8}"
-        f"{'submit/task':>13}{'status/task':>13}{'files/task':>12}"
+        f"{'submit/task':>13}{'status/task':>13}{'files/task':>12}{'other/task':>12}"
     )
     print(header)
     for r in (ours, peer):
@@ -439,6 +616,7 @@ def main_batch(args: argparse.Namespace) -> dict[str, Any]:
             f"{r['name']:<12}{r['succeeded']:>7}{r['seconds']:>9.1f}{r['tasks_per_s']:>9.2f}"
             f"{r['peak_rss_mb']:>13.1f}{r['cpu_s']:>8.1f}{r['submits_per_task']:>13.3f}"
             f"{r['status_per_task']:>13.3f}{r['downloads_per_task']:>12.3f}"
+            f"{r['other_per_task']:>12.3f}"
         )
     print(
         f"(peak RSS after imports, before any task: genwidgets {ours['baseline_rss_mb']} MB, "
@@ -455,19 +633,21 @@ def main_batch(args: argparse.Namespace) -> dict[str, Any]:
     }
     print()
     print(
-        f"throughput genwidgets/peer   {ratios['throughput_vs_peer']:.3f}x  (target >= 1): "
-        f"{'met' if met['throughput'] else 'MISSED'}"
+        f"{provider}: throughput genwidgets/peer   {ratios['throughput_vs_peer']:.3f}x  "
+        f"(target >= 1): {'met' if met['throughput'] else 'MISSED'}"
     )
     print(
-        f"status requests/task ratio   {ratios['status_requests_vs_peer']:.3f}   (target <= 0.333):"
-        f" {'met' if met['status_requests'] else 'MISSED'}"
+        f"{provider}: status requests/task ratio   {ratios['status_requests_vs_peer']:.3f}   "
+        f"(target <= 0.333): {'met' if met['status_requests'] else 'MISSED'}"
     )
     print(
-        f"peak RSS genwidgets          {ours['peak_rss_mb']:.1f} MB (target < 150 MB): "
-        f"{'met' if met['rss'] else 'MISSED'}; peer {peer['peak_rss_mb']:.1f} MB"
+        f"{provider}: peak RSS genwidgets          {ours['peak_rss_mb']:.1f} MB (target < 150 MB):"
+        f" {'met' if met['rss'] else 'MISSED'}; peer {peer['peak_rss_mb']:.1f} MB"
     )
-    print(f"CPU genwidgets/peer          {ratios['cpu_vs_peer']:.2f}x")
+    print(f"{provider}: CPU genwidgets/peer          {ratios['cpu_vs_peer']:.2f}x", flush=True)
+    print()
     return {
+        "provider": provider,
         "tasks": n,
         "task_seconds": args.task_seconds,
         "task_jitter": args.task_jitter,
@@ -489,12 +669,19 @@ def main() -> int:
     parser.add_argument("--task-jitter", type=float, default=0.2)
     parser.add_argument("--peer-poll", type=float, default=3.0, help="the loop's poll period")
     parser.add_argument(
+        "--provider",
+        action="append",
+        choices=[*PROTOCOLS, "all"],
+        help="a protocol to run on (repeatable; default onerouter; all: every one)",
+    )
+    parser.add_argument(
         "--peer-http-gate",
         type=int,
         default=16,
         help="the loop's cap on API requests at once (genwidgets': 16 per provider); 0: none",
     )
     args = parse_args(parser, TINY)
+    args.provider = args.provider or ["onerouter"]
     result = main_batch(args)
     print("RESULT " + json.dumps(result))
     return 0
