@@ -134,7 +134,7 @@ class Following:
             engine = self._operations.local_engine()
             return self._seen(await engine.wait_change(task, timeout=wait))
         delay = self._delay(record, schedule)
-        if stream is None:
+        if stream is None and (own is None or not own.alive):  # polled only: nothing pushes
             delay, cap = await self._pause(record, schedule, delay, cap)
         at_deadline = cap is not None and delay >= cap
         if cap is not None:
