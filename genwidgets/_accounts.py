@@ -85,6 +85,13 @@ class Accounts:
                 self._budgets[name] = budget_for(name, adapter.account, limits)
         return self._budgets[name]
 
+    async def aclose(self) -> None:
+        """Send what the team budgets still have to write (and close their connections)."""
+        for budget in self._budgets.values():
+            close = getattr(budget, "aclose", None)  # a SharedBudget's; Budget has none
+            if close is not None:
+                await close()
+
     def known_budget(self, name: str) -> Budget | None:
         """The budget of `name` if one was resolved already (never builds an adapter)."""
         return self._budgets.get(name)

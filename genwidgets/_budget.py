@@ -33,6 +33,7 @@ from aiolimiter import AsyncLimiter
 
 from ._limits import DEFAULT_LIMITS, PROVIDER_LIMITS, BudgetSetting, Limits, resolve_limits
 from ._policy import leaky_bucket, recovered, scaled_poll_delay
+from ._team import team_url
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -349,7 +350,7 @@ def _once(on_wait: Callable[[str], None] | None) -> Callable[[str], None]:
     return tell
 
 
-_REGISTRY: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Budget]] = (
+_REGISTRY: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, ...], Budget]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -358,17 +359,25 @@ def budget_for(provider: str, account: str, limits: Limits) -> Budget | None:
     """The process-wide budget of this provider account on the running loop (None: unlimited).
 
     `account` is `Provider.account`, a hash of the key: the key itself is never kept here. What
-    the rate counts comes from `PROVIDER_LIMITS`."""
+    the rate counts comes from `PROVIDER_LIMITS`. With a team backend (`_team.team_url`) it is a
+    `SharedBudget`: the account's budget shared by every process of the team."""
     if limits.unlimited:
         return None
     loop = asyncio.get_running_loop()
+    url = team_url()
     budgets = _REGISTRY.setdefault(loop, {})
-    key = (provider, account)
+    key = (provider, account, url or "")
     budget = budgets.get(key)
     if budget is None:
         row = PROVIDER_LIMITS.get(provider)
         counts = row.counts if row is not None else None
-        budget = budgets[key] = Budget(provider, limits, counts=counts)
+        if url is None:
+            budget = Budget(provider, limits, counts=counts)
+        else:
+            from ._team_budget import SharedBudget
+
+            budget = SharedBudget(provider, limits, url=url, account=account, counts=counts)
+        budgets[key] = budget
     else:
         budget.reconfigure(limits)
     return budget

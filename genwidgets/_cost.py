@@ -26,6 +26,7 @@ from typing import Any
 
 from ._exceptions import ConfigError, SpendCapExceeded
 from ._models import Task
+from ._team import team_url
 
 __all__ = ["CostGuard", "CostPlan", "cost_summary", "shared_guard"]
 
@@ -277,11 +278,18 @@ _shared_lock = threading.Lock()
 
 def shared_guard() -> CostGuard:
     """The session's guard (from the environment), shared by every client that has none of its
-    own: a cap on paid tasks must count the form's, the gallery's and the batch's together."""
+    own: a cap on paid tasks must count the form's, the gallery's and the batch's together. With
+    a team backend (`_team.team_url`) it counts the whole team's (`_team_cost`)."""
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = CostGuard.from_env()
+            url = team_url()
+            if url is None:
+                _shared = CostGuard.from_env()
+            else:
+                from ._team_cost import SharedCostGuard
+
+                _shared = SharedCostGuard.for_team(url)
         return _shared
 
 

@@ -211,6 +211,7 @@ class Operations:
         await self.task_streams.aclose()
         if self.local is not None:
             self.local.close()
+        await self._accounts.aclose()
 
 
 def _no_watch(provider: str) -> AbstractAsyncContextManager[None]:
