@@ -32,6 +32,16 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ConfigError
+from ._postgres import (
+    DatabaseURL,
+    Unreachable,
+    connect,
+    ensure_schema,
+    is_postgres_url,
+    lost,
+    redacted,
+    scrub,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -40,6 +50,10 @@ __all__ = [
     "BACKEND_ENV",
     "HOLDER",
     "LEASE",
+    "LIVE",
+    "ROW",
+    "SPEND",
+    "UPSERT",
     "TeamDown",
     "TeamLink",
     "aconnect",
@@ -59,10 +73,10 @@ LEASE = 30.0
 #: This process, as the holder of slot rows: host and pid for a human, a nonce for uniqueness.
 HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
-#: Version 1 of the tables (component "budgets" in pgjournal's `genwidgets_schema`).
+#: The tables' migrations: version 1 (component "budgets" of `_postgres.ensure_schema`).
 SCHEMA = (
     """
-    CREATE TABLE IF NOT EXISTS genwidgets_budgets (
+    CREATE TABLE genwidgets_budgets (
         account text PRIMARY KEY,            -- provider:sha256(key)[:16], never the key
         rpm double precision,                -- the limits in force (None: no rate limit)
         max_in_flight integer,
@@ -76,7 +90,7 @@ SCHEMA = (
         limited bigint NOT NULL DEFAULT 0,   -- 429s seen by the whole team
         counts_all boolean NOT NULL DEFAULT false
     );
-    CREATE TABLE IF NOT EXISTS genwidgets_budget_slots (
+    CREATE TABLE genwidgets_budget_slots (
         slot bigserial PRIMARY KEY,
         account text NOT NULL,
         holder text NOT NULL,
@@ -84,9 +98,9 @@ SCHEMA = (
         expires timestamptz NOT NULL,
         UNIQUE (account, task_id)
     );
-    CREATE INDEX IF NOT EXISTS genwidgets_budget_slots_holder
+    CREATE INDEX genwidgets_budget_slots_holder
         ON genwidgets_budget_slots (holder);
-    CREATE TABLE IF NOT EXISTS genwidgets_costs (
+    CREATE TABLE genwidgets_costs (
         scope text PRIMARY KEY,
         paid_tasks bigint NOT NULL DEFAULT 0,
         spent double precision NOT NULL DEFAULT 0,
@@ -95,21 +109,32 @@ SCHEMA = (
     """,
 )
 
+# The budgets' statements (`_team_budget`). SPEND moves the bucket on by one request and says how
+# long that request waits (GCRA: no row lock held across requests, the server's clock only).
+SPEND = """
+UPDATE genwidgets_budgets
+   SET tat = greatest(tat, statement_timestamp(), paused_until + make_interval(secs => burst))
+             + make_interval(secs => gap)
+ WHERE account = %s
+RETURNING greatest(0, extract(epoch FROM tat - statement_timestamp()) - gap - burst),
+          rate_factor, cap, greatest(0, extract(epoch FROM paused_until - statement_timestamp())),
+          counts_all, limited, extract(epoch FROM statement_timestamp() - last_penalty)"""
 
-def is_postgres_url(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    scheme, sep, _ = value.partition("://")
-    return bool(sep) and scheme.lower() in ("postgresql", "postgres")
+ROW = """SELECT rate_factor, cap, greatest(0, extract(epoch FROM paused_until -
+ statement_timestamp())), counts_all, limited, extract(epoch FROM statement_timestamp() -
+ last_penalty), rpm, max_in_flight FROM genwidgets_budgets WHERE account = %s"""
 
+UPSERT = """
+INSERT INTO genwidgets_budgets AS b (account, rpm, max_in_flight, cap, gap, burst)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (account) DO UPDATE
+   SET rpm = EXCLUDED.rpm, max_in_flight = EXCLUDED.max_in_flight, cap = EXCLUDED.cap,
+       gap = EXCLUDED.gap, burst = EXCLUDED.burst, rate_factor = 1, last_penalty = NULL
+ WHERE b.rpm IS DISTINCT FROM EXCLUDED.rpm
+    OR b.max_in_flight IS DISTINCT FROM EXCLUDED.max_in_flight
+"""
 
-def redacted(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    user, at, hosts = parts.netloc.rpartition("@")
-    netloc = f"{user.partition(':')[0]}@{hosts}" if at else hosts
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+LIVE = "account = %s AND expires > statement_timestamp()"
 
 
 def team_url() -> str | None:
@@ -141,45 +166,32 @@ def lease_seconds() -> float:
     return value
 
 
-def _refused(url: str, exc: BaseException) -> ConfigError:
-    reason = " ".join(str(exc).replace(url, redacted(url)).split()) or type(exc).__name__
-    return ConfigError(f"Cannot reach the team budgets' PostgreSQL at {redacted(url)}: {reason}")
-
-
 _schema_ready: set[str] = set()
 _schema_lock = threading.Lock()
 
 
 def ensure_tables(url: str) -> None:
-    """Create the tables once per process and database (blocking: call it in a thread)."""
-    import psycopg
-
+    """Create (or migrate) the tables once per process and database: component ``budgets`` of
+    `_postgres.ensure_schema` (blocking: the budgets call it in a thread)."""
     with _schema_lock:
         if url in _schema_ready:
             return
-        try:
-            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn, \
-                    conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (0x67776274,))
-                    for step in SCHEMA:
-                        conn.execute(step)
-        except psycopg.OperationalError as exc:
-            raise _refused(url, exc) from None
+        with connect(url) as conn:
+            ensure_schema(conn, "budgets", SCHEMA)
         _schema_ready.add(url)
 
 
 async def aconnect(url: str) -> psycopg.AsyncConnection[Any]:
-    """An autocommit connection for one budget, the tables created first (`ConfigError` naming
-    the redacted URL when the server is unreachable or refuses)."""
-    import asyncio
-
+    """An autocommit connection for one budget, the tables created first (`Unreachable`, a
+    `ConfigError` naming the redacted URL, when the server cannot be reached or refuses)."""
     import psycopg
 
     await asyncio.to_thread(ensure_tables, url)
     try:
         return await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
-    except psycopg.OperationalError as exc:
-        raise _refused(url, exc) from None
+    except psycopg.Error as exc:
+        reason = " ".join(scrub(str(exc), url).split()) or type(exc).__name__
+        raise Unreachable(f"Cannot connect to PostgreSQL at {redacted(url)}: {reason}") from None
 
 
 class Heartbeat:
@@ -187,7 +199,7 @@ class Heartbeat:
     the lease; deletes them at exit. A process that dies without exiting stops renewing."""
 
     def __init__(self, url: str, lease: float) -> None:
-        self.url, self.lease = url, lease
+        self.url, self.lease = DatabaseURL(url), lease
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="genwidgets-lease", daemon=True)
         self._thread.start()
@@ -200,13 +212,13 @@ class Heartbeat:
         while not self._stop.wait(self.lease / 3):
             try:
                 if conn is None or conn.closed:
-                    conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+                    conn = connect(self.url)
                 conn.execute(
                     "UPDATE genwidgets_budget_slots SET expires = statement_timestamp()"
                     " + make_interval(secs => %s) WHERE holder = %s",
                     (self.lease, HOLDER),
                 )
-            except psycopg.Error as exc:
+            except (psycopg.Error, ConfigError) as exc:
                 log.warning("team budgets: cannot renew slot leases: %s", type(exc).__name__)
                 conn = None
         if conn is not None:
@@ -218,9 +230,9 @@ class Heartbeat:
 
         self._stop.set()
         try:
-            with psycopg.connect(self.url, autocommit=True, connect_timeout=3) as conn:
+            with connect(self.url, connect_timeout=3) as conn:
                 conn.execute("DELETE FROM genwidgets_budget_slots WHERE holder = %s", (HOLDER,))
-        except psycopg.Error:
+        except (psycopg.Error, ConfigError):
             pass  # the leases run out on their own
 
 
@@ -254,7 +266,7 @@ class TeamLink:
     `ConfigError` instead: a wrong URL must not pass for a passing outage."""
 
     def __init__(self, url: str, name: str, setup: Job) -> None:
-        self.url, self.name, self._setup = url, name, setup
+        self.url, self.name, self._setup = DatabaseURL(url), name, setup
         self._conn: Any = None
         self._lock = asyncio.Lock()
         self._jobs: list[Job] = []
@@ -278,15 +290,15 @@ class TeamLink:
                 while self._jobs:
                     try:
                         await self._jobs[0](self._conn)
-                    except psycopg.OperationalError:
-                        raise
-                    except psycopg.Error as exc:  # a refused write: drop it, keep the rest
+                    except psycopg.Error as exc:
+                        if lost(exc):
+                            raise
                         log.warning("%s: a team budget write failed: %s", self.name, exc)
-                    self._jobs.pop(0)
+                    self._jobs.pop(0)  # done, or refused: drop it, keep the rest
                 return await fn(self._conn)
-            except (psycopg.OperationalError, ConfigError) as exc:
-                if not self.connected_once:
-                    raise
+            except Exception as exc:
+                if not lost(exc) or not self.connected_once:
+                    raise  # unreachable at start: a clear ConfigError, not a silent fallback
                 self._went_down(exc)
                 raise TeamDown from None
 

@@ -43,7 +43,8 @@ from ._budget import (
 )
 from ._limits import Limits
 from ._policy import leaky_bucket, recovered, scaled_poll_delay
-from ._team import HOLDER, TeamDown, TeamLink, heartbeat
+from ._postgres import DatabaseURL
+from ._team import HOLDER, LIVE, ROW, SPEND, UPSERT, TeamDown, TeamLink, heartbeat
 
 __all__ = ["SharedBudget"]
 
@@ -52,32 +53,6 @@ log = logging.getLogger("genwidgets")
 #: Seconds between two looks at a full account (a slot freed in this process wakes it at once).
 SLOT_POLL = 0.1
 _FULL = object()  # no slot free right now
-
-_SPEND = """
-UPDATE genwidgets_budgets
-   SET tat = greatest(tat, statement_timestamp(), paused_until + make_interval(secs => burst))
-             + make_interval(secs => gap)
- WHERE account = %s
-RETURNING greatest(0, extract(epoch FROM tat - statement_timestamp()) - gap - burst),
-          rate_factor, cap, greatest(0, extract(epoch FROM paused_until - statement_timestamp())),
-          counts_all, limited, extract(epoch FROM statement_timestamp() - last_penalty)"""
-
-_ROW = """SELECT rate_factor, cap, greatest(0, extract(epoch FROM paused_until -
- statement_timestamp())), counts_all, limited, extract(epoch FROM statement_timestamp() -
- last_penalty), rpm, max_in_flight FROM genwidgets_budgets WHERE account = %s"""
-
-_UPSERT = """
-INSERT INTO genwidgets_budgets AS b (account, rpm, max_in_flight, cap, gap, burst)
-VALUES (%s, %s, %s, %s, %s, %s)
-ON CONFLICT (account) DO UPDATE
-   SET rpm = EXCLUDED.rpm, max_in_flight = EXCLUDED.max_in_flight, cap = EXCLUDED.cap,
-       gap = EXCLUDED.gap, burst = EXCLUDED.burst, rate_factor = 1, last_penalty = NULL
- WHERE b.rpm IS DISTINCT FROM EXCLUDED.rpm
-    OR b.max_in_flight IS DISTINCT FROM EXCLUDED.max_in_flight
-"""
-
-_LIVE = "account = %s AND expires > statement_timestamp()"
-
 
 def bucket(rpm: float | None, rate_factor: float) -> tuple[float, float]:
     """(gap, burst) in seconds for the GCRA row: the in-process leaky bucket's rate and burst
@@ -107,7 +82,7 @@ class SharedBudget(Budget):
         counts: frozenset[str] | None = None,
     ) -> None:
         super().__init__(provider, limits, recover_after=recover_after, counts=counts)
-        self.url = url
+        self.url = DatabaseURL(url)  # its repr leaves the password out
         self.account = f"{provider}:{account}"  # a hash of the key, never the key
         self.team_used = 0  # slots taken by the whole team, as last seen
         self.team_limited = 0
@@ -123,7 +98,7 @@ class SharedBudget(Budget):
         gap, burst = bucket(self.limits.requests_per_minute, 1.0)
         limits = self.limits
         await conn.execute(
-            _UPSERT,
+            UPSERT,
             (self.account, limits.requests_per_minute, limits.max_in_flight,
              limits.max_in_flight, gap, burst),
         )  # fmt: skip
@@ -187,7 +162,7 @@ class SharedBudget(Budget):
         self._granted_at = loop.time()
 
     async def _take_request(self, conn: Any) -> tuple[Any, ...]:
-        row = await (await conn.execute(_SPEND, (self.account,))).fetchone()
+        row = await (await conn.execute(SPEND, (self.account,))).fetchone()
         self._apply(row[1:])
         await self._recover(conn, row[1:])
         return row  # type: ignore[no-any-return]
@@ -223,7 +198,7 @@ class SharedBudget(Budget):
             if on_submit and self.limits.max_in_flight is not None:
                 bound = await (
                     await conn.execute(
-                        f"SELECT count(*) FROM genwidgets_budget_slots WHERE {_LIVE}"
+                        f"SELECT count(*) FROM genwidgets_budget_slots WHERE {LIVE}"
                         " AND task_id IS NOT NULL",
                         (self.account,),
                     )
@@ -248,7 +223,7 @@ class SharedBudget(Budget):
                limits.max_in_flight, gap, burst)  # fmt: skip
 
         async def upsert(conn: Any) -> None:
-            await conn.execute(_UPSERT, row)
+            await conn.execute(UPSERT, row)
 
         self._link.queue(upsert)
 
@@ -294,7 +269,7 @@ class SharedBudget(Budget):
     async def _take_slot(self, conn: Any) -> object:
         lease = heartbeat(self.url).lease
         async with conn.transaction():
-            row = await (await conn.execute(_ROW + " FOR UPDATE", (self.account,))).fetchone()
+            row = await (await conn.execute(ROW + " FOR UPDATE", (self.account,))).fetchone()
             self._apply(row)
             await conn.execute(
                 "DELETE FROM genwidgets_budget_slots WHERE account = %s"

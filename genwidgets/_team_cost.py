@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._cost import CostGuard, CostPlan
 from ._exceptions import SpendCapExceeded
 from ._models import Task
-from ._team import ensure_tables, redacted
+from ._postgres import DatabaseURL, Link, lost, redacted
+from ._team import ensure_tables
 
 __all__ = ["SCOPE_ENV", "SharedCostGuard"]
 
@@ -34,6 +34,7 @@ log = logging.getLogger("genwidgets")
 
 SCOPE_ENV = "GENWIDGETS_COST_SCOPE"
 
+_SCOPE = "INSERT INTO genwidgets_costs (scope) VALUES (%s) ON CONFLICT DO NOTHING"
 _TAKE = """
 UPDATE genwidgets_costs SET paid_tasks = paid_tasks + 1, pending = pending + %(price)s
  WHERE scope = %(scope)s
@@ -48,14 +49,18 @@ class SharedCostGuard(CostGuard):
 
     url: str = ""
     scope: str = "default"
-    _conn: Any = field(default=None, repr=False, compare=False)
-    _db_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _link: Link | None = field(default=None, repr=False, compare=False)
+    _connected: bool = field(default=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.url = DatabaseURL(self.url)  # its repr leaves the password out
 
     @classmethod
     def for_team(cls, url: str) -> SharedCostGuard:
         """The session's guard from the environment, counting in `url`'s database."""
         guard = cls.from_env()
-        guard.url = url
+        guard.url = DatabaseURL(url)
         guard.scope = os.environ.get(SCOPE_ENV, "").strip() or "default"
         return guard
 
@@ -64,27 +69,25 @@ class SharedCostGuard(CostGuard):
 
     # ------------------------------------------------------------------ the row
     def _query(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | bool | None:
-        """One statement on the scope's row; False when the database does not answer."""
-        import psycopg
-
-        with self._db_lock:
-            try:
-                if self._conn is None or self._conn.closed:
-                    ensure_tables(self.url)
-                    self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-                    self._conn.execute(
-                        "INSERT INTO genwidgets_costs (scope) VALUES (%s) ON CONFLICT DO NOTHING",
-                        (self.scope,),
-                    )
-                row = self._conn.execute(sql, {**params, "scope": self.scope}).fetchone()
-            except psycopg.OperationalError as exc:
-                log.warning(
-                    "cost guard: the team database does not answer (%s): counting in this "
-                    "process for now",
-                    type(exc).__name__,
-                )
-                self._conn = None
-                return False
+        """One statement on the scope's row; False when the database stopped answering (the
+        first use raises instead: an unreachable database at start is a clear `ConfigError`)."""
+        try:
+            if self._link is None:
+                ensure_tables(self.url)
+                self._link = Link(self.url)
+                self._link(lambda conn: conn.execute(_SCOPE, (self.scope,)))
+            args = {**params, "scope": self.scope}
+            row = self._link(lambda conn: conn.execute(sql, args).fetchone())
+        except Exception as exc:
+            if not (lost(exc) and self._connected):
+                raise
+            log.warning(
+                "cost guard: the team database does not answer (%s): counting in this process "
+                "for now",
+                type(exc).__name__,
+            )
+            return False
+        self._connected = True
         if row is not None:
             self._mirror(row)
         return row  # type: ignore[no-any-return]
@@ -172,7 +175,5 @@ class SharedCostGuard(CostGuard):
         return super().committed
 
     def close(self) -> None:
-        with self._db_lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        if self._link is not None:
+            self._link.close()
