@@ -272,7 +272,7 @@ class CostGuard:
             return self.spent + self._pending + sum(self._reserved.values())
 
 
-_shared: CostGuard | None = None
+_shared: dict[str | None, CostGuard] = {}  # by team backend URL (None: this process only)
 _shared_lock = threading.Lock()
 
 
@@ -280,17 +280,18 @@ def shared_guard() -> CostGuard:
     """The session's guard (from the environment), shared by every client that has none of its
     own: a cap on paid tasks must count the form's, the gallery's and the batch's together. With
     a team backend (`_team.team_url`) it counts the whole team's (`_team_cost`)."""
-    global _shared
+    url = team_url()
     with _shared_lock:
-        if _shared is None:
-            url = team_url()
+        guard = _shared.get(url)
+        if guard is None:
             if url is None:
-                _shared = CostGuard.from_env()
+                guard = CostGuard.from_env()
             else:
                 from ._team_cost import SharedCostGuard
 
-                _shared = SharedCostGuard.for_team(url)
-        return _shared
+                guard = SharedCostGuard.for_team(url)
+            _shared[url] = guard
+        return guard
 
 
 def cost_summary(tasks: Iterable[Task], currency: str = "$") -> str:
