@@ -4,7 +4,9 @@ Every `GENWIDGETS_*` variable the client honours is read here, when it is needed
 so a notebook can set one before its first task), and a bad value is a `ConfigError` naming the
 variable. Readers owned elsewhere: `journal.default_journal_path` (`GENWIDGETS_JOURNAL`, a path or
 a PostgreSQL URL), `_cost` (`GENWIDGETS_PRICES`, `GENWIDGETS_MAX_PAID_TASKS`,
-`GENWIDGETS_MAX_SPEND`, `GENWIDGETS_CONFIRM_ABOVE`) and `_local` (`GENWIDGETS_LOCAL_DURATION`).
+`GENWIDGETS_MAX_SPEND`, `GENWIDGETS_CONFIRM_ABOVE`), `_local` (`GENWIDGETS_LOCAL_DURATION`),
+`_team` (the team backend of budgets and caps: `GENWIDGETS_BUDGETS_BACKEND`,
+`GENWIDGETS_BUDGETS_LEASE`) and `_team_cost` (`GENWIDGETS_COST_SCOPE`).
 """
 
 from __future__ import annotations
