@@ -185,6 +185,8 @@ class Following:
             log.warning("result of %s failed (%s); will poll again", new.id, exc)
             return record.task  # the stream closed after the end: the next poll sees it again
         now = time.monotonic()
+        if new.done and streaming:  # watched running until this message: durations learn that
+            self._tracker.polled(record.task, now)
         self._tracker.polled(new, now)
         new = self._seen(new)
         record.polled(new, now)
