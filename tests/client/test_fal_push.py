@@ -257,3 +257,29 @@ async def test_a_task_streamed_to_its_end_teaches_its_true_duration(
     assert done.status is Status.SUCCEEDED and finished is not None
     learned = client._tracker.estimate(done).samples[-1]
     assert finished - submitted - 0.03 <= learned <= finished - submitted + 0.3
+
+
+async def test_a_stream_open_is_a_request_of_the_budget(
+    sb: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a fal budget (600/min, 2 in flight), each stream open spends one status request
+    of the rate, and no more streams are open than tasks in flight."""
+    limits = genwidgets.Limits(requests_per_minute=600, max_in_flight=2)
+    async with fal_client(sb, tmp_path, budgets={"fal": limits}) as client:
+        budget = client.budget("fal")
+        assert budget is not None
+        spend, kinds, open_streams = budget.spend, [], []
+
+        async def counted(kind: str | None = None, *args: Any) -> None:  # measurement only
+            kinds.append(kind)
+            open_streams.append(len(client._operations.task_streams))
+            await spend(kind, *args)
+
+        monkeypatch.setattr(budget, "spend", counted)
+        prompts = [f"budgeted {i}" for i in range(4)]
+        done = await asyncio.gather(*(client.run(IMAGE, prompt=p) for p in prompts))
+    assert all(task.status is Status.SUCCEEDED for task in done)
+    requests = fal_requests(sb)
+    assert requests["stream"] == 4 and "status" not in requests
+    assert sorted(k for k in kinds if k != "submit") == ["poll"] * 4 + ["result"] * 4
+    assert max(open_streams) <= 2
