@@ -6,7 +6,8 @@ event per id is kept in a bounded buffer and handed out when that task asks. If 
 be opened, waiting falls back to plain polling.
 
 `TaskStream`: one task's own stream (fal's status stream), opened while the task is followed and
-shared by its followers (`TaskStreams`). Each message becomes the task's next snapshot; while the
+shared by its followers (`TaskStreams`), each through a `StreamView` of what it has not taken yet
+(one result fetch serves them all). Each message becomes the task's next snapshot; while the
 stream is open the task is not polled, and whenever it is not (still opening, refused, cut,
 silent past `SILENT_AFTER`) the poll schedule goes on as if it did not exist. An open is one
 request of the provider's budget; open streams are capped per client and have connections of their
@@ -30,7 +31,7 @@ from ._exceptions import TransportError
 from ._models import Task, utcnow
 from .providers import Provider
 
-__all__ = ["MAX_TASK_STREAMS", "EventStream", "TaskStream", "TaskStreams"]
+__all__ = ["MAX_TASK_STREAMS", "EventStream", "StreamView", "TaskStream", "TaskStreams"]
 
 log = logging.getLogger("genwidgets")
 
@@ -140,43 +141,36 @@ class EventStream:
 
 
 class TaskStream:
-    """One task's own event stream, read in the background while the task is followed.
+    """One task's own event stream, read in the background while the task is followed, and
+    shared by the task's followers: each looks at it through its own `StreamView`.
 
-    `wait` wakes on a new snapshot (`take` it) or a change of state: `streaming` once the stream
-    answered 200 (the follower stops polling), `alive` False once it is closed for good (the
-    follower polls only)."""
+    `task` is the newest snapshot (each message is read against it), `version` counts the news;
+    `streaming` once the stream answered 200 (followers stop polling), `alive` False once it is
+    closed for good (followers poll only)."""
 
     def __init__(
         self, http: httpx.AsyncClient, adapter: Provider, task: Task, budget: Budget | None
     ) -> None:
         self.key = (task.provider, task.id)
-        self.task = task  # the newest snapshot: each message is read against it
+        self.task = task
+        self.version = 0
         self.streaming = False
         self.alive = True
-        self.users = 0
+        self.views: set[StreamView] = set()
+        self.completing = asyncio.Lock()  # one result fetch for all the task's followers
         self._http, self._adapter, self._budget = http, adapter, budget
-        self._fresh: Task | None = None
-        self._changed = asyncio.Event()
         self._runner = asyncio.get_running_loop().create_task(self._run())
 
-    def take(self) -> Task | None:
-        """The snapshot the stream brought since the last `take`, if any."""
-        fresh, self._fresh = self._fresh, None
-        return fresh
-
-    def polled(self, task: Task) -> None:
-        """A poll's snapshot: the stream's next messages are read against it."""
+    def news(self, task: Task) -> None:
+        """A newer snapshot (a message, or a follower's poll or fetched result): every view
+        takes it once, and later messages are read against it."""
         self.task = task
+        self.version += 1
+        self._changed()
 
-    async def wait(self, timeout: float | None) -> bool:
-        """Whether a snapshot came or the state changed, waiting at most `timeout` seconds
-        (None: until one does)."""
-        if not self._changed.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout)
-        changed = self._changed.is_set()
-        self._changed.clear()
-        return changed
+    def _changed(self) -> None:
+        for view in self.views:
+            view.changed.set()
 
     def close(self) -> None:
         self._runner.cancel()
@@ -195,7 +189,7 @@ class TaskStream:
                     return
         finally:
             self.alive = self.streaming = False
-            self._changed.set()
+            self._changed()
 
     async def _read(self) -> bool:
         """Open the stream once and read it until it ends; whether it was worth opening again
@@ -222,12 +216,11 @@ class TaskStream:
                     log.debug("%s refused the event stream of %s: %s", name, self.key[1], code)
                     return False
                 answered = self.streaming = True
-                self._changed.set()
+                self._changed()
                 async for sse in source.aiter_sse():
                     new = self._adapter.parse_task_event(self.task, sse.event, sse.data, utcnow())
                     if new is not None:
-                        self.task = self._fresh = new
-                        self._changed.set()
+                        self.news(new)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # cut, silent, malformed: the follower polls meanwhile
@@ -235,8 +228,49 @@ class TaskStream:
         finally:
             if self.streaming:
                 self.streaming = False
-                self._changed.set()
+                self._changed()
         return answered
+
+
+class StreamView:
+    """One follower's look at a task's shared stream: what it has not taken yet."""
+
+    def __init__(self, stream: TaskStream) -> None:
+        self.stream = stream
+        self.changed = asyncio.Event()
+        self._taken = 0  # the stream's version this follower last took
+
+    @property
+    def streaming(self) -> bool:
+        return self.stream.streaming
+
+    @property
+    def alive(self) -> bool:
+        return self.stream.alive
+
+    def take(self) -> Task | None:
+        """The stream's newest snapshot if it is news to this follower, else None."""
+        if self.stream.version == self._taken:
+            return None
+        self._taken = self.stream.version
+        return self.stream.task
+
+    def polled(self, task: Task) -> None:
+        """This follower's own news (a poll, a fetched result): shared, not taken again; unless
+        the stream brought newer news meanwhile (a message during the poll), taken next."""
+        if self.stream.version == self._taken:
+            self.stream.news(task)
+            self._taken = self.stream.version
+
+    async def wait(self, timeout: float | None) -> bool:
+        """Whether news came or the stream's state changed, waiting at most `timeout` seconds
+        (None: until one does)."""
+        if not self.changed.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), timeout)
+        changed = self.changed.is_set()
+        self.changed.clear()
+        return changed
 
 
 class TaskStreams:
@@ -248,21 +282,23 @@ class TaskStreams:
         self.limit = MAX_TASK_STREAMS if limit is None else limit
         self._streams: dict[tuple[str, str], TaskStream] = {}
 
-    def follow(self, adapter: Provider, task: Task, budget: Budget | None) -> TaskStream | None:
-        """The stream of `task` to wait on (`release` it after), or None: it is polled (the
-        provider offers no stream for it, or `limit` streams are open)."""
+    def follow(self, adapter: Provider, task: Task, budget: Budget | None) -> StreamView | None:
+        """A view of the stream of `task` to wait on (`release` it after), or None: it is polled
+        (the provider offers no stream for it, or `limit` streams are open)."""
         stream = self._streams.get((task.provider, task.id))
         if stream is None:
             if len(self._streams) >= self.limit or adapter.build_task_events(task) is None:
                 return None
             stream = TaskStream(self._http, adapter, task, budget)
             self._streams[stream.key] = stream
-        stream.users += 1
-        return stream
+        view = StreamView(stream)
+        stream.views.add(view)
+        return view
 
-    def release(self, stream: TaskStream) -> None:
-        stream.users -= 1
-        if stream.users <= 0 and self._streams.get(stream.key) is stream:
+    def release(self, view: StreamView) -> None:
+        stream = view.stream
+        stream.views.discard(view)
+        if not stream.views and self._streams.get(stream.key) is stream:
             del self._streams[stream.key]
             stream.close()
 

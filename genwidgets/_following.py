@@ -24,7 +24,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from ._accounts import Accounts
-from ._events import EventStream, TaskStream
+from ._events import EventStream, StreamView
 from ._exceptions import DeadlineExceeded, GenError, WaitTimeout
 from ._models import Status, Task
 from ._operations import Operations
@@ -122,7 +122,7 @@ class Following:
         self,
         record: Followed,
         schedule: PollSchedule,
-        streams: tuple[EventStream | None, TaskStream | None],
+        streams: tuple[EventStream | None, StreamView | None],
         deadline_left: float | None,
     ) -> Task:
         """Wait for the next thing worth knowing about the task, then return its snapshot."""
@@ -167,7 +167,7 @@ class Following:
         return new
 
     async def _own_stream(
-        self, record: Followed, own: TaskStream, delay: float, cap: float | None
+        self, record: Followed, own: StreamView, delay: float, cap: float | None
     ) -> Task | None:
         """The task's next snapshot from its own stream (the result fetched once it says done);
         the task unchanged to look again (the stream opened or closed, the deadline came); None
@@ -177,13 +177,20 @@ class Following:
         new = own.take()
         if new is None:
             return record.task if changed or streaming else None
-        try:
-            new = await self._operations.complete(new)
-        except GenError as exc:
-            if not is_transient(exc):
-                raise
-            log.warning("result of %s failed (%s); will poll again", new.id, exc)
-            return record.task  # the stream closed after the end: the next poll sees it again
+        if new.done:
+            async with own.stream.completing:  # the task's other followers: one result fetch
+                new = own.take() or new  # fetched by one of them meanwhile
+                try:
+                    completed = await self._operations.complete(new)
+                except GenError as exc:
+                    if not is_transient(exc):
+                        raise
+                    log.warning("result of %s failed (%s); will poll again", new.id, exc)
+                    return record.task  # the stream closed at the end: the poll sees it again
+                if completed is not new:
+                    own.polled(new := completed)
+        if not snapshot_changed(record.task, new):
+            return record.task  # another follower of the task passed it on already
         now = time.monotonic()
         if new.done and streaming:  # watched running until this message: durations learn that
             self._tracker.polled(record.task, now)

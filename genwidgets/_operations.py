@@ -20,7 +20,7 @@ import httpx
 
 from ._accounts import Accounts
 from ._cache import Cache
-from ._events import EventStream, TaskStream, TaskStreams
+from ._events import EventStream, StreamView, TaskStreams
 from ._models import Output, Status, Task
 from ._transport import Note, Transport, WaitNotice, bounded
 from .providers import Request
@@ -77,9 +77,10 @@ class Operations:
             stream = self._streams[provider] = EventStream(self._http, adapter)
         return stream
 
-    def task_events(self, task: Task) -> TaskStream | None:
-        """The task's own event stream, opened in the background (`release` it when done), or
-        None: the task is polled (`local`, a provider without one, or the streams cap)."""
+    def task_events(self, task: Task) -> StreamView | None:
+        """A look at the task's own event stream, opened in the background and shared by the
+        task's followers (`task_streams.release` it when done), or None: the task is polled
+        (`local`, a provider without one, or the streams cap)."""
         if task.provider == "local" or task.done:
             return None
         adapter = self._accounts.adapter(task.provider)

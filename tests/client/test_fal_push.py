@@ -283,3 +283,19 @@ async def test_a_stream_open_is_a_request_of_the_budget(
     assert requests["stream"] == 4 and "status" not in requests
     assert sorted(k for k in kinds if k != "submit") == ["poll"] * 4 + ["result"] * 4
     assert max(open_streams) <= 2
+
+
+async def test_followers_of_one_task_share_its_stream_and_its_result(
+    client: AsyncClient, sb: Any
+) -> None:
+    """A card's `updates` and a `wait` on the same task: one stream, one result GET."""
+    task = await client.submit(IMAGE, prompt="watched twice [slow]")
+
+    async def card() -> list[genwidgets.Task]:
+        return [snapshot async for snapshot in client.updates(task)]
+
+    snapshots, waited = await asyncio.gather(card(), client.wait(task, timeout=30))
+    assert waited.status is Status.SUCCEEDED and waited.outputs
+    assert snapshots[-1].status is Status.SUCCEEDED and snapshots[-1].outputs
+    assert snapshots[-1].logs == waited.logs and len(waited.logs) == 10
+    assert fal_requests(sb) == {"submit": 1, "stream": 1, "result": 1}
