@@ -69,25 +69,60 @@ def _build_parser() -> argparse.ArgumentParser:
         help="deadline in seconds: then the task is cancelled where the provider can cancel",
     )
 
-    batch = sub.add_parser("batch", help="run every request of a JSONL file (resumable)")
-    batch.add_argument("jobs", help='JSONL: one {"model", "prompt", "params"} object a line')
-    batch.add_argument("--out", default="outputs", help="folder for the outputs")
-    batch.add_argument("--model", help="model for lines that name none")
-    batch.add_argument("--manifest", help="results JSONL (default: OUT/manifest.jsonl)")
-    batch.add_argument("--max-in-flight", type=int, default=32)
-    batch.add_argument(
-        "--yes",
-        action="store_true",
-        help="submit without asking, however many paid tasks (default: ask above "
-        "GENWIDGETS_CONFIRM_ABOVE, 20)",
-    )
-
+    _add_batch(sub)
     sub.add_parser("models", help="list providers and known models")
     sandbox = sub.add_parser(
         "sandbox", help="serve the five providers' protocols on loopback", add_help=False
     )
     sandbox.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
+
+
+def _add_batch(sub: Any) -> None:
+    """The `batch` command's options."""
+    batch = sub.add_parser(
+        "batch",
+        help="run every request of a JSONL file (resumable; --workers N shares it out)",
+        description="Run every line of a JSONL file: checked first, then submitted within the "
+        "budgets, each output downloaded as it finishes, a manifest line per job. Re-running "
+        "the same command after a crash replays, re-attaches or skips what was done. With "
+        "--workers N (or a postgresql:// GENWIDGETS_JOURNAL, shared by several machines), "
+        "worker processes claim the lines, and a dead worker's lines are taken over once its "
+        "leases expire.",
+    )
+    batch.add_argument("jobs", help='JSONL: one {"model", "prompt", "params"} object a line')
+    batch.add_argument("--out", default="outputs", help="folder for the outputs")
+    batch.add_argument("--model", help="model for lines that name none")
+    batch.add_argument("--manifest", help="results JSONL (default: OUT/manifest.jsonl)")
+    batch.add_argument("--max-in-flight", type=int, default=32, help="per worker (default 32)")
+    batch.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes on this machine sharing the lines (default 1); the same command "
+        "on several machines against one postgresql:// GENWIDGETS_JOURNAL splits the batch",
+    )
+    batch.add_argument(
+        "--claims",
+        metavar="URL_OR_PATH",
+        help="where workers claim lines (default: the journal's PostgreSQL database, or a file "
+        "beside a SQLite journal; env GENWIDGETS_CLAIMS)",
+    )
+    batch.add_argument(
+        "--lease",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a dead worker's lines are taken over after this long (default 30)",
+    )
+    batch.add_argument("--worker-process", action="store_true", help=argparse.SUPPRESS)
+    batch.add_argument(
+        "--yes",
+        action="store_true",
+        help="submit without asking, however many paid tasks (default: ask above "
+        "GENWIDGETS_CONFIRM_ABOVE, 20)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -174,12 +209,48 @@ def _ask(plan: CostPlan) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def _team_batch(args: argparse.Namespace) -> int:
+    """A batch shared by worker processes (`--workers`) or machines (a PostgreSQL journal)."""
+    from ._batch import summarize
+    from ._workers import Team, claims_location, run_team
+
+    location = claims_location(args.claims)
+    if location is None:
+        return _fail("--workers needs the journal: unset GENWIDGETS_JOURNAL=off")
+    if args.workers < 1 or args.lease <= 0:
+        return _fail("--workers must be at least 1 and --lease more than 0")
+    team = Team(location, args.workers, args.lease, spawned=args.worker_process)
+    results, total = run_team(
+        args.jobs,
+        team,
+        out=args.out,
+        model=args.model,
+        manifest=args.manifest or str(Path(args.out) / "manifest.jsonl"),
+        max_in_flight=args.max_in_flight,
+        yes=args.yes,
+        confirm=_ask if sys.stdin.isatty() and not args.worker_process else None,
+        progress=not args.worker_process,
+    )
+    if args.worker_process:
+        return 0
+    print(summarize(results, shared_guard().currency))
+    if len(results) < total:
+        print(f"{total - len(results)} lines did not end (every worker stopped): run the same "
+              "command again to finish them", file=sys.stderr)  # fmt: skip
+    counts = {str(entry["status"]) for entry in results}
+    return 0 if counts <= {"succeeded"} and len(results) == total else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "run":
             return _run(args)
         if args.command == "batch":
+            from ._workers import uses_claims
+
+            if uses_claims(args.workers, args.claims) or args.worker_process:
+                return _team_batch(args)
             from ._batch import batch_file, summarize
 
             results = batch_file(
