@@ -12,6 +12,7 @@ locally from then on.
 from __future__ import annotations
 
 import hashlib
+import logging
 import mimetypes
 import os
 import tempfile
@@ -25,6 +26,8 @@ from ._models import Output
 from ._store import StoreSetting, open_store
 
 __all__ = ["BlobWriter", "Cache", "default_cache_dir", "extension_for"]
+
+log = logging.getLogger("genwidgets")
 
 #: 4 GiB: big enough for long videos, small enough that a runaway response cannot fill a disk.
 DEFAULT_MAX_BYTES = 4 * 1024**3
@@ -159,6 +162,9 @@ class Cache:
         partial = Path(name)
         try:
             if not self.store.get(output.sha256, partial):
+                if output.store_url:  # recorded as stored: deleted, or another store is set
+                    log.warning("The store has no object %s, recorded at %s",
+                                self.store.object_url(output.sha256), output.store_url)  # fmt: skip
                 return None
             digest = hashlib.sha256()
             with partial.open("rb") as handle:

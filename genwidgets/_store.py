@@ -19,6 +19,7 @@ without touching the local file.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import uuid
@@ -83,6 +84,7 @@ class Store:
     def __init__(self, url: str, **options: Any) -> None:
         self.url = store_url(url)
         self.protocol = self.url.split("://", 1)[0].lower()
+        _check_protocol(self.url, self.protocol)  # a wrong setting fails before anything is paid
         self._options = options
         self._fs: Any = None
         self._root = ""
@@ -171,6 +173,28 @@ class Store:
             ) from None
 
 
+def _missing(url: str, package: str) -> ConfigError:
+    extra = " (or genwidgets[team])" if package in ("fsspec", "s3fs") else ""
+    return ConfigError(f"The output store {url} needs the {package} package: pip install "
+                       f"{package}{extra}")  # fmt: skip
+
+
+def _check_protocol(url: str, protocol: str) -> None:
+    """Refuse a store whose package is not installed or whose protocol fsspec does not know,
+    without importing the (slow) storage library itself."""
+    package = PACKAGES.get(protocol, "fsspec")
+    for name in {"fsspec", package}:
+        if importlib.util.find_spec(name) is None:
+            raise _missing(url, name)
+    from fsspec.registry import known_implementations, registry
+
+    if protocol not in known_implementations and protocol not in registry:
+        raise ConfigError(
+            f"The output store {url} has an unknown protocol {protocol!r}: use s3://, gs://, "
+            "az://, or a folder path"
+        )
+
+
 def _filesystem(url: str, protocol: str, options: dict[str, Any]) -> tuple[Any, str]:
     """fsspec's filesystem and root path for `url`; a missing package names what to install."""
     package = PACKAGES.get(protocol, "fsspec")
@@ -186,10 +210,7 @@ def _filesystem(url: str, protocol: str, options: dict[str, Any]) -> tuple[Any, 
             kwargs.setdefault("config_kwargs", config)
         return fsspec.core.url_to_fs(url, **kwargs)
     except ImportError:
-        raise ConfigError(
-            f"The output store {url} needs the {package} package: pip install {package}"
-            + (" (or genwidgets[team])" if package in ("fsspec", "s3fs") else "")
-        ) from None
+        raise _missing(url, package) from None
     except ValueError as exc:  # fsspec: "Protocol not known"
         raise ConfigError(f"The output store {url} is not usable: {scrub(str(exc))}") from None
 

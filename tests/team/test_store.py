@@ -9,6 +9,7 @@ local copy; credentials show nowhere.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 import sqlite3
@@ -137,6 +138,24 @@ async def test_a_cost_plan_counts_store_replays_as_free_and_fetches_nothing(
     assert list((tmp_path / "b").rglob("*.png")) == []
 
 
+async def test_an_object_gone_from_the_store_is_run_again_and_said_so(
+    sb: Any, s3: Any, bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with make_client(sb, tmp_path / "a", bucket) as client:
+        task = await client.run(MODEL, prompt="deleted later", seed=2)
+    name, _ = bucket.removeprefix("s3://").split("/", 1)
+    api = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name=s3.region,
+                       aws_access_key_id=s3.key_id, aws_secret_access_key=s3.secret)  # fmt: skip
+    api.delete_object(Bucket=name, Key=f"outputs/{task.outputs[0].sha256}")
+    shutil.rmtree(tmp_path / "a" / "cache")
+    submits = sb.stats()["submits"]["segmind"]
+    async with make_client(sb, tmp_path / "b", bucket) as other:
+        again = await other.run(MODEL, prompt="deleted later", seed=2)
+    assert not again.replayed and sb.stats()["submits"]["segmind"] == submits + 1
+    assert f"The store has no object {bucket}/{task.outputs[0].sha256}" in caplog.text
+    assert s3_objects(s3, bucket) == {again.outputs[0].sha256: again.outputs[0].path.read_bytes()}
+
+
 async def test_an_object_that_does_not_match_its_sha256_is_refused(
     sb: Any, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
@@ -257,16 +276,16 @@ def test_credentials_are_refused_in_the_url_and_shown_nowhere(
     assert store.object_url("a" * 64) == f"{bucket}/{'a' * 64}"
 
 
-def test_a_missing_storage_package_is_named(tmp_path: Path) -> None:
-    pytest.importorskip("fsspec")
+def test_a_missing_storage_package_or_unknown_protocol_fails_when_the_client_is_made(
+    tmp_path: Path,
+) -> None:
     for url, package in (("gs://bucket/p", "gcsfs"), ("az://container/p", "adlfs")):
-        try:
-            __import__(package)
-        except ImportError:
-            with pytest.raises(ConfigError, match=f"pip install {package}"):
-                _ = Store(url).fs
-        else:  # pragma: no cover - installed here: then it opens
-            assert Store(url).fs is not None
+        if importlib.util.find_spec(package) is not None:  # pragma: no cover - installed here
+            continue
+        with pytest.raises(ConfigError, match=f"pip install {package}"):
+            AsyncClient(cache_dir=tmp_path, store=url)  # before anything is sent or paid
+    with pytest.raises(ConfigError, match="unknown protocol 'nfs'"):
+        AsyncClient(cache_dir=tmp_path, store="nfs://server/share")
 
 
 def test_the_store_comes_from_the_environment(
