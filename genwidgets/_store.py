@@ -147,7 +147,13 @@ class Store:
             return self._size(self._key(sha256)) is not None
 
     def _size(self, key: str) -> int | None:
+        """The object's size; None when there is none (S3: one HEAD, where `info` would list
+        the prefix after a miss, looking for a directory)."""
         try:
+            if self.protocol in ("s3", "s3a"):
+                bucket, _, name = key.partition("/")
+                head = self.fs.call_s3("head_object", Bucket=bucket, Key=name)
+                return int(head["ContentLength"])
             return int(self.fs.info(key)["size"])
         except FileNotFoundError:
             return None

@@ -77,7 +77,12 @@ async def test_a_download_is_uploaded_by_sha256_and_recorded(
 ) -> None:
     caplog.set_level("DEBUG")
     async with make_client(sb, tmp_path / "a", bucket, journal=journal_at(tmp_path)) as client:
+        s3.requests(reset=True)
         task = await client.run(MODEL, prompt="a team rose", seed=7)
+        assert s3.requests() == {"HEAD": 1, "PUT": 1}  # is it there? no: upload it
+        assert client.cache.store is not None
+        client.cache.store.put(task.outputs[0].path, task.outputs[0].sha256)
+        assert s3.requests() == {"HEAD": 2, "PUT": 1}  # content-addressed: never sent twice
         journal = client.journal
         assert journal is not None
         journal.flush()
