@@ -271,6 +271,7 @@ class TeamLink:
         self._lock = asyncio.Lock()
         self._jobs: list[Job] = []
         self._drainer: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
         self._closing: set[asyncio.Task[Any]] = set()
         self._down_until = 0.0
         self.connected_once = False
@@ -318,6 +319,7 @@ class TeamLink:
     def queue(self, job: Job) -> None:
         """Queue a write; it goes out soon, and before any later query."""
         self._jobs.append(job)
+        self._wake.set()
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
 
@@ -325,8 +327,12 @@ class TeamLink:
         while self._jobs:
             try:
                 await self.run(_nothing)
-            except TeamDown:
-                await asyncio.sleep(RETRY_DB)
+            except Exception as exc:  # down, or never reached: the writes wait, nothing raises
+                if not isinstance(exc, TeamDown):
+                    log.warning("%s: queued writes wait: %s", self.name, type(exc).__name__)
+                self._wake.clear()  # a new write tries again at once (the server may be back)
+                with suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), RETRY_DB)
 
     async def aclose(self) -> None:
         """Send the queued writes and close the connection (it reopens if used again)."""
