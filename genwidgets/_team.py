@@ -32,6 +32,8 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ConfigError
+from ._limits import Limits
+from ._policy import leaky_bucket
 from ._postgres import (
     DatabaseURL,
     Unreachable,
@@ -53,13 +55,16 @@ __all__ = [
     "LIVE",
     "ROW",
     "SPEND",
+    "SPEND_OTHER",
     "UPSERT",
     "TeamDown",
     "TeamLink",
     "aconnect",
+    "buckets",
     "heartbeat",
     "lease_seconds",
     "team_url",
+    "upsert_params",
 ]
 
 log = logging.getLogger("genwidgets")
@@ -73,7 +78,8 @@ LEASE = 30.0
 #: This process, as the holder of slot rows: host and pid for a human, a nonce for uniqueness.
 HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
-#: The tables' migrations: version 1 (component "budgets" of `_postgres.ensure_schema`).
+#: The tables' migrations, step i taking them to version i + 1 (component "budgets" of
+#: `_postgres.ensure_schema`).
 SCHEMA = (
     """
     CREATE TABLE genwidgets_budgets (
@@ -107,34 +113,71 @@ SCHEMA = (
         pending double precision NOT NULL DEFAULT 0  -- estimates of submits not settled yet
     );
     """,
+    # 2: a second bucket for the requests the first does not count (`Limits.other_...`)
+    """
+    ALTER TABLE genwidgets_budgets
+        ADD COLUMN other_rpm double precision,
+        ADD COLUMN other_gap double precision NOT NULL DEFAULT 0,
+        ADD COLUMN other_burst double precision NOT NULL DEFAULT 0,
+        ADD COLUMN other_tat timestamptz NOT NULL DEFAULT now();
+    """,
 )
 
 # The budgets' statements (`_team_budget`). SPEND moves the bucket on by one request and says how
 # long that request waits (GCRA: no row lock held across requests, the server's clock only).
-SPEND = """
+_SPEND = """
 UPDATE genwidgets_budgets
-   SET tat = greatest(tat, statement_timestamp(), paused_until + make_interval(secs => burst))
-             + make_interval(secs => gap)
+   SET {tat} = greatest({tat}, statement_timestamp(), paused_until + make_interval(secs => {burst}))
+             + make_interval(secs => {gap})
  WHERE account = %s
-RETURNING greatest(0, extract(epoch FROM tat - statement_timestamp()) - gap - burst),
+RETURNING greatest(0, extract(epoch FROM {tat} - statement_timestamp()) - {gap} - {burst}),
           rate_factor, cap, greatest(0, extract(epoch FROM paused_until - statement_timestamp())),
           counts_all, limited, extract(epoch FROM statement_timestamp() - last_penalty)"""
+SPEND = _SPEND.format(tat="tat", gap="gap", burst="burst")
+SPEND_OTHER = _SPEND.format(tat="other_tat", gap="other_gap", burst="other_burst")
 
 ROW = """SELECT rate_factor, cap, greatest(0, extract(epoch FROM paused_until -
  statement_timestamp())), counts_all, limited, extract(epoch FROM statement_timestamp() -
  last_penalty), rpm, max_in_flight FROM genwidgets_budgets WHERE account = %s"""
 
 UPSERT = """
-INSERT INTO genwidgets_budgets AS b (account, rpm, max_in_flight, cap, gap, burst)
-VALUES (%s, %s, %s, %s, %s, %s)
+INSERT INTO genwidgets_budgets AS b
+       (account, rpm, max_in_flight, cap, gap, burst, other_rpm, other_gap, other_burst)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (account) DO UPDATE
    SET rpm = EXCLUDED.rpm, max_in_flight = EXCLUDED.max_in_flight, cap = EXCLUDED.cap,
-       gap = EXCLUDED.gap, burst = EXCLUDED.burst, rate_factor = 1, last_penalty = NULL
- WHERE b.rpm IS DISTINCT FROM EXCLUDED.rpm
+       gap = EXCLUDED.gap, burst = EXCLUDED.burst, other_rpm = EXCLUDED.other_rpm,
+       other_gap = EXCLUDED.other_gap, other_burst = EXCLUDED.other_burst, rate_factor = 1,
+       last_penalty = NULL
+ WHERE b.rpm IS DISTINCT FROM EXCLUDED.rpm OR b.other_rpm IS DISTINCT FROM EXCLUDED.other_rpm
     OR b.max_in_flight IS DISTINCT FROM EXCLUDED.max_in_flight
 """
 
 LIVE = "account = %s AND expires > statement_timestamp()"
+
+
+def _bucket(rpm: float | None, rate_factor: float) -> tuple[float, float]:
+    if rpm is None:
+        return 0.0, 0.0
+    capacity, period = leaky_bucket(rpm * rate_factor)
+    gap = period / capacity
+    return gap, (capacity - 1) * gap
+
+
+def buckets(limits: Limits, rate_factor: float) -> tuple[float, float, float, float]:
+    """(gap, burst) of each GCRA bucket, in seconds: the in-process leaky bucket's rate and burst
+    (`capacity` requests at once, then one every `period / capacity`); 0 without a rate."""
+    return (
+        *_bucket(limits.requests_per_minute, rate_factor),
+        *_bucket(limits.other_requests_per_minute, rate_factor),
+    )
+
+
+def upsert_params(account: str, limits: Limits) -> tuple[Any, ...]:
+    """UPSERT's parameters: the account's row with these limits, unpenalised."""
+    gap, burst, other_gap, other_burst = buckets(limits, 1.0)
+    return (account, limits.requests_per_minute, limits.max_in_flight, limits.max_in_flight,
+            gap, burst, limits.other_requests_per_minute, other_gap, other_burst)  # fmt: skip
 
 
 def team_url() -> str | None:

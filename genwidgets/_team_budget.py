@@ -8,7 +8,8 @@ which one it holds. What it keeps in the database instead of the process:
   RETURNING`` (atomic, no lock held across requests) and learns how long to wait before it may go.
   `gap` and `burst` come from `_policy.leaky_bucket`, as the in-process bucket's, so no sliding
   minute sees more than the limit, whoever sends; waits are measured on the server's clock, so
-  machines' clocks need not agree.
+  machines' clocks need not agree. A provider's second bucket (`Limits.other_requests_per_minute`,
+  Replicate's polls) is a second such clock in the row (`other_tat`).
 - Tasks in flight are rows of ``genwidgets_budget_slots``: a submit takes one in a transaction that
   locks the account's row, drops expired leases and counts the rest against the shared `cap`.
   One coroutine per process asks the database while the account is full (every `SLOT_POLL`
@@ -42,9 +43,21 @@ from ._budget import (
     _once,
 )
 from ._limits import Limits
-from ._policy import leaky_bucket, recovered, scaled_poll_delay
+from ._policy import recovered, scaled_poll_delay
 from ._postgres import DatabaseURL
-from ._team import HOLDER, LIVE, ROW, SPEND, UPSERT, TeamDown, TeamLink, heartbeat
+from ._team import (
+    HOLDER,
+    LIVE,
+    ROW,
+    SPEND,
+    SPEND_OTHER,
+    UPSERT,
+    TeamDown,
+    TeamLink,
+    buckets,
+    heartbeat,
+    upsert_params,
+)
 
 __all__ = ["SharedBudget"]
 
@@ -53,16 +66,6 @@ log = logging.getLogger("genwidgets")
 #: Seconds between two looks at a full account (a slot freed in this process wakes it at once).
 SLOT_POLL = 0.1
 _FULL = object()  # no slot free right now
-
-def bucket(rpm: float | None, rate_factor: float) -> tuple[float, float]:
-    """(gap, burst) in seconds for the GCRA row: the in-process leaky bucket's rate and burst
-    (`capacity` requests at once, then one every `period / capacity`); (0, 0) without a rate."""
-    if rpm is None:
-        return 0.0, 0.0
-    capacity, period = leaky_bucket(rpm * rate_factor)
-    gap = period / capacity
-    return gap, (capacity - 1) * gap
-
 
 class SharedBudget(Budget):
     """A `Budget` whose rate, cap, pause and slots live in the team's PostgreSQL database.
@@ -95,13 +98,7 @@ class SharedBudget(Budget):
     async def _setup(self, conn: Any) -> None:
         """On each (re)connection: the account's row, with this client's limits."""
         heartbeat(self.url)
-        gap, burst = bucket(self.limits.requests_per_minute, 1.0)
-        limits = self.limits
-        await conn.execute(
-            UPSERT,
-            (self.account, limits.requests_per_minute, limits.max_in_flight,
-             limits.max_in_flight, gap, burst),
-        )  # fmt: skip
+        await conn.execute(UPSERT, upsert_params(self.account, self.limits))
 
     async def aclose(self) -> None:
         """Send the queued writes and close the connection (it reopens if used again)."""
@@ -126,14 +123,15 @@ class SharedBudget(Budget):
         if since is None or float(since) < self.recover_after:
             return
         factor, new_cap = recovered(rate_factor, cap, self.limits.max_in_flight)
-        gap, burst = bucket(self.limits.requests_per_minute, factor)
         whole = factor >= 1.0 and new_cap == self.limits.max_in_flight
         await conn.execute(
             "UPDATE genwidgets_budgets SET rate_factor = %s, cap = %s, gap = %s, burst = %s,"
+            " other_gap = %s, other_burst = %s,"
             " last_penalty = CASE WHEN %s THEN NULL ELSE statement_timestamp() END"
             " WHERE account = %s AND rate_factor = %s AND cap IS NOT DISTINCT FROM %s",
-            (factor, new_cap, gap, burst, whole, self.account, rate_factor, cap),
-        )
+            (factor, new_cap, *buckets(self.limits, factor), whole, self.account, rate_factor,
+             cap),
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ requests per minute
     async def spend(
@@ -142,14 +140,17 @@ class SharedBudget(Budget):
         """Wait until one more request of `kind` fits the team's budget (and any pause is over)."""
         loop = asyncio.get_running_loop()
         tell = _once(on_wait)
-        if self.limits.requests_per_minute is None or not self.counted(kind):
+        sql, rpm = SPEND, self.limits.requests_per_minute
+        if not self.counted(kind):  # the second bucket's, where there is one
+            sql, rpm = SPEND_OTHER, self.limits.other_requests_per_minute
+        if rpm is None:
             pause = self._paused_until - loop.time()
             if pause > 0:  # the shared pause, as last seen
                 tell(self._describe_rate(pause, "paused after a 429, going on"))
                 await asyncio.sleep(pause)
             return
         try:
-            row = await self._link.run(self._take_request)
+            row = await self._link.run(lambda conn: self._take_request(conn, sql))
         except TeamDown:
             await super().spend(kind, on_wait)
             return
@@ -161,8 +162,8 @@ class SharedBudget(Budget):
             await asyncio.sleep(wait)
         self._granted_at = loop.time()
 
-    async def _take_request(self, conn: Any) -> tuple[Any, ...]:
-        row = await (await conn.execute(SPEND, (self.account,))).fetchone()
+    async def _take_request(self, conn: Any, sql: str) -> tuple[Any, ...]:
+        row = await (await conn.execute(sql, (self.account,))).fetchone()
         self._apply(row[1:])
         await self._recover(conn, row[1:])
         return row  # type: ignore[no-any-return]
@@ -172,7 +173,7 @@ class SharedBudget(Budget):
     ) -> None:
         """A 429 seen here slows the whole team: the pause, the halved rate and the shrunk cap
         go to the account's row (and apply here at once)."""
-        uncounted = not self.counted(kind)
+        uncounted = not self.counted(kind) and self.limits.other_requests_per_minute is None
         super().penalize(retry_after, on_submit=on_submit, kind=kind)
         pause = min(retry_after if retry_after is not None else DEFAULT_PAUSE, MAX_PAUSE)
 
@@ -193,7 +194,7 @@ class SharedBudget(Budget):
             if row is None:
                 return
             rate_factor, cap = row
-            if self.limits.requests_per_minute is not None:
+            if self.limits.requests_per_minute or self.limits.other_requests_per_minute:
                 rate_factor = max(RATE_FLOOR, rate_factor / RATE_DIVISOR)
             if on_submit and self.limits.max_in_flight is not None:
                 bound = await (
@@ -204,13 +205,13 @@ class SharedBudget(Budget):
                     )
                 ).fetchone()
                 cap = max(1, min(cap or 1, int(bound[0])))
-            gap, burst = bucket(self.limits.requests_per_minute, rate_factor)
             await conn.execute(
                 "UPDATE genwidgets_budgets SET limited = limited + 1, rate_factor = %s, cap = %s,"
-                " gap = %s, burst = %s, last_penalty = statement_timestamp(), paused_until ="
-                " greatest(paused_until, statement_timestamp() + make_interval(secs => %s)),"
+                " gap = %s, burst = %s, other_gap = %s, other_burst = %s, last_penalty ="
+                " statement_timestamp(), paused_until = greatest(paused_until,"
+                " statement_timestamp() + make_interval(secs => %s)),"
                 " counts_all = counts_all OR %s WHERE account = %s",
-                (rate_factor, cap, gap, burst, pause, all_, self.account),
+                (rate_factor, cap, *buckets(self.limits, rate_factor), pause, all_, self.account),
             )
 
     def reconfigure(self, limits: Limits) -> None:
@@ -218,9 +219,7 @@ class SharedBudget(Budget):
         if limits == self.limits:
             return
         super().reconfigure(limits)
-        gap, burst = bucket(limits.requests_per_minute, 1.0)
-        row = (self.account, limits.requests_per_minute, limits.max_in_flight,
-               limits.max_in_flight, gap, burst)  # fmt: skip
+        row = upsert_params(self.account, limits)
 
         async def upsert(conn: Any) -> None:
             await conn.execute(UPSERT, row)
@@ -378,7 +377,7 @@ class SharedBudget(Budget):
         share = 1.0 / max(desired, 1e-3)
         self._poll_total += share - self._poll_shares.get(task_id, 0.0)
         self._poll_shares[task_id] = share
-        rate = self.requests_per_second if self.counted("poll") else None
+        rate = self.rate_of("poll")
         if rate is None:
             return desired
         mine = max(1, len(self.in_flight))

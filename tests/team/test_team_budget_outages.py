@@ -86,3 +86,48 @@ async def test_tasks_keep_running_while_the_team_database_is_away(
             await asyncio.sleep(0.1)
         assert rows == [(held.id,)]
         assert postgres.password not in caplog.text
+
+
+async def test_a_second_bucket_is_shared_apart_from_the_first(postgres: Any) -> None:
+    """Replicate's creates spend from 60/min here and its polls from 600/min: polls do not wait
+    behind the creates' bucket, and each moves its own clock in the account's row."""
+    from genwidgets import Limits
+    from genwidgets._team_budget import SharedBudget
+
+    account = f"two-{uuid.uuid4().hex[:8]}"
+    limits = Limits(60, None, other_requests_per_minute=600)
+    budget = SharedBudget(
+        "replicate", limits, url=postgres.url, account=account, counts=frozenset({"submit"})
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(15):  # 10 at once, then ~10/s
+        await budget.spend("poll")
+    polls = loop.time() - started
+    started = loop.time()
+    for _ in range(3):  # one at once, then one a second
+        await budget.spend("submit")
+    submits = loop.time() - started
+    await budget.aclose()
+    assert polls < 1.5 and 1.8 < submits < 4.0, (polls, submits)
+    assert budget.rate_of("poll") == pytest.approx(10.0)
+    with psycopg.connect(postgres.url) as conn:
+        row = conn.execute(
+            "SELECT rpm, other_rpm, other_tat > tat FROM genwidgets_budgets WHERE account = %s",
+            (f"replicate:{account}",),
+        ).fetchone()
+    assert row == (60.0, 600.0, False)  # the creates' clock is the one pushed furthest ahead
+
+
+def test_budget_tables_of_version_1_are_migrated(postgres: Any) -> None:
+    from genwidgets import _team
+    from genwidgets._postgres import connect, ensure_schema, schema_version
+    from tests.conftest import pg_schema
+
+    with pg_schema(postgres) as url:
+        with connect(url) as conn:
+            ensure_schema(conn, "budgets", _team.SCHEMA[:1])  # as the first release left them
+        _team.ensure_tables(url)
+        with connect(url) as conn:
+            assert schema_version(conn, "budgets") == len(_team.SCHEMA) == 2
+            conn.execute("SELECT other_rpm, other_tat FROM genwidgets_budgets").fetchall()
