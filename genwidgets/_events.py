@@ -194,13 +194,13 @@ class TaskStream:
     async def _read(self) -> bool:
         """Open the stream once and read it until it ends; whether it was worth opening again
         (it answered 200, and the task did not end)."""
-        request = self._adapter.build_task_events(self.task)
-        if request is None:
-            return False
-        if self._budget is not None:
-            await self._budget.spend("poll")  # an open is a status request
         name, answered = self._adapter.name, False
         try:
+            request = self._adapter.build_task_events(self.task)
+            if request is None:
+                return False
+            if self._budget is not None:
+                await self._budget.spend("poll")  # an open is a status request
             async with aconnect_sse(
                 self._http,
                 request.method,
@@ -223,7 +223,7 @@ class TaskStream:
                         self.news(new)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # cut, silent, malformed: the follower polls meanwhile
+        except Exception as exc:  # cut, silent, malformed, a broken adapter: the follower polls
             log.debug("%s event stream of %s dropped: %s", name, self.key[1], type(exc).__name__)
         finally:
             if self.streaming:
