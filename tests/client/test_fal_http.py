@@ -361,6 +361,8 @@ async def test_status_stream_pushes_each_change_and_closes(sb: Any) -> None:
     assert "IN_PROGRESS" in statuses and statuses.count("COMPLETED") == 1
     assert events[-1]["metrics"]["inference_time"] > 0
     assert sb.stats()["sse_connections"] == 1
+    lines = [line["message"] for event in events for line in event["logs"] or []]
+    assert lines == [f"step {k}/10" for k in range(1, 11)]  # each event: only its new lines
 
 
 async def test_status_stream_keeps_alive_while_queued() -> None:
