@@ -18,8 +18,9 @@ fal-ai/fal-js@381105e, fal's queue, cancel, status-stream, result and error page
   ``{"audio_file": {url}}``: any top-level ``{url}`` object or list of them), 4xx/5xx and the
   model's error for a failure (422 ``{"detail": [{loc, msg, type}]}``), **499** for a request
   cancelled while running. Results are kept 1 h after completion, **6 min when >= 10 KB**: the
-  result is fetched in the same step as the poll that sees ``COMPLETED``. Media URLs are public
-  CDN links with their own lifetime (default UNVERIFIED); the client downloads them at once.
+  result is fetched in the same step as the message or poll that says ``COMPLETED``. Media URLs
+  are public CDN links with their own lifetime (default UNVERIFIED); the client downloads them
+  at once.
 - ``PUT cancel_url`` answers ``{"status": ...}``: ``OK`` (removed from the queue),
   ``CANCELLATION_REQUESTED`` (running: the app decides; the result later says 499, or the real
   output), ``ALREADY_COMPLETED``, ``NOT_FOUND``.
@@ -148,8 +149,8 @@ class FalProvider(Provider):
     about: ClassVar[str] = "fal.ai's queue: status_url, then response_url (the model's HTTP status)"
     can_cancel: ClassVar[bool] = True
     deadline_header: ClassVar[str | None] = "X-Fal-Request-Timeout: {seconds}"  # time to *start*
-    # fal_client polls every 0.1 s, fal-js every 0.5 s; status reads are not rate-limited, and
-    # the backoff keeps a long video's idle cost low.
+    # Polls only while the status stream is not open. fal_client polls every 0.1 s, fal-js every
+    # 0.5 s; status reads are not rate-limited, and the backoff keeps a long video's cost low.
     poll_interval: ClassVar[tuple[float, float]] = (0.5, 5.0)
     retention: ClassVar[float | None] = 3600.0  # the result: 1 h (6 min when >= 10 KB)
     statuses: ClassVar[Mapping[str, Status]] = STATUSES
