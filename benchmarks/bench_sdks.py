@@ -14,17 +14,25 @@ and followed to the end, each client in a fresh subprocess (so its peak RSS and 
 - detection latency: when the client's wait/get/run call for a task returned (its wall clock)
   minus when the sandbox turned that task terminal (`GET /_sandbox/finished`, the same clock:
   same machine), p50/p95/max;
-- peak RSS of the client process (`ru_maxrss`), its RSS after imports, and its CPU seconds.
+- peak RSS of the client process (`ru_maxrss`), its RSS after imports, and its CPU seconds;
+  the sandbox's CPU seconds over the run (when the server, not the client, is the limit).
+
+Each client gets at most `--cap` seconds (240); tasks not known done by then are counted
+unfinished. fal runs again at a small size (`--few`, 20 tasks): at 200, fal-client's 0.1 s polling
+asks 2,000 status requests/s, more than this 2-core machine (shared, loaded) serves, so its
+requests per task and its latency there are the machine's; at 20 they are fal-client's own.
 
 Nobody downloads outputs (fal-client's `get()` and Replicate's SDK return URLs); genwidgets'
 `wait()` fetches fal's result JSON, as fal-client's `get()` does.
 
 Clients:
 - genwidgets: `AsyncClient(api_keys=..., base_urls=..., journal=<temp>, cache_dir=<temp>)` with
-  the **default budgets** (what a user gets: fal unlimited, Replicate 600 requests/min counting
-  every request), `submit` then `wait` per task, all gathered. Models `fal:fal-ai/flux/dev` and
-  `replicate:acme/bench-image` (outside genwidgets' catalogue, so a plain create + poll: catalogued
-  short Replicate models are created with `Prefer: wait=5`).
+  the **default budgets** (what a user gets: fal unlimited, Replicate 600 creates/min and 3,000
+  other requests/min), `submit` then `wait` per task, all gathered; on Replicate also with
+  `budgets=False`, to tell the client's polling from the budget's pacing. genwidgets follows each
+  fal task on fal's per-request status stream (polling only where it cannot open one). Models
+  `fal:fal-ai/flux/dev` and `replicate:acme/bench-image` (outside genwidgets' catalogue, so a plain
+  create + poll: catalogued short Replicate models are created with `Prefer: wait=5`).
 - fal-client 1.0.3: `fal_client.AsyncClient(key=...)`, `submit(...)` then `handle.get()` (its
   default 0.1 s polling). It has NO base-URL setting that can reach a plain-http loopback
   server: `FAL_QUEUE_RUN_HOST` is read at import into `QUEUE_URL_FORMAT =
@@ -36,7 +44,7 @@ Clients:
 - reference (not an SDK): the per-request status stream fal documents, hand-written with
   httpx + httpx-sse: submit, then `GET {status_url}/stream` until `COMPLETED`, then the result.
   One connection per task (the pool is sized N); shown because the issue's target says "(or its
-  SSE)" and genwidgets' fal push (helper falsse) uses this stream.
+  SSE)": the floor for anything that uses this stream, genwidgets included.
 - replicate 1.0.7: `replicate.Client(api_token=..., base_url=<sandbox>)` (a documented setting),
   (a) `predictions.async_create(model=...)` + `async_wait()` (its default
   `REPLICATE_POLL_INTERVAL`, 0.5 s); (b) `async_run(model, input, use_file_output=False)`, which
