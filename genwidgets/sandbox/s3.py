@@ -22,6 +22,7 @@ import argparse
 import collections
 import json
 import logging
+import os
 import secrets
 import socket
 import subprocess
@@ -92,7 +93,8 @@ class LocalS3:
     def start(self) -> None:
         if self.running:
             return
-        command = [sys.executable, "-m", "genwidgets.sandbox.s3", "--port", str(self.port)]
+        command = [sys.executable, "-m", "genwidgets.sandbox.s3", "--port", str(self.port),
+                   "--parent", str(os.getpid())]  # fmt: skip
         self._process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
@@ -172,11 +174,22 @@ def counting(app: WSGIApp) -> WSGIApp:
     return wsgi
 
 
+def _exit_with(parent: int) -> None:
+    """End this server once `parent` is gone (a test or benchmark killed with SIGKILL never
+    runs `stop()`: its server must not outlive it)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="moto's S3 server on loopback, counted")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--parent", type=int, default=0, help="exit when this process is gone")
     args = parser.parse_args(argv)
+    if args.parent:
+        threading.Thread(target=_exit_with, args=(args.parent,), daemon=True).start()
     from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
