@@ -126,6 +126,9 @@ class Claims(Protocol):
     def hosts(self) -> set[str]:
         """Machines whose workers have claimed a line of this batch."""
 
+    def succeeded(self) -> set[int]:
+        """The lines that ended succeeded (never run again)."""
+
     def retryable(self, error: Exception) -> bool:
         """Whether a failed call may succeed later (the database is away, or busy)."""
 
@@ -291,6 +294,10 @@ class SQLiteClaims(_Base):
 
     def hosts(self) -> set[str]:
         rows = self._read(f"SELECT DISTINCT host FROM {_T} WHERE batch = ? AND host IS NOT NULL")
+        return {row[0] for row in rows}
+
+    def succeeded(self) -> set[int]:
+        rows = self._read(f"SELECT line FROM {_T} WHERE batch = ? AND state = '{SUCCEEDED}'")
         return {row[0] for row in rows}
 
     def retryable(self, error: Exception) -> bool:

@@ -145,6 +145,11 @@ class PostgresClaims(_Base):
                         (self.batch,))  # fmt: skip
         return {row[0] for row in rows}
 
+    def succeeded(self) -> set[int]:
+        rows = self._tx(f"SELECT line FROM {_T} WHERE batch = %s AND state = %s",
+                        (self.batch, SUCCEEDED))  # fmt: skip
+        return {row[0] for row in rows}
+
     def retryable(self, error: Exception) -> bool:
         return lost(error)
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._batch import Confirm, Job, _entry, _Progress, _run_job, plan, read_jobs
+from ._batch import Confirm, Job, _entry, _job, _Progress, _run_job, plan, read_jobs
 from ._claims import _HOST as claims_host
 from ._claims import (
     CLAIMED,
@@ -117,35 +117,43 @@ class _Heartbeat(threading.Thread):
         self._stop.set()
 
 
-def _recorded_success(client: AsyncClient, job: Job) -> Task | None:
-    """The line's request as the journal last saw it, if that was a success whose files are not
-    in this machine's cache (a dead worker's task, not downloaded; or one run elsewhere)."""
+def _recorded(client: AsyncClient, job: Job) -> Task | None:
+    """The line's request as the journal last saw it, when it must be followed or fetched rather
+    than sent: still running (a dead worker's task, or one this process stopped following when
+    it lost the line's lease: `submit` would send a request its own client follows again), or
+    succeeded with files not in this machine's cache (not downloaded, or run elsewhere)."""
     journal = client.journal
     provider, name = parse_model_id(job.model)
     if journal is None or provider == "local":
         return None
-    fp = fingerprint(provider, name, client.validate(job.model, **job.params))
-    last = journal.latest(fp)
-    if last is None or last.status is not Status.SUCCEEDED:
+    last = journal.latest(fingerprint(provider, name, client.validate(job.model, **job.params)))
+    if last is None or last.replayed:
         return None
-    return last if client._replay.cached_outputs(last) is None else None
+    if not last.done:
+        return last
+    if last.status is Status.SUCCEEDED and client._replay.cached_outputs(last) is None:
+        return last
+    return None
 
 
 async def _line(client: AsyncClient, job: Job, out: str | os.PathLike[str] | None) -> dict:
-    """One claimed line's entry. A request that already succeeded is fetched again, never paid
-    twice; anything else goes through the client (replayed, re-attached or submitted)."""
-    done = _recorded_success(client, job)
-    if done is None:
+    """One claimed line's entry. A request the journal knows as running is followed, and one
+    that succeeded is fetched again: never paid twice; anything else goes through the client
+    (replayed, re-attached or submitted, as in a one-process batch)."""
+    last = _recorded(client, job)
+    if last is None:
         return await _run_job(client, job, out, _Progress(0, enabled=False))
     entry: dict[str, Any] = {"line": job.line, "input": job.row, "model": job.model}
     try:
-        entry.update(_entry(await client.download(done, out)))
+        task = last if last.done else await client.wait(last)
+        if task.status is Status.SUCCEEDED:
+            task = await client.download(task, out)
+        entry.update(_entry(task))
     except GenError as exc:
         entry.update(
-            task_id=done.id,
+            task_id=last.id,
             status="error",
-            error=f"succeeded earlier as task {done.id} but its outputs could not be fetched "
-            f"again ({exc}); not submitted twice",
+            error=f"{exc} (task {last.id}, recorded earlier: not submitted again)",
         )
     return entry
 
@@ -190,8 +198,10 @@ async def work(
         while True:
             room = max_in_flight - len(running)
             for line in await _call(claims, claims.claim, room, lease) if room > 0 else ():
-                running[line] = asyncio.ensure_future(one(line))
-                beat.running.add(line)
+                beat.lost.discard(line)  # lost once, claimed again (its lease expired again)
+                if line not in running:  # (still running here: it goes on, ours again)
+                    running[line] = asyncio.ensure_future(one(line))
+                    beat.running.add(line)
             if not running:
                 counts = await _call(claims, claims.counts)
                 if not counts.get(OPEN) and not counts.get(CLAIMED):
@@ -263,8 +273,12 @@ async def _run_team(
             "A batch shared by several workers needs the journal (a line a dead worker leaves "
             "is re-attached through it): unset GENWIDGETS_JOURNAL=off"
         )
-    jobs = plan(client, options.get("model"), read_jobs(path), yes=team.spawned or
-                bool(options.get("yes")), confirm=confirm)  # fmt: skip
+    rows, model = read_jobs(path), options.get("model")
+    try:
+        jobs = [_job(client, number, row, model) for number, row in rows]
+    except GenError:
+        plan(client, model, rows, yes=True)  # raises naming every bad line
+        raise
     lines = [(job.line, _fingerprint(client, job)) for job in jobs]
     claims = open_claims(team.location, batch_identity(lines))
     try:
@@ -272,6 +286,9 @@ async def _run_team(
         others = {h for h in await _call(claims, claims.hosts) if h != claims_host}
         if claims.single_host and others:
             raise ConfigError(single_host_error(sorted(others)[0]))
+        done = await _call(claims, claims.succeeded)  # the cost is what is left to run
+        plan(client, model, [(n, row) for n, row in rows if n not in done],
+             yes=team.spawned or bool(options.get("yes")), confirm=confirm)  # fmt: skip
         if not team.spawned:
             await _call(claims, claims.register, lines, reopen_failed=True)
         stop = asyncio.Event()

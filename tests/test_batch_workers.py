@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -245,6 +246,24 @@ def test_workers_share_a_batch_into_one_manifest_and_skip_done_lines(
     assert read_manifest(tmp_path / "out" / "manifest.jsonl") == manifest
 
 
+def test_a_rerun_counts_only_the_lines_left_to_run(sb: Any, tmp_path: Path) -> None:
+    """Lines that succeeded are not paid again, so they are not asked about either: a rerun on a
+    machine without their files (the cache emptied here) needs no --yes."""
+    jobs = write_jobs(tmp_path / "jobs.jsonl", 6)
+    env = cli_env(sb, tmp_path, GENWIDGETS_CONFIRM_ABOVE="2")
+    command = [*batch_command(jobs, tmp_path / "out", "--workers", "2")]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for blob in (tmp_path / "cache").rglob("*.*"):
+        blob.unlink()
+    command.remove("--yes")
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "6 succeeded" in again.stdout
+    assert remote_submits(sb) == 6
+
+
 def test_more_than_one_worker_needs_the_journal(sb: Any, tmp_path: Path) -> None:
     jobs = write_jobs(tmp_path / "jobs.jsonl", 3)
     env = cli_env(sb, tmp_path, GENWIDGETS_JOURNAL="off")
@@ -455,3 +474,95 @@ def test_workers_on_a_postgresql_journal_split_a_batch_and_survive_a_kill(
     assert len({e["worker"] for e in manifest}) >= 2  # shared (the victim may have ended none)
     assert set(sb.stats()["submit_fingerprints"].values()) == {1}
     assert 90 - len(uncertain) <= remote_submits(sb) <= 90
+
+
+async def test_a_worker_that_lost_a_lease_stops_that_line(
+    sb: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker whose lease on a line was taken (its heartbeat came too late and a worker on
+    another machine claimed the line) stops that line at once: here it was waiting for a slot of
+    its budget, and must not send the request the other worker sends."""
+    from genwidgets import AsyncClient, Limits
+    from genwidgets._batch import plan
+    from genwidgets._workers import work
+
+    tag = uuid.uuid4().hex[:6]
+    rows = [{"model": MODEL, "prompt": f"heron 1 [slow] {tag}"},
+            {"model": MODEL, "prompt": f"heron 2 {tag}"}]  # fmt: skip
+
+    def client(folder: str) -> AsyncClient:
+        return AsyncClient(
+            api_keys={"fal": "test-key-fal"},
+            base_urls=sb.urls,
+            cache_dir=tmp_path / folder,
+            journal=tmp_path / "j.sqlite",
+            poll_interval=(0.05, 0.3),
+            budgets={"fal": Limits(max_in_flight=1)},  # line 2 waits for line 1's slot
+        )
+
+    path = tmp_path / "claims.sqlite"
+    here, there = SQLiteClaims(path, "b1"), SQLiteClaims(path, "b1")
+    here.register([(1, "x"), (2, "y")], reopen_failed=True)
+    async with client("a") as a, client("b") as b:
+        jobs = {job.line: job for job in plan(a, None, rows, yes=True)}
+        options = {"max_in_flight": 2, "lease": 0.4}
+        first = asyncio.ensure_future(work(a, jobs, here, out=tmp_path / "a", **options))
+        await asyncio.to_thread(
+            wait_until, lambda: remote_submits(sb) == 1 and here.counts() == {"claimed": 2},
+            "line 1 running, line 2 waiting for its slot",
+        )  # fmt: skip
+        with closing(sqlite3.connect(path, timeout=30)) as db, db:  # line 2: lost, elsewhere
+            db.execute(
+                "UPDATE batch_claims SET owner = 'gone', host = 'another-machine', "
+                "expires_at = 0 WHERE line = 2"
+            )
+        with caplog.at_level("WARNING", logger="genwidgets.batch"):
+            second = asyncio.ensure_future(work(b, jobs, there, out=tmp_path / "b", **options))
+            await asyncio.wait_for(asyncio.gather(first, second), 60)
+    entries = here.entries()
+    assert "lost the lease on line 2" in caplog.text
+    assert [e["status"] for e in entries] == ["succeeded", "succeeded"]
+    assert entries[1]["worker"] == there.worker
+    assert set(sb.stats()["submit_fingerprints"].values()) == {1}, "line 2 was sent twice"
+    assert remote_submits(sb) == 2
+    here.close()
+    there.close()
+
+
+async def test_a_line_lost_then_claimed_again_is_followed_not_sent_again(
+    sb: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker that lost a line while its task ran, and claims it again once that lease expired
+    too, follows the task it started (its own client follows it, so `submit` would send anew)."""
+    from genwidgets import AsyncClient
+    from genwidgets._batch import plan
+    from genwidgets._workers import work
+
+    rows = [{"model": MODEL, "prompt": f"heron {i} [slow] {uuid.uuid4().hex[:6]}"} for i in (1, 2)]
+    async with AsyncClient(
+        api_keys={"fal": "test-key-fal"},
+        base_urls=sb.urls,
+        cache_dir=tmp_path / "cache",
+        journal=tmp_path / "j.sqlite",
+        poll_interval=(0.05, 0.3),
+    ) as client:
+        jobs = {job.line: job for job in plan(client, None, rows, yes=True)}
+        claims = SQLiteClaims(tmp_path / "claims.sqlite", "b1")
+        claims.register([(1, "x"), (2, "y")], reopen_failed=True)
+        running = asyncio.ensure_future(
+            work(client, jobs, claims, out=tmp_path / "out", max_in_flight=2, lease=0.4)
+        )
+        await asyncio.to_thread(wait_until, lambda: remote_submits(sb) == 2, "both submitted")
+        with closing(sqlite3.connect(tmp_path / "claims.sqlite", timeout=30)) as db, db:
+            db.execute(
+                "UPDATE batch_claims SET owner = 'thief', expires_at = ? WHERE line = 1",
+                (time.time() + 1.0,),
+            )
+        with caplog.at_level("WARNING", logger="genwidgets.batch"):
+            await asyncio.wait_for(running, 60)
+        entries = claims.entries()
+        claims.close()
+    assert "lost the lease on line 1" in caplog.text
+    assert [e["status"] for e in entries] == ["succeeded", "succeeded"]
+    assert set(sb.stats()["submit_fingerprints"].values()) == {1}
+    assert remote_submits(sb) == 2
