@@ -3,9 +3,12 @@
 Polls are timed from the task's own clock (its record in `_tracking`: submitted, last polled,
 status last changed, expected to finish), through the pure `_policy.poll_gap`/`poll_due`, so a
 task that finished while nobody waited is polled at once, and several waiters on one task share
-one schedule. A passed deadline cancels where the provider can (`DeadlineExceeded`). Where the
-adapter offers the task's own event stream (`_events.TaskStream`), its messages are the snapshots
-and no poll is made while it is open; the schedule runs whenever it is not.
+one schedule. A polled task sleeps towards its due time, counting it anew at least every backoff
+cap (a budget's widening at peak demand shrinks as tasks end) and, while its model's durations
+are unknown, whenever a task of that model ends (only a few scouts poll meanwhile; see
+`_policy.cold_gap`). A passed deadline cancels where the provider can (`DeadlineExceeded`).
+Where the adapter offers the task's own event stream (`_events.TaskStream`), its messages are the
+snapshots and no poll is made while it is open; the schedule runs whenever it is not.
 
 While a submit waits for a slot of a full account, a slot watcher polls that account's in-flight
 tasks that nobody follows yet (a loop of submits, a gather of them): a slot frees when a task
