@@ -306,9 +306,45 @@ async def _run_team(
         finally:
             stop.set()
             await bar
-        return ([] if team.spawned else await _call(claims, claims.entries)), len(jobs)
+        if team.spawned:
+            return [], len(jobs)
+        entries = await _call(claims, claims.entries)
+        by_line = {job.line: job for job in jobs}
+        return await _here(client, by_line, entries, options.get("out")), len(jobs)
     finally:
         claims.close()
+
+
+def _elsewhere(entry: Mapping[str, Any], out: str | os.PathLike[str] | None) -> bool:
+    """Whether a succeeded line's files are missing from this command's `--out` (they were
+    downloaded on another machine, or into another folder)."""
+    if entry.get("status") != "succeeded" or out is None:
+        return False
+    folder = Path(out).resolve()
+    paths = [Path(p) for p in entry.get("outputs") or []]
+    return any(not p.is_file() or p.resolve().parent != folder for p in paths)
+
+
+async def _here(
+    client: AsyncClient,
+    jobs: Mapping[int, Job],
+    entries: list[dict[str, Any]],
+    out: str | os.PathLike[str] | None,
+) -> list[dict[str, Any]]:
+    """The manifest's entries with every succeeded line's files in this command's `--out`: a
+    line run on another machine (or into another folder) is fetched here through the journal,
+    the cache and the team's store, never submitted again (`_line`)."""
+    missing = [i for i, entry in enumerate(entries) if _elsewhere(entry, out)]
+    gate = asyncio.Semaphore(16)
+
+    async def fetch(index: int) -> None:
+        async with gate:
+            entry = await _line(client, jobs[entries[index]["line"]], out)
+        entry["worker"] = entries[index].get("worker")
+        entries[index] = entry
+
+    await asyncio.gather(*(fetch(i) for i in missing))
+    return entries
 
 
 def _fingerprint(client: AsyncClient, job: Job) -> str:

@@ -341,7 +341,13 @@ def test_three_workers_one_killed_mid_run(sb: Any, pg_url: str, tmp_path: Path) 
     assert [p.returncode for p in others] == [1, 1], [err[-2000:] for _, err in results]
 
     manifest = read_manifest(tmp_path / "out1" / "manifest.jsonl")
-    assert read_manifest(tmp_path / "out2" / "manifest.jsonl") == manifest  # one manifest
+    # One manifest: the same tasks, results and workers, each naming the files in its own --out.
+    other = read_manifest(tmp_path / "out2" / "manifest.jsonl")
+    keys = ("line", "task_id", "status", "sha256", "worker", "error")
+    assert [[e.get(k) for k in keys] for e in other] == [[e.get(k) for k in keys] for e in manifest]
+    assert all(
+        Path(e["outputs"][0]).parent.name == "out2" for e in other if e["status"] == "succeeded"
+    )
     assert [e["line"] for e in manifest] == list(range(1, 301))
     uncertain = [e for e in manifest if e["status"] != "succeeded"]
     assert 1 <= len(uncertain) == len(in_the_air) <= 2, (in_the_air, uncertain)
@@ -566,3 +572,28 @@ async def test_a_line_lost_then_claimed_again_is_followed_not_sent_again(
     assert [e["status"] for e in entries] == ["succeeded", "succeeded"]
     assert set(sb.stats()["submit_fingerprints"].values()) == {1}
     assert remote_submits(sb) == 2
+
+
+def test_a_rerun_into_another_folder_or_machine_brings_the_files_there(
+    sb: Any, tmp_path: Path
+) -> None:
+    """The batch ran on machine A into outA; the same command on machine B (its own empty cache,
+    the same journal and claims) into outB: every file is in outB, byte-identical, and the
+    manifest names it there; nothing is submitted again."""
+    jobs = write_jobs(tmp_path / "jobs.jsonl", 4)
+    env = cli_env(sb, tmp_path, GENWIDGETS_CACHE_DIR=str(tmp_path / "cacheA"))
+    first = subprocess.run(batch_command(jobs, tmp_path / "outA", "--workers", "2"), env=env,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    env["GENWIDGETS_CACHE_DIR"] = str(tmp_path / "cacheB")
+    second = subprocess.run(batch_command(jobs, tmp_path / "outB", "--workers", "2"), env=env,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "4 succeeded" in second.stdout
+    assert remote_submits(sb) == 4
+    before = read_manifest(tmp_path / "outA" / "manifest.jsonl")
+    after = read_manifest(tmp_path / "outB" / "manifest.jsonl")
+    assert [e["task_id"] for e in after] == [e["task_id"] for e in before]
+    for a, b in zip(before, after, strict=True):
+        assert Path(b["outputs"][0]).parent.resolve() == (tmp_path / "outB").resolve()
+        assert Path(b["outputs"][0]).read_bytes() == Path(a["outputs"][0]).read_bytes()
