@@ -37,6 +37,7 @@ from typing import Any, Protocol, TypeVar
 
 from ._exceptions import ConfigError
 from ._postgres import is_postgres_url
+from ._processes import pid_alive
 
 __all__ = ["Claims", "SQLiteClaims", "batch_identity", "is_postgres", "open_claims"]
 
@@ -85,13 +86,7 @@ def _alive_here(host: str | None, pid: int | None) -> bool:
     """Whether the owner of a lease is a live process on this machine (never taken over)."""
     if host != _HOST or not pid or pid == os.getpid():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 class Claims(Protocol):

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ._models import Task
+from ._processes import pid_alive
 
 __all__ = ["FileNotes"]
 
@@ -56,13 +57,9 @@ def _alive(note: dict[str, Any]) -> bool:
     if note.get("host") != _HOST:
         return True  # another machine: we cannot tell, so assume it still works on it
     pid = int(note.get("pid", 0))
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()  # our pid but another process token: a reused pid, long dead
+    if pid <= 0:
+        return True  # no pid to ask: assume it still works on it
+    return pid != os.getpid() and pid_alive(pid)  # our pid, another token: a reused pid
 
 
 def _append(path: Path, records: list[dict[str, Any]], durable: bool, create: bool = True) -> None:
