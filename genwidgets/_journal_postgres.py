@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 from ._models import Status, Task
 from ._postgres import DatabaseURL, Link, ensure_schema, lost, redacted
 
-__all__ = ["SCHEMA", "PostgresStore", "jsonb"]
+__all__ = ["SCHEMA", "PostgresStore", "jsonb", "nul_free"]
 
 log = logging.getLogger("genwidgets.journal")
 
@@ -126,10 +127,31 @@ WHERE t.status <> ALL(%s) OR (t.status = 'succeeded' AND EXISTS (
     WHERE o.provider = t.provider AND o.id = t.id AND o.output->>'path' IS NULL)){_IN_ORDER}"""
 
 
+#: One escape of JSON text: NUL's is replaced, every other kept as it is (a typed backslash
+#: before "u0000" is the escape ``\\`` then plain text, not a NUL).
+_ESCAPE = re.compile(r"\\(u0000|.)")
+
+
 def jsonb(value: Any) -> str:
     """JSON text PostgreSQL's jsonb accepts: anything `json` cannot encode as its `str`, and
-    the NUL character (which jsonb refuses) replaced."""
-    return json.dumps(value, default=str, separators=(",", ":")).replace("\\u0000", "\\ufffd")
+    the NUL character (which jsonb refuses) replaced by U+FFFD."""
+    return _no_nul(json.dumps(value, default=str, separators=(",", ":")))
+
+
+def _no_nul(text: str) -> str:
+    """JSON text with each NUL escape made U+FFFD's."""
+    if "\\u0000" not in text:
+        return text
+    return _ESCAPE.sub(lambda m: "\\ufffd" if m[1] == "u0000" else m[0], text)
+
+
+def nul_free(task: Task) -> Task:
+    """`task` with every NUL character in its text (provider_status, error, outputs, provider
+    data...) replaced by U+FFFD: PostgreSQL text cannot hold NUL, and a snapshot it refuses
+    would never be written. `Journal.record` applies it on every backend, so a SQLite journal
+    and a PostgreSQL one give the same task back."""
+    text = task.model_dump_json()
+    return task if "\\u0000" not in text else Task.model_validate_json(_no_nul(text))
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -150,13 +172,18 @@ def _task_row(fp: str, task: Task) -> dict[str, Any]:
         "model": task.model,
         "fp": fp,
         "status": task.status.value,
-        "provider_status": task.provider_status,
+        "provider_status": _text(task.provider_status),
         "at": task.updated_at.isoformat(),
         "created_at": _utc(task.created_at),
         "finished_at": _utc(task.finished_at),
         "updated_at": _utc(task.updated_at),
         "task": jsonb(snapshot),
     }
+
+
+def _text(value: str | None) -> str | None:
+    """A text column's value: NUL replaced (see `nul_free`)."""
+    return value.replace("\x00", "\ufffd") if value else value
 
 
 def _task(row: tuple[Any, Any]) -> Task:

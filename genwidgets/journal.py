@@ -47,6 +47,7 @@ from typing import Any, Protocol
 from ._journal_backends import locate, open_backend
 from ._journal_export import provenance_rows, write_rows
 from ._journal_notes import _alive
+from ._journal_postgres import nul_free
 from ._journal_writer import Writer
 from ._models import Status, Task
 
@@ -256,7 +257,11 @@ class Journal:
         if task.replayed:
             return
         shared, key = self._shared, (task.provider, task.id)
-        digest = hashlib.sha1(task.model_dump_json(exclude={"updated_at"}).encode()).digest()
+        text = task.model_dump_json(exclude={"updated_at"})
+        if "\\u0000" in text:  # a NUL, which PostgreSQL refuses: U+FFFD on every backend
+            task = nul_free(task)
+            text = task.model_dump_json(exclude={"updated_at"})
+        digest = hashlib.sha1(text.encode()).digest()
         with shared.lock:
             if shared.last.get(key) == digest:
                 return

@@ -109,6 +109,32 @@ def test_unfinished_includes_succeeded_but_not_downloaded(tmp_path: Path, journa
     assert sorted(t.id for t in journal.unfinished()) == ["running", "undownloaded"]
 
 
+def test_nul_characters_a_provider_sends_are_stored(tmp_path: Path, journal_at: At) -> None:
+    """PostgreSQL text cannot hold NUL: a provider_status, error or output text with one is
+    stored with U+FFFD in its place (on SQLite too, so both journals give the same task back)."""
+    journal = Journal(journal_at(tmp_path))
+    out = Output(kind="text", url="https://x/a\x00.txt", text="one\x00two", path=tmp_path / "a")
+    task = make_task(
+        status=Status.FAILED,
+        provider_status="FAIL\x00ED",
+        error="worker said \x00 and stopped",
+        provider_data={"raw\x00key": "v\x00", "escaped": "\\u0000 stays as typed"},
+        outputs=(out,),
+    )
+    journal.record(make_task(provider_status="IN\x00QUEUE"))
+    journal.record(task)
+    journal.flush()
+    back = journal.get("segmind", "t1")
+    assert back is not None and back.status is Status.FAILED
+    assert back.provider_status == "FAIL\ufffdED"
+    assert back.error == "worker said \ufffd and stopped"
+    assert back.provider_data == {"raw\ufffdkey": "v\ufffd", "escaped": "\\u0000 stays as typed"}
+    (stored,) = back.outputs
+    assert (stored.url, stored.text) == ("https://x/a\ufffd.txt", "one\ufffdtwo")
+    assert [s for s, _ in journal.status_changes("segmind", "t1")] == ["queued", "failed"]
+    journal.close()
+
+
 def test_replayed_snapshots_are_not_recorded_again(tmp_path: Path, journal_at: At) -> None:
     journal = Journal(journal_at(tmp_path))
     journal.record(make_task(replayed=True))
