@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
+import os
+import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -41,6 +45,55 @@ def _fail(message: str) -> int:
     first, *rest = [line.strip() for line in str(message).splitlines() if line.strip()] or [""]
     print(f"error: {first} {'; '.join(rest)}".rstrip(), file=sys.stderr)
     return 2
+
+
+#: Environment variables whose values are secrets wherever they appear: provider keys
+#: (`SEGMIND_API_KEY`, `FAL_KEY`, `REPLICATE_API_TOKEN`...), storage and database passwords.
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CONNECTION_STRING")
+#: Settings that may be URLs holding a password.
+_URL_SETTINGS = [f"GENWIDGETS_{name}" for name in ("JOURNAL", "CLAIMS", "BUDGETS", "STORE")]
+
+
+class _Scrubbed(logging.Formatter):
+    """A warning as the CLI prints it, ``warning: <message>``, with every database URL it uses
+    shown redacted (`_postgres.scrub`) and every secret variable's value as ***."""
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        super().__init__()
+        self.urls = [url for url in urls if url]
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ._postgres import scrub
+
+        text = f"{record.levelname.lower()}: {super().format(record)}"
+        for url in self.urls:
+            text = scrub(text, url)
+        secrets = [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8]
+        for secret in sorted(secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return scrub(text)
+
+
+@contextlib.contextmanager
+def _warnings_shown(args: argparse.Namespace) -> Iterator[None]:
+    """The library's warnings on stderr while a command runs: a line taken over from a dead
+    worker, a lost lease, a claims store or journal that went away. The library logs to no
+    handler of its own (`genwidgets/__init__`); the CLI is the application that shows them. A
+    spawned worker's stderr is its starter's, so the user sees every worker's."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    urls = [os.environ.get(name, "") for name in _URL_SETTINGS]
+    handler.setFormatter(_Scrubbed([*urls, getattr(args, "claims", None) or ""]))
+    logger = logging.getLogger("genwidgets")
+    level = logger.level
+    if not level or level > logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -243,6 +296,11 @@ def _team_batch(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    with _warnings_shown(args):
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         if args.command == "run":
             return _run(args)

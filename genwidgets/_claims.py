@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -42,6 +43,7 @@ from ._processes import pid_alive
 __all__ = ["Claims", "SQLiteClaims", "batch_identity", "is_postgres", "open_claims"]
 
 T = TypeVar("T")
+log = logging.getLogger("genwidgets.batch")
 
 #: States of a line: waiting, leased to a worker, ended (its entry kept). "failed" lines (ended
 #: otherwise than succeeded) are opened again by the next command that starts on the batch.
@@ -145,11 +147,23 @@ class _Base:
         with self._lock:
             return work()
 
-    def _takeable(self, rows: list[tuple[int, str | None, int | None]]) -> list[int]:
-        for line, host, _ in rows:
+    def _takeable(self, rows: list[tuple[Any, ...]]) -> list[int]:
+        """The lines of `rows` (line, host, pid, state, owner: open or expired) this worker may
+        take; a take-over from another worker is logged, as the user's only sign that one died
+        (or stalled past its lease)."""
+        for line, host, *_ in rows:
             if self.single_host and host not in (None, _HOST):
                 raise ConfigError(single_host_error(host, line))
-        return [line for line, host, pid in rows if not _alive_here(host, pid)]
+        taken = [row for row in rows if not _alive_here(row[1], row[2])]
+        from_others: dict[str, list[int]] = {}
+        for line, _, _, state, owner in taken:
+            if state == CLAIMED and owner != self.worker:
+                from_others.setdefault(owner, []).append(line)
+        for owner, lines in from_others.items():
+            named = f"line {lines[0]}" if len(lines) == 1 else f"lines {', '.join(map(str, lines))}"
+            log.warning("batch: %s taken over from worker %s: its lease expired (it died, or "
+                        "lost the claims store)", named, owner)  # fmt: skip
+        return [row[0] for row in taken]
 
 
 _T = "batch_claims"
@@ -227,8 +241,8 @@ class SQLiteClaims(_Base):
         def work(db: sqlite3.Connection) -> list[int]:
             now = time.time()
             rows = db.execute(
-                f"SELECT line, host, pid FROM {_T} WHERE batch = ? AND (state = 'open' OR "
-                "(state = 'claimed' AND expires_at < ?)) ORDER BY line LIMIT ?",
+                f"SELECT line, host, pid, state, owner FROM {_T} WHERE batch = ? AND "
+                "(state = 'open' OR (state = 'claimed' AND expires_at < ?)) ORDER BY line LIMIT ?",
                 (self.batch, now, limit),
             ).fetchall()
             lines = self._takeable(rows)

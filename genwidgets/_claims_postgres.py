@@ -39,7 +39,7 @@ SCHEMA = [
 ]
 
 _CLAIMABLE = (
-    f"SELECT line, host, pid FROM {_T} WHERE batch = %s AND (state = 'open' OR "
+    f"SELECT line, host, pid, state, owner FROM {_T} WHERE batch = %s AND (state = 'open' OR "
     "(state = 'claimed' AND expires_at < now())) ORDER BY line LIMIT %s FOR UPDATE SKIP LOCKED"
 )
 

@@ -197,6 +197,30 @@ def test_a_claims_url_with_a_password_is_never_shown(postgres: Any) -> None:
     claims.close()
 
 
+def test_the_cli_shows_warnings_without_passwords_or_keys(
+    postgres: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the CLI prints of a library warning: the claims URL redacted, its password and any
+    key's value (here a driver's text quoting them) as ***, and only while a command runs."""
+    import logging
+
+    from genwidgets.__main__ import _build_parser, _warnings_shown
+
+    monkeypatch.setenv("SEGMIND_API_KEY", "sk-segmind-secret-1")
+    args = _build_parser().parse_args(["batch", "jobs.jsonl", "--claims", postgres.url])
+    log = logging.getLogger("genwidgets.batch")
+    with _warnings_shown(args):
+        log.warning("batch: the claims store is unavailable (%s, password=%s, key %s)",
+                    postgres.url, postgres.password, "sk-segmind-secret-1")  # fmt: skip
+        log.info("batch: not shown")
+    log.warning("batch: after the command: not shown")
+    err = capsys.readouterr().err
+    assert err.startswith("warning: batch: the claims store is unavailable"), err
+    assert postgres.url_without_password in err and "***" in err
+    assert postgres.password not in err and "sk-segmind-secret-1" not in err
+    assert "not shown" not in err
+
+
 def test_a_live_workers_heartbeat_keeps_its_lines_from_other_machines(
     sb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -295,6 +319,32 @@ def test_a_killed_workers_running_tasks_are_reattached(sb: Any, tmp_path: Path) 
     assert all(e["status"] == "succeeded" for e in manifest) and len(manifest) == 8
     assert started <= {e["task_id"] for e in manifest}  # the killed worker's tasks, followed
     assert set(sb.stats()["submit_fingerprints"].values()) == {1}
+
+
+def test_the_cli_shows_a_take_over_on_stderr(sb: Any, pg_url: str, tmp_path: Path) -> None:
+    """A worker SIGKILLed with lines claimed: the command that takes them over (its spawned
+    workers, through --workers 2) says so on stderr, naming the dead worker, with no password
+    or key in what it prints."""
+    jobs = write_jobs(tmp_path / "jobs.jsonl", 8, marker="[slow]")  # 3 s each
+    env = cli_env(sb, tmp_path, GENWIDGETS_CLAIMS=pg_url)
+    first = subprocess.Popen(
+        batch_command(jobs, tmp_path / "out1", "--max-in-flight", "4", "--lease", "1"), env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    notes = tmp_path / "j.sqlite-submits"
+    wait_until(lambda: len(notes_of(notes, first.pid)[1]) == 4, "four tasks answered")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    done = subprocess.run(batch_command(jobs, tmp_path / "out2", "--workers", "2", "--lease", "1"),
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    shown = [line.partition("warning: ")[2] for line in done.stderr.splitlines()
+             if "taken over from worker" in line]  # (after the progress bar's last state)
+    assert shown and all(line.startswith("batch: line") for line in shown), done.stderr
+    assert sum(f"/{first.pid}/" in line for line in shown) >= 1, shown
+    password = pg_url.split("://", 1)[1].split("@", 1)[0].partition(":")[2]
+    assert password and password not in done.stderr + done.stdout
+    assert not [k for k in (*KEYS.values(), "test-key-fal") if k in done.stderr]
 
 
 def test_three_workers_one_killed_mid_run(sb: Any, pg_url: str, tmp_path: Path) -> None:
@@ -424,6 +474,8 @@ def test_workers_wait_out_a_database_restart(
     out, err = worker.communicate(timeout=120)
     assert worker.returncode == 0, err[-3000:]
     assert "8 succeeded" in out
+    assert "warning: batch: the claims store is unavailable" in err  # shown, and no password
+    assert postgres.password not in err
     assert set(sb.stats()["submit_fingerprints"].values()) == {1}
     assert len(read_manifest(tmp_path / "out" / "manifest.jsonl")) == 8
 
