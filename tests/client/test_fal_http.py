@@ -9,18 +9,13 @@ stream the sandbox serves beside the polled protocol.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import wave
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import av
 import httpx
 import pytest
-import stamina
 from httpx_sse import aconnect_sse
-from PIL import Image
 
 import genwidgets
 import genwidgets.providers
@@ -28,9 +23,9 @@ from genwidgets import AsyncClient, Status
 from genwidgets._transport import to_response
 from genwidgets.providers.fal import FalProvider
 from genwidgets.sandbox import Sandbox
-from genwidgets.testing import ProtocolSuite
+from tests.conftest import KEYS, SessionSandboxSuite, assert_real_media, requests_to
 
-KEY = "key-id:key-secret"
+KEY = KEYS["fal"]
 HEADERS = {"Authorization": f"Key {KEY}"}
 MODELS = {
     "image": "fal:fal-ai/flux/dev",
@@ -40,39 +35,8 @@ MODELS = {
 IMAGE = MODELS["image"]
 
 
-def assert_real_media(kind: str, data: bytes) -> None:
-    if kind == "image":
-        with Image.open(io.BytesIO(data)) as image:
-            assert image.size[0] > 0
-    elif kind == "audio":
-        with wave.open(io.BytesIO(data)) as sound:
-            assert sound.getnframes() > 0
-    else:
-        with av.open(io.BytesIO(data)) as container:
-            assert sum(1 for _ in container.decode(container.streams.video[0])) > 0
-
-
-def fal_client(sb: Any, tmp_path: Any, key: str = KEY, **options: Any) -> AsyncClient:
-    settings: dict[str, Any] = {"poll_interval": (0.05, 0.3), "retry_timeout": 20.0, **options}
-    return AsyncClient(
-        api_keys={"fal": key}, base_urls=sb.urls, cache_dir=tmp_path / "cache", **settings
-    )
-
-
-@pytest.fixture
-async def client(sb: Any, tmp_path: Any) -> AsyncIterator[AsyncClient]:
-    async with fal_client(sb, tmp_path) as c:
-        yield c
-
-
-@pytest.fixture
-def instant_retries() -> Iterator[None]:
-    with stamina.set_testing(True, attempts=100, cap=True):
-        yield
-
-
 def fal_requests(sb: Any) -> dict[str, int]:
-    return sb.stats()["requests"].get("fal", {})
+    return requests_to(sb, "fal")
 
 
 # ------------------------------------------------------------------------------ success
@@ -88,8 +52,10 @@ async def test_success_for_each_media_kind(client: AsyncClient, sb: Any, kind: s
     assert requests["submit"] == 1 and requests["result"] == 1  # the result is fetched once
 
 
-async def test_updates_walk_the_lifecycle_with_logs(sb: Any, tmp_path: Any) -> None:
-    async with fal_client(sb, tmp_path, poll_interval=(0.02, 0.05)) as client:
+async def test_updates_walk_the_lifecycle_with_logs(
+    sandbox_client: Callable[..., AsyncClient],
+) -> None:
+    async with sandbox_client(poll_interval=(0.02, 0.05)) as client:
         first = await client.submit(IMAGE, prompt="step by step [slow]")
         snapshots = [task async for task in client.updates(first)]
     statuses = [task.status for task in snapshots]
@@ -191,21 +157,10 @@ async def test_a_5xx_after_submit_is_not_retried(client: AsyncClient, sb: Any) -
 
 
 # ------------------------------------------------------------------------------ cancel
-@pytest.fixture(scope="module")
-def busy_fal() -> Iterator[Sandbox]:
-    with Sandbox(task_seconds=0.3, queue_seconds=5.0) as sb:
-        yield sb
-
-
-@pytest.fixture
-def long_queue(busy_fal: Sandbox) -> Sandbox:
-    """A sandbox whose requests wait 5 s in the queue (fal's concurrency cap, busy), fresh."""
-    busy_fal.reset()
-    return busy_fal
-
-
-async def test_queued_requests_know_their_position(long_queue: Sandbox, tmp_path: Any) -> None:
-    async with fal_client(long_queue, tmp_path) as client:
+async def test_queued_requests_know_their_position(
+    long_queue: Sandbox, sandbox_client: Callable[..., AsyncClient]
+) -> None:
+    async with sandbox_client(sandbox=long_queue) as client:
         first = await client.submit(IMAGE, prompt="first in line")
         second = await client.submit(IMAGE, prompt="behind it")
         assert (first.queue_position, second.queue_position) == (0, 1)
@@ -232,11 +187,11 @@ async def test_the_start_deadline_ends_a_request_that_never_started(long_queue: 
 
 
 async def test_the_tasks_deadline_is_fals_start_deadline(
-    long_queue: Sandbox, tmp_path: Any
+    long_queue: Sandbox, sandbox_client: Callable[..., AsyncClient]
 ) -> None:
     """With fal's queue busy (5 s), a 2 s deadline ends the request at fal itself, client or no
     client: COMPLETED with a 504 ``request_timeout`` result."""
-    async with fal_client(long_queue, tmp_path) as client:
+    async with sandbox_client(sandbox=long_queue) as client:
         task = await client.submit(IMAGE, prompt="in a hurry", deadline=2.0)
         await asyncio.sleep(2.4)
         ended = await client.get(task)  # one look, no deadline enforcement on this side
@@ -244,8 +199,10 @@ async def test_the_tasks_deadline_is_fals_start_deadline(
     assert "request_timeout" in (ended.error or "") and "HTTP 504" in (ended.error or "")
 
 
-async def test_cancel_ok_removes_a_queued_request(long_queue: Sandbox, tmp_path: Any) -> None:
-    async with fal_client(long_queue, tmp_path) as client:
+async def test_cancel_ok_removes_a_queued_request(
+    long_queue: Sandbox, sandbox_client: Callable[..., AsyncClient]
+) -> None:
+    async with sandbox_client(sandbox=long_queue) as client:
         task = await client.submit(IMAGE, prompt="never mind")
         cancelled = await client.cancel(task)
         assert cancelled.status is Status.CANCELLED and cancelled.provider_status == "OK"
@@ -302,15 +259,15 @@ async def test_a_passed_deadline_cancels_at_fal(client: AsyncClient, sb: Any) ->
 
 
 # ------------------------------------------------------------------------------ keys
-async def test_bad_key_is_an_auth_error(sb: Any, tmp_path: Any) -> None:
-    async with fal_client(sb, tmp_path, key="bad-key") as bad:
+async def test_bad_key_is_an_auth_error(sandbox_client: Callable[..., AsyncClient]) -> None:
+    async with sandbox_client({"fal": "bad-key"}) as bad:
         with pytest.raises(genwidgets.AuthError) as info:
             await bad.submit(IMAGE, prompt="let me in")
     assert "bad-key" not in str(info.value) and "No user found" in str(info.value)
 
 
-async def test_empty_balance_is_a_quota_error(sb: Any, tmp_path: Any) -> None:
-    async with fal_client(sb, tmp_path, key="no-quota-key") as broke:
+async def test_empty_balance_is_a_quota_error(sandbox_client: Callable[..., AsyncClient]) -> None:
+    async with sandbox_client({"fal": "no-quota-key"}) as broke:
         with pytest.raises(genwidgets.QuotaError, match="Exhausted balance"):
             await broke.submit(IMAGE, prompt="on credit")
 
@@ -377,7 +334,7 @@ async def test_status_stream_keeps_alive_while_queued() -> None:
 
 
 # ------------------------------------------------------------------------------ the test kit
-class TestFalProtocol(ProtocolSuite):
+class TestFalProtocol(SessionSandboxSuite):
     """The plugin test kit's round trips (what every adapter passes), on fal's protocol."""
 
     # the digest's documented shapes are tested in tests/providers/test_fal.py, in its format
@@ -385,8 +342,3 @@ class TestFalProtocol(ProtocolSuite):
     provider = "fal"
     models = {kind: model.removeprefix("fal:") for kind, model in MODELS.items()}
     api_key = KEY
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def protocol_sandbox(cls, sandbox: Any) -> Iterator[Any]:
-        yield sandbox  # the session's

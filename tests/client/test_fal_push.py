@@ -10,9 +10,10 @@ capped and have connections of their own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import statistics
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -22,27 +23,26 @@ import genwidgets._events
 import genwidgets._transport
 from genwidgets import AsyncClient, Status
 from genwidgets.sandbox import Sandbox
+from tests.conftest import requests_to
 
-KEY = "key-id:key-secret"
 IMAGE = "fal:fal-ai/flux/dev"
 
 
-def fal_client(sb: Any, tmp_path: Any, **options: Any) -> AsyncClient:
-    # fal's own poll schedule (0.5 s, backing off to 5 s): what the stream replaces
-    settings: dict[str, Any] = {"retry_timeout": 20.0, **options}
-    return AsyncClient(
-        api_keys={"fal": KEY}, base_urls=sb.urls, cache_dir=tmp_path / "cache", **settings
-    )
+@pytest.fixture
+def fal_client(sandbox_client: Callable[..., AsyncClient]) -> Callable[..., AsyncClient]:
+    """`sandbox_client` on fal's own poll schedule (0.5 s, backing off to 5 s): what the stream
+    replaces."""
+    return functools.partial(sandbox_client, poll_interval=None)
 
 
 @pytest.fixture
-async def client(sb: Any, tmp_path: Any) -> AsyncIterator[AsyncClient]:
-    async with fal_client(sb, tmp_path) as c:
+async def client(fal_client: Callable[..., AsyncClient]) -> AsyncIterator[AsyncClient]:
+    async with fal_client() as c:
         yield c
 
 
 def fal_requests(sb: Any) -> dict[str, int]:
-    return dict(sb.stats()["requests"].get("fal", {}))
+    return requests_to(sb, "fal")
 
 
 async def streamed(sb: Any, connections: int = 1, within: float = 10.0) -> None:
@@ -83,8 +83,10 @@ async def test_done_within_a_tenth_of_a_second_with_one_stream_and_one_result(
     assert requests == {"submit": 6, "stream": 6, "result": 6}  # not one status poll
 
 
-async def test_the_stream_brings_every_status_and_the_log(sb: Any, tmp_path: Any) -> None:
-    async with fal_client(sb, tmp_path) as client:
+async def test_the_stream_brings_every_status_and_the_log(
+    sb: Any, fal_client: Callable[..., AsyncClient]
+) -> None:
+    async with fal_client() as client:
         first = await client.submit(IMAGE, prompt="step by step [slow]")
         snapshots = [task async for task in client.updates(first)]
     statuses = [task.status for task in snapshots]
@@ -122,21 +124,10 @@ async def test_a_cancellation_requested_while_streaming_ends_in_499(
     assert fal_requests(sb) == {"submit": 1, "stream": 1, "cancel": 1, "result": 1}
 
 
-@pytest.fixture(scope="module")
-def busy_fal() -> Iterator[Sandbox]:
-    with Sandbox(task_seconds=0.3, queue_seconds=5.0) as sb:
-        yield sb
-
-
-@pytest.fixture
-def long_queue(busy_fal: Sandbox) -> Sandbox:
-    """A sandbox whose requests wait 5 s in the queue (fal's concurrency cap, busy), fresh."""
-    busy_fal.reset()
-    return busy_fal
-
-
-async def test_cancel_while_streaming_closes_the_stream(long_queue: Sandbox, tmp_path: Any) -> None:
-    async with fal_client(long_queue, tmp_path) as client:
+async def test_cancel_while_streaming_closes_the_stream(
+    long_queue: Sandbox, fal_client: Callable[..., AsyncClient]
+) -> None:
+    async with fal_client(sandbox=long_queue) as client:
         task = await client.submit(IMAGE, prompt="never mind")
         waiting = asyncio.ensure_future(client.wait(task, timeout=30))
         await streamed(long_queue)
@@ -150,9 +141,9 @@ async def test_cancel_while_streaming_closes_the_stream(long_queue: Sandbox, tmp
 
 
 async def test_a_deadline_cancels_a_streamed_task_and_closes_its_stream(
-    long_queue: Sandbox, tmp_path: Any
+    long_queue: Sandbox, fal_client: Callable[..., AsyncClient]
 ) -> None:
-    async with fal_client(long_queue, tmp_path) as client:
+    async with fal_client(sandbox=long_queue) as client:
         with pytest.raises(genwidgets.DeadlineExceeded):
             await client.run(IMAGE, prompt="too slow", timeout=0.5)
         assert len(client._operations.task_streams) == 0
@@ -161,9 +152,9 @@ async def test_a_deadline_cancels_a_streamed_task_and_closes_its_stream(
 
 
 async def test_a_wait_timeout_closes_the_stream_and_the_task_goes_on(
-    long_queue: Sandbox, tmp_path: Any
+    long_queue: Sandbox, fal_client: Callable[..., AsyncClient]
 ) -> None:
-    async with fal_client(long_queue, tmp_path) as client:
+    async with fal_client(sandbox=long_queue) as client:
         task = await client.submit(IMAGE, prompt="later")
         with pytest.raises(genwidgets.WaitTimeout):
             await client.wait(task, timeout=0.3)
@@ -225,14 +216,14 @@ async def test_open_streams_are_capped_and_the_rest_polled(client: AsyncClient, 
 
 
 async def test_open_streams_never_take_the_connections_requests_need(
-    long_queue: Sandbox, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    long_queue: Sandbox, fal_client: Callable[..., AsyncClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A pool with room for 3 requests and 8 streams: 8 tasks streamed through their 5 s in the
     queue, and another submit and a poll still go at once."""
     monkeypatch.setattr(genwidgets._transport, "MAX_CONNECTIONS", 3)
     monkeypatch.setattr(genwidgets._transport, "MAX_TASK_STREAMS", 8)
     monkeypatch.setattr(genwidgets._events, "MAX_TASK_STREAMS", 8)
-    async with fal_client(long_queue, tmp_path, timeout=5.0) as client:
+    async with fal_client(sandbox=long_queue, timeout=5.0) as client:
         first = [await client.submit(IMAGE, prompt=f"crowd {i}") for i in range(8)]
         waiting = [asyncio.ensure_future(client.wait(task, timeout=60)) for task in first]
         await streamed(long_queue, 8, within=3.0)
@@ -260,12 +251,12 @@ async def test_a_task_streamed_to_its_end_teaches_its_true_duration(
 
 
 async def test_a_stream_open_is_a_request_of_the_budget(
-    sb: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    sb: Any, fal_client: Callable[..., AsyncClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under a fal budget (600/min, 2 in flight), each stream open spends one status request
     of the rate, and no more streams are open than tasks in flight."""
     limits = genwidgets.Limits(requests_per_minute=600, max_in_flight=2)
-    async with fal_client(sb, tmp_path, budgets={"fal": limits}) as client:
+    async with fal_client(budgets={"fal": limits}) as client:
         budget = client.budget("fal")
         assert budget is not None
         spend, kinds, open_streams = budget.spend, [], []

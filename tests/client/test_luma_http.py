@@ -2,53 +2,17 @@
 
 from __future__ import annotations
 
-import io
-import wave
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import av
 import pytest
-import stamina
-from PIL import Image
 
 import genwidgets
 from genwidgets import AsyncClient, Status
-from genwidgets.testing import ProtocolSuite
+from tests.conftest import SessionSandboxSuite, assert_real_media
 
-KEY = "test-key-luma"
 MODELS = {"image": "photon-flash-1", "video": "ray-2"}
 IMAGE = "luma:photon-1"
-
-
-def assert_real_media(kind: str, data: bytes) -> None:
-    if kind == "image":
-        with Image.open(io.BytesIO(data)) as image:
-            assert image.size[0] > 0
-    elif kind == "audio":
-        with wave.open(io.BytesIO(data)) as sound:
-            assert sound.getnframes() > 0
-    else:
-        with av.open(io.BytesIO(data)) as container:
-            assert sum(1 for _ in container.decode(container.streams.video[0])) > 0
-
-
-@pytest.fixture
-async def client(sb: Any, tmp_path: Any) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(
-        api_keys={"luma": KEY},
-        base_urls=sb.urls,
-        cache_dir=tmp_path / "cache",
-        poll_interval=(0.05, 0.3),
-        retry_timeout=20.0,
-    ) as c:
-        yield c
-
-
-@pytest.fixture
-def instant_retries() -> Iterator[None]:
-    with stamina.set_testing(True, attempts=100, cap=True):
-        yield
 
 
 @pytest.mark.parametrize("kind", ["image", "video"])
@@ -139,18 +103,14 @@ async def test_a_passed_deadline_stops_following_and_says_it_may_still_bill(
     assert sb.stats()["deletes"] == 0  # never "cancelled" by deleting it
 
 
-async def test_no_quota_key_is_a_quota_error(sb: Any, tmp_path: Any) -> None:
-    async with AsyncClient(
-        api_keys={"luma": "no-quota-key"}, base_urls=sb.urls, cache_dir=tmp_path
-    ) as broke:
+async def test_no_quota_key_is_a_quota_error(sandbox_client: Callable[..., AsyncClient]) -> None:
+    async with sandbox_client({"luma": "no-quota-key"}) as broke:
         with pytest.raises(genwidgets.QuotaError):
             await broke.submit(IMAGE, prompt="on credit")
 
 
-async def test_bad_key_is_an_auth_error(sb: Any, tmp_path: Any) -> None:
-    async with AsyncClient(
-        api_keys={"luma": "bad-key"}, base_urls=sb.urls, cache_dir=tmp_path
-    ) as bad:
+async def test_bad_key_is_an_auth_error(sandbox_client: Callable[..., AsyncClient]) -> None:
+    async with sandbox_client({"luma": "bad-key"}) as bad:
         with pytest.raises(genwidgets.AuthError) as info:
             await bad.submit(IMAGE, prompt="let me in")
     assert "bad-key" not in str(info.value)
@@ -177,15 +137,14 @@ async def test_bad_params(client: AsyncClient, sb: Any) -> None:
         await client.submit("luma:no-such-model", prompt="x")
 
 
-async def test_the_key_leaks_nowhere(sb: Any, tmp_path: Any, caplog: Any) -> None:
+async def test_the_key_leaks_nowhere(
+    sb: Any, tmp_path: Any, caplog: Any, sandbox_client: Callable[..., AsyncClient]
+) -> None:
     secret = "SENTINEL-luma-7f3a9c1e"
     caplog.set_level("DEBUG")
     sb.set_faults(error_rate=0.3, seed=5)
     seen: list[str] = []
-    async with AsyncClient(
-        api_keys={"luma": secret}, base_urls=sb.urls, cache_dir=tmp_path / "cache",
-        journal=tmp_path / "journal.sqlite", poll_interval=(0.05, 0.3),
-    ) as client:  # fmt: skip
+    async with sandbox_client({"luma": secret}, journal=tmp_path / "journal.sqlite") as client:
         seen.append(repr(client.provider("luma")))
         done = await client.run(IMAGE, prompt="keep it secret")
         failed = await client.wait(await client.submit(IMAGE, prompt="x [fail]"))
@@ -196,14 +155,9 @@ async def test_the_key_leaks_nowhere(sb: Any, tmp_path: Any, caplog: Any) -> Non
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
 
 
-class TestLumaProtocol(ProtocolSuite):
+class TestLumaProtocol(SessionSandboxSuite):
     """The test kit's round trips (what every protocol must survive), on the session sandbox."""
 
     provider = "luma"
     models = {"image": "photon-1", "video": "ray-2"}
     params = {}
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def protocol_sandbox(cls, sandbox: Any) -> Iterator[Any]:
-        yield sandbox

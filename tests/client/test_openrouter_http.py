@@ -2,44 +2,16 @@
 
 from __future__ import annotations
 
-import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import av
 import pytest
-import stamina
 
 import genwidgets
 from genwidgets import AsyncClient, Status
-from genwidgets.testing import ProtocolSuite
+from tests.conftest import SessionSandboxSuite, assert_real_media
 
 MODEL = "openrouter:google/veo-3.1"
-KEY = "sk-or-test-key"
-
-
-@pytest.fixture
-async def client(sb: Any, tmp_path: Any) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(
-        api_keys={"openrouter": KEY},
-        base_urls=sb.urls,
-        cache_dir=tmp_path / "cache",
-        poll_interval=(0.05, 0.3),
-        retry_timeout=20.0,
-    ) as c:
-        yield c
-
-
-@pytest.fixture
-def instant_retries() -> Iterator[None]:
-    with stamina.set_testing(True, attempts=100, cap=True):
-        yield
-
-
-def assert_video(data: bytes) -> None:
-    with av.open(io.BytesIO(data)) as container:
-        stream = container.streams.video[0]
-        assert sum(1 for _ in container.decode(stream)) > 0
 
 
 async def test_a_video_is_made_paid_for_and_downloaded_with_the_key(
@@ -51,7 +23,7 @@ async def test_a_video_is_made_paid_for_and_downloaded_with_the_key(
     (output,) = task.outputs
     assert output.kind == "video" and output.url and "/content?index=0" in output.url
     assert output.path is not None
-    assert_video(output.path.read_bytes())
+    assert_real_media("video", output.path.read_bytes())
     stats = sb.stats()
     assert stats["requests"]["openrouter"]["content"] == 1
     assert stats["statuses_by_provider"]["openrouter"].get("401", 0) == 0  # key was sent
@@ -121,12 +93,10 @@ async def test_submit_5xx_is_not_retried(client: AsyncClient, sb: Any) -> None:
 
 
 async def test_bad_key_no_credits_and_missing_key(
-    sb: Any, tmp_path: Any, monkeypatch: Any
+    sandbox_client: Callable[..., AsyncClient], tmp_path: Any, monkeypatch: Any
 ) -> None:
     for key, error in (("bad-key", genwidgets.AuthError), ("no-quota-key", genwidgets.QuotaError)):
-        async with AsyncClient(
-            api_keys={"openrouter": key}, base_urls=sb.urls, cache_dir=tmp_path
-        ) as other:
+        async with sandbox_client({"openrouter": key}) as other:
             with pytest.raises(error) as info:
                 await other.submit(MODEL, prompt="let me in", duration=1)
         assert key not in str(info.value)
@@ -153,7 +123,7 @@ async def test_no_cancel(client: AsyncClient) -> None:
         await client.cancel(task)
 
 
-class TestOpenRouterProtocol(ProtocolSuite):
+class TestOpenRouterProtocol(SessionSandboxSuite):
     """The plugin test kit's round trips (genwidgets.testing), over OpenRouter's protocol."""
 
     provider = "openrouter"
@@ -161,8 +131,3 @@ class TestOpenRouterProtocol(ProtocolSuite):
     params = {"google/veo-3.1": {"duration": 1}}
     # the documented shapes are tested in tests/providers/, in their own format
     test_documented_shapes = None  # type: ignore[assignment]
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def protocol_sandbox(cls, sandbox: Any) -> Iterator[Any]:
-        yield sandbox  # the session's

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import io
 import time
-import wave
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-import av
 import httpx
 import pytest
-import stamina
-from PIL import Image
 
 import genwidgets
 from genwidgets import AsyncClient, Status
 from genwidgets.providers import Response
 from genwidgets.providers.replicate import ReplicateProvider
-from genwidgets.testing import ProtocolSuite
+from tests.conftest import KEYS, SessionSandboxSuite, assert_real_media, requests_to
 
-KEY = "r8_sandbox-key"
+KEY = KEYS["replicate"]
 FLUX = "replicate:black-forest-labs/flux-schnell"  # in the catalogue: a short job (Prefer: wait)
 IMAGE = "replicate:acme/sdxl-image"  # not in the catalogue: plain create, then polls
 VIDEO = "replicate:bytedance/seedance-1-pro"
@@ -30,37 +25,8 @@ TEXT = "replicate:meta/meta-llama-3-8b-instruct"
 VERSION = "a" * 64
 
 
-@pytest.fixture
-async def client(sb: Any, tmp_path: Any) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(
-        api_keys={"replicate": KEY},
-        base_urls=sb.urls,
-        cache_dir=tmp_path / "cache",
-        poll_interval=(0.05, 0.3),
-        retry_timeout=20.0,
-    ) as c:
-        yield c
-
-
-@pytest.fixture
-def instant_retries() -> Iterator[None]:
-    with stamina.set_testing(True, attempts=100, cap=True):
-        yield
-
-
 def requests(sb: Any) -> dict[str, int]:
-    return dict(sb.stats()["requests"].get("replicate", {}))
-
-
-def real_media(kind: str, data: bytes) -> bool:
-    if kind == "image":
-        with Image.open(io.BytesIO(data)) as image:
-            return image.size[0] > 0
-    if kind == "audio":
-        with wave.open(io.BytesIO(data)) as sound:
-            return sound.getnframes() > 0
-    with av.open(io.BytesIO(data)) as container:
-        return sum(1 for _ in container.decode(container.streams.video[0])) > 0
+    return requests_to(sb, "replicate")
 
 
 # ----------------------------------------------------------------------------------- success
@@ -81,7 +47,7 @@ async def test_success_for_each_media_kind(
     assert task.status is Status.SUCCEEDED and task.provider_status == "succeeded"
     (output,) = task.outputs
     assert output.kind == kind and output.path is not None
-    assert real_media(kind, output.path.read_bytes())
+    assert_real_media(kind, output.path.read_bytes())
     assert task.usage is not None and task.usage["predict_time"] > 0
     assert task.created_at and task.started_at and task.finished_at
     # the sandbox served `output` in the shape this kind has at Replicate
@@ -252,19 +218,15 @@ async def test_create_5xx_is_not_retried(client: AsyncClient, sb: Any) -> None:
 
 
 # ----------------------------------------------------------------------------------- refusals
-async def test_bad_key_is_an_auth_error(sb: Any, tmp_path: Any) -> None:
-    async with AsyncClient(
-        api_keys={"replicate": "bad-key"}, base_urls=sb.urls, cache_dir=tmp_path
-    ) as bad:
+async def test_bad_key_is_an_auth_error(sandbox_client: Callable[..., AsyncClient]) -> None:
+    async with sandbox_client({"replicate": "bad-key"}) as bad:
         with pytest.raises(genwidgets.AuthError, match="valid authentication token") as info:
             await bad.submit(IMAGE, prompt="let me in")
     assert "bad-key" not in str(info.value)
 
 
-async def test_no_credit_is_a_quota_error(sb: Any, tmp_path: Any) -> None:
-    async with AsyncClient(
-        api_keys={"replicate": "no-quota-key"}, base_urls=sb.urls, cache_dir=tmp_path
-    ) as broke:
+async def test_no_credit_is_a_quota_error(sandbox_client: Callable[..., AsyncClient]) -> None:
+    async with sandbox_client({"replicate": "no-quota-key"}) as broke:
         with pytest.raises(genwidgets.QuotaError, match="insufficient credit"):
             await broke.submit(IMAGE, prompt="on credit")
 
@@ -311,7 +273,7 @@ async def test_unknown_model_or_version_at_the_provider(
 
 
 # ----------------------------------------------------------------------------------- test kit
-class TestReplicateProtocol(ProtocolSuite):
+class TestReplicateProtocol(SessionSandboxSuite):
     """The adapter contract and the kit's round trips (genwidgets.testing), on the session's
     sandbox; outside the catalogue first, so the kit's cancel meets a plain create."""
 
@@ -321,8 +283,3 @@ class TestReplicateProtocol(ProtocolSuite):
         "video": VIDEO.partition(":")[2],
         "audio": AUDIO.partition(":")[2],
     }
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def protocol_sandbox(cls, sandbox: Any) -> Any:
-        return sandbox

@@ -8,39 +8,18 @@ operation), so there is no image case here.
 from __future__ import annotations
 
 import asyncio
-import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import av
 import httpx
 import pytest
-import stamina
 
 import genwidgets
 from genwidgets import AsyncClient, Status
-from genwidgets.testing import ProtocolSuite
+from tests.conftest import KEYS, SessionSandboxSuite, assert_real_media
 
 MODEL = "veo:veo-3.0-fast-generate-001"
-KEY = "AIza-sandbox-key"
-
-
-@pytest.fixture
-async def client(sb: Any, tmp_path: Any) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(
-        api_keys={"veo": KEY},
-        base_urls=sb.urls,
-        cache_dir=tmp_path / "cache",
-        poll_interval=(0.05, 0.3),
-        retry_timeout=20.0,
-    ) as c:
-        yield c
-
-
-@pytest.fixture
-def instant_retries() -> Iterator[None]:
-    with stamina.set_testing(True, attempts=100, cap=True):
-        yield
+KEY = KEYS["veo"]
 
 
 async def test_a_video_comes_through_the_keyed_redirecting_file_download(
@@ -51,8 +30,7 @@ async def test_a_video_comes_through_the_keyed_redirecting_file_download(
     (output,) = task.outputs
     assert output.kind == "video" and output.url and ":download?alt=media" in output.url
     assert output.path is not None
-    with av.open(io.BytesIO(output.path.read_bytes())) as container:
-        assert sum(1 for _ in container.decode(container.streams.video[0])) > 0
+    assert_real_media("video", output.path.read_bytes())
     requests = sb.stats()["requests"]["veo"]
     # The Files API got the key (else a 403/400 there); storage got the bytes and no key.
     assert requests["download"] == 1 and requests["media"] == 1
@@ -128,9 +106,11 @@ async def test_submit_5xx_is_not_retried(client: AsyncClient, sb: Any) -> None:
     assert list(sb.stats()["submit_fingerprints"].values()) == [1]
 
 
-async def test_a_bad_key_answered_400_is_an_auth_error(sb: Any, tmp_path: Any) -> None:
+async def test_a_bad_key_answered_400_is_an_auth_error(
+    sandbox_client: Callable[..., AsyncClient],
+) -> None:
     for key, error in (("bad-key", genwidgets.AuthError), ("no-quota-key", genwidgets.QuotaError)):
-        async with AsyncClient(api_keys={"veo": key}, base_urls=sb.urls, cache_dir=tmp_path) as c:
+        async with sandbox_client({"veo": key}) as c:
             with pytest.raises(error) as info:
                 await c.submit(MODEL, prompt="let me in")
         assert info.value.status_code == 400  # type: ignore[attr-defined]
@@ -163,7 +143,7 @@ async def test_no_cancel(client: AsyncClient) -> None:
         await client.cancel(task)
 
 
-class TestVeoProtocol(ProtocolSuite):
+class TestVeoProtocol(SessionSandboxSuite):
     """The plugin test kit's round trips (genwidgets.testing), over Veo's protocol."""
 
     provider = "veo"
@@ -171,8 +151,3 @@ class TestVeoProtocol(ProtocolSuite):
     params = {"veo-3.0-fast-generate-001": {"durationSeconds": 4}}
     # the documented shapes are tested in tests/providers/, in their own format
     test_documented_shapes = None  # type: ignore[assignment]
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def protocol_sandbox(cls, sandbox: Any) -> Iterator[Any]:
-        yield sandbox  # the session's
