@@ -17,8 +17,7 @@ import pytest
 import genwidgets
 from genwidgets import AsyncClient
 from genwidgets._batch import abatch, read_jobs, summarize
-
-KEYS = {p: f"test-key-{p}" for p in ("onerouter", "rixapi", "segmind", "netmind", "oxen")}
+from tests.conftest import KEYS
 
 
 def write_jobs(path: Path, n: int, slow: bool = False) -> Path:

@@ -23,9 +23,8 @@ import pytest
 from genwidgets import ConfigError
 from genwidgets import _claims as claims_module
 from genwidgets._claims import SQLiteClaims, batch_identity, open_claims
-from tests.conftest import pg_schema
+from tests.conftest import KEYS, pg_schema
 
-KEYS = {p: f"test-key-{p}" for p in ("onerouter", "rixapi", "segmind", "netmind", "oxen")}
 #: fal answers in one short poll cycle (0.5 s): 300 lines stay quick.
 MODEL = "fal:fal-ai/flux/schnell"
 

@@ -24,8 +24,8 @@ import pytest
 
 from genwidgets import AsyncClient, GenError, Status
 from genwidgets.journal import Journal
+from tests.conftest import KEYS
 
-KEYS = {p: f"test-key-{p}" for p in ("onerouter", "rixapi", "segmind", "netmind", "oxen")}
 MODELS = [
     "onerouter:acme/text-to-image",
     "rixapi:flux-pro",

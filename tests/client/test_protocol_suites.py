@@ -4,22 +4,12 @@ sandbox's own fault pipeline, the real client, real HTTP)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
-
-from genwidgets.testing import ProtocolSuite
+from tests.conftest import SessionSandboxSuite
 
 
-class _Seed(ProtocolSuite):
+class _Seed(SessionSandboxSuite):
     # their documented shapes are tested in tests/providers/test_<name>.py, in their own format
     test_documented_shapes = None  # type: ignore[assignment]
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def protocol_sandbox(cls, sandbox: Any) -> Iterator[Any]:
-        yield sandbox  # the session's
 
 
 class TestOneRouter(_Seed):

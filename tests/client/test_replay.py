@@ -13,8 +13,7 @@ import pytest
 import genwidgets
 from genwidgets import AsyncClient, Status
 from genwidgets.journal import Journal
-
-KEYS = {p: f"test-key-{p}" for p in ("onerouter", "rixapi", "segmind", "netmind", "oxen")}
+from tests.conftest import KEYS
 
 
 def make_client(sb: Any, root: Path, **options: Any) -> AsyncClient:

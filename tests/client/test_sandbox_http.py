@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import io
-import wave
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
-import av
 import pytest
-import stamina
-from PIL import Image
 
 import genwidgets
 from genwidgets import AsyncClient, Status
+from tests.conftest import KEYS, assert_real_media
 
-KEYS = {p: f"test-key-{p}" for p in ("onerouter", "rixapi", "segmind", "netmind", "oxen")}
 REMOTE = ["onerouter", "rixapi", "segmind", "netmind", "oxen"]
 
 MODELS = {
@@ -37,20 +32,6 @@ MODELS = {
 }
 
 
-def assert_real_media(kind: str, data: bytes) -> None:
-    if kind == "image":
-        with Image.open(io.BytesIO(data)) as image:
-            assert image.size[0] > 0
-    elif kind == "audio":
-        with wave.open(io.BytesIO(data)) as sound:
-            assert sound.getnframes() > 0
-    else:
-        with av.open(io.BytesIO(data)) as container:
-            stream = container.streams.video[0]
-            assert stream.codec_context.name == "h264"
-            assert sum(1 for _ in container.decode(stream)) > 0
-
-
 @pytest.mark.parametrize("kind", ["image", "video", "audio"])
 @pytest.mark.parametrize("provider", REMOTE)
 async def test_success_for_each_media_kind(client: AsyncClient, provider: str, kind: str) -> None:
@@ -63,7 +44,7 @@ async def test_success_for_each_media_kind(client: AsyncClient, provider: str, k
     assert output.kind == kind
     assert output.path is not None and output.path.exists()
     assert output.sha256 and output.path.name.startswith(output.sha256)
-    assert_real_media(kind, output.path.read_bytes())
+    assert_real_media(kind, output.path.read_bytes(), codec="h264")
 
 
 async def test_updates_walk_the_lifecycle(client: AsyncClient) -> None:
@@ -93,13 +74,6 @@ async def test_404_after_retention_is_expired(client: AsyncClient, sb: Any, prov
     assert task.status is Status.EXPIRED
     with pytest.raises(genwidgets.TaskExpired):
         await client.run(f"{provider}:{MODELS[provider, 'image']}", prompt="gone again [slow]")
-
-
-@pytest.fixture
-def instant_retries() -> Iterator[None]:
-    """stamina's retries without their backoff, where the retrying is tested, not the wait."""
-    with stamina.set_testing(True, attempts=100, cap=True):  # cap: the client's own attempts
-        yield
 
 
 @pytest.mark.usefixtures("instant_retries")
@@ -165,11 +139,11 @@ async def test_cancel_is_refused_where_the_provider_has_none(client: AsyncClient
         await client.cancel(task)
 
 
-async def test_oxen_completion_arrives_over_sse(sb: Any, tmp_path: Any) -> None:
+async def test_oxen_completion_arrives_over_sse(
+    sb: Any, sandbox_client: Callable[..., AsyncClient]
+) -> None:
     # Polls so slow that only the pushed event can finish this in time.
-    async with AsyncClient(
-        api_keys=KEYS, base_urls=sb.urls, cache_dir=tmp_path, poll_interval=(60.0, 60.0)
-    ) as slow_poller:
+    async with sandbox_client(poll_interval=(60.0, 60.0)) as slow_poller:
         task = await slow_poller.submit("oxen:flux-image", prompt="pushed to me")
         done = await slow_poller.wait(task, timeout=15)
     assert done.status is Status.SUCCEEDED
@@ -178,10 +152,10 @@ async def test_oxen_completion_arrives_over_sse(sb: Any, tmp_path: Any) -> None:
 
 
 @pytest.mark.parametrize("provider", REMOTE)
-async def test_bad_key_is_an_auth_error(sb: Any, tmp_path: Any, provider: str) -> None:
-    async with AsyncClient(
-        api_keys={provider: "bad-key"}, base_urls=sb.urls, cache_dir=tmp_path
-    ) as bad:
+async def test_bad_key_is_an_auth_error(
+    sandbox_client: Callable[..., AsyncClient], provider: str
+) -> None:
+    async with sandbox_client({provider: "bad-key"}) as bad:
         with pytest.raises(genwidgets.AuthError) as info:
             await bad.submit(f"{provider}:{MODELS[provider, 'image']}", prompt="let me in")
     assert "bad-key" not in str(info.value)

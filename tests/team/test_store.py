@@ -25,8 +25,8 @@ from genwidgets._cache import Cache
 from genwidgets._models import Output
 from genwidgets._store import Store, open_store
 from genwidgets.journal import Journal
+from tests.conftest import KEYS
 
-KEYS = {p: f"test-key-{p}" for p in ("onerouter", "rixapi", "segmind", "netmind", "oxen")}
 MODEL = "segmind:seedream-4.5"
 
 
