@@ -33,6 +33,25 @@ KEYS = {
     "openrouter": "sk-or-test-key",
 }
 
+# A model of each kind on each seed protocol, as the sandbox serves them (provider, kind) -> name.
+SEED_MODELS = {
+    ("onerouter", "image"): "acme/text-to-image",
+    ("onerouter", "video"): "bytedance/seedance-video",
+    ("onerouter", "audio"): "acme/text-to-audio",
+    ("rixapi", "image"): "flux-pro",
+    ("rixapi", "video"): "kling-v3/text-to-video",
+    ("rixapi", "audio"): "suno-music",
+    ("segmind", "image"): "seedream-4.5",
+    ("segmind", "video"): "kling-video",
+    ("segmind", "audio"): "tts-audio",
+    ("netmind", "image"): "Qwen/Qwen-Image",
+    ("netmind", "video"): "acme/text-to-video",
+    ("netmind", "audio"): "hkchengrex/MMAudio",
+    ("oxen", "image"): "flux-image",
+    ("oxen", "video"): "kling-video-v2-6-pro-text-to-video",
+    ("oxen", "audio"): "acme-audio",
+}
+
 
 def assert_real_media(kind: str, data: bytes, *, codec: str | None = None) -> None:
     """`data` decodes as a `kind` (image, audio, else video; with `codec`, a video in it)."""

@@ -9,27 +9,11 @@ import pytest
 
 import genwidgets
 from genwidgets import AsyncClient, Status
-from tests.conftest import KEYS, assert_real_media
+from tests.conftest import KEYS, SEED_MODELS, assert_real_media
 
 REMOTE = ["onerouter", "rixapi", "segmind", "netmind", "oxen"]
 
-MODELS = {
-    ("onerouter", "image"): "acme/text-to-image",
-    ("onerouter", "video"): "bytedance/seedance-video",
-    ("onerouter", "audio"): "acme/text-to-audio",
-    ("rixapi", "image"): "flux-pro",
-    ("rixapi", "video"): "kling-v3/text-to-video",
-    ("rixapi", "audio"): "suno-music",
-    ("segmind", "image"): "seedream-4.5",
-    ("segmind", "video"): "kling-video",
-    ("segmind", "audio"): "tts-audio",
-    ("netmind", "image"): "Qwen/Qwen-Image",
-    ("netmind", "video"): "acme/text-to-video",
-    ("netmind", "audio"): "hkchengrex/MMAudio",
-    ("oxen", "image"): "flux-image",
-    ("oxen", "video"): "kling-video-v2-6-pro-text-to-video",
-    ("oxen", "audio"): "acme-audio",
-}
+MODELS = SEED_MODELS
 
 
 @pytest.mark.parametrize("kind", ["image", "video", "audio"])

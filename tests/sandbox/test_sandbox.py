@@ -31,26 +31,11 @@ from genwidgets.sandbox import PROVIDERS as SERVED  # every protocol found (plug
 from genwidgets.sandbox.__main__ import main as cli_main
 from genwidgets.sandbox._result_files import MAX_MEDIA_SECONDS, requested_seconds
 from genwidgets.sandbox._state import kind_for
+from tests.conftest import SEED_MODELS
 
 PROVIDERS = ["onerouter", "rixapi", "segmind", "netmind", "oxen"]
 KEY = "test-key"
-MODELS = {
-    ("onerouter", "image"): "acme/text-to-image",
-    ("onerouter", "video"): "bytedance/seedance-video",
-    ("onerouter", "audio"): "acme/text-to-audio",
-    ("rixapi", "image"): "flux-pro",
-    ("rixapi", "video"): "kling-v3/text-to-video",
-    ("rixapi", "audio"): "suno-music",
-    ("segmind", "image"): "seedream-4.5",
-    ("segmind", "video"): "kling-video",
-    ("segmind", "audio"): "tts-audio",
-    ("netmind", "image"): "Qwen/Qwen-Image",
-    ("netmind", "video"): "acme/text-to-video",
-    ("netmind", "audio"): "hkchengrex/MMAudio",
-    ("oxen", "image"): "flux-image",
-    ("oxen", "video"): "kling-video-v2-6-pro-text-to-video",
-    ("oxen", "audio"): "acme-audio",
-}
+MODELS = SEED_MODELS
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
