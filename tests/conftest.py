@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import uuid
 import wave
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,8 @@ os.environ["GENWIDGETS_JOURNAL"] = "off"
 # The sandbox enforces no limits unless a test asks it to; tests of the budgets pass their own.
 os.environ["GENWIDGETS_BUDGETS"] = "off"
 
-from genwidgets.testing import ProtocolSuite  # after the settings above
+from genwidgets.providers import Response  # after the settings above
+from genwidgets.testing import ProtocolSuite
 
 # A key of the right shape for every registered provider that takes one (local takes none): what
 # the sandbox accepts. Its refused keys are "bad-key" and "no-quota-key".
@@ -51,6 +54,26 @@ SEED_MODELS = {
     ("oxen", "video"): "kling-video-v2-6-pro-text-to-video",
     ("oxen", "audio"): "acme-audio",
 }
+
+DOC_FIXTURES = Path(__file__).parent / "providers" / "fixtures"
+
+
+def doc_fixtures(provider: str) -> Callable[[str], Any]:
+    """`fixture(name)`: a fresh copy of a documented JSON body, read from
+    tests/providers/fixtures/<provider>/<name>."""
+    folder = DOC_FIXTURES / provider
+    return lambda name: json.loads((folder / name).read_text())
+
+
+def answered_at(when: datetime) -> Callable[..., Response]:
+    """`answer(status, body, headers=None)`: a JSON Response as received at `when` (so that times
+    the adapter reckons from the answer's arrival are fixed)."""
+
+    def answer(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+        plain = Response.from_json(status, body, headers)
+        return Response(plain.status_code, plain.headers, plain.content, received_at=when)
+
+    return answer
 
 
 def assert_real_media(kind: str, data: bytes, *, codec: str | None = None) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,21 +26,14 @@ from genwidgets import (
 )
 from genwidgets.providers import Response, get_provider_class
 from genwidgets.providers.fal import FalProvider
+from tests.conftest import answered_at, doc_fixtures
 
-FIXTURES = Path(__file__).parent / "fixtures" / "fal"
 RID = "80e732af-660e-45cd-bd63-580e4f2a94cc"
 APP_URL = f"https://queue.fal.run/fal-ai/fast-sdxl/requests/{RID}"
 THEN = datetime(2025, 5, 4, 3, 2, 1, tzinfo=timezone.utc)
 KEY = "key-id:key-secret"
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
-
-
-def answer(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    response = Response.from_json(status, body, headers)
-    return Response(response.status_code, response.headers, response.content, received_at=THEN)
+fixture = doc_fixtures("fal")
+answer = answered_at(THEN)
 
 
 @pytest.fixture

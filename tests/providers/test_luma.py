@@ -6,7 +6,6 @@ says which bodies are verbatim).
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,20 +29,13 @@ from genwidgets import (
 from genwidgets._limits import SUBMITS
 from genwidgets.providers import Response, get_provider_class
 from genwidgets.providers.luma import LumaProvider
+from tests.conftest import answered_at, doc_fixtures
 
-FIXTURES = Path(__file__).parent / "fixtures" / "luma"
 GID = "123e4567-e89b-12d3-a456-426614174000"
 BASE = "https://api.lumalabs.ai/dream-machine/v1"
 THEN = datetime(2023, 6, 1, 12, 1, 0, tzinfo=timezone.utc)
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
-
-
-def answer(code: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    plain = Response.from_json(code, body, headers)
-    return Response(plain.status_code, plain.headers, plain.content, received_at=THEN)
+fixture = doc_fixtures("luma")
+answer = answered_at(THEN)
 
 
 @pytest.fixture

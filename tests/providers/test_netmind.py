@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,14 +27,11 @@ from genwidgets import (
 )
 from genwidgets.providers import Response, get_provider_class
 from genwidgets.providers.netmind import NetMindProvider
+from tests.conftest import doc_fixtures
 
-FIXTURES = Path(__file__).parent / "fixtures" / "netmind"
 GID = "6347623b2fce4998b0e842f7e935ccb0"
 FILE_URL = "https://netmind-files-prod.s3.amazonaws.com/...."
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+fixture = doc_fixtures("netmind")
 
 
 def utc(year: int, month: int, day: int, hour: int, minute: int, second: int) -> datetime:

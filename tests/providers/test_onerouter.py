@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,17 +27,14 @@ from genwidgets import (
 )
 from genwidgets.providers import Response, get_provider_class
 from genwidgets.providers.onerouter import OneRouterProvider, same_site
+from tests.conftest import doc_fixtures
 
-FIXTURES = Path(__file__).parent / "fixtures" / "onerouter"
 TASK_ID = "cgt-20260312231129-7db6s"
 GCS_URL = (
     "https://storage.googleapis.com/infron_gcs/"
     "video%2Fvideo%2Fcgt-20260328120757-nw49t_69c65308.mp4"
 )
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+fixture = doc_fixtures("onerouter")
 
 
 def utc(seconds: int) -> datetime:

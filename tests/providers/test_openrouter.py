@@ -6,9 +6,7 @@ Shapes from /work/shared/providers/beyond/openrouter-videos.md, copied into fixt
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,13 +25,10 @@ from genwidgets import (
 from genwidgets.providers import Response
 from genwidgets.providers._fields import same_origin
 from genwidgets.providers.openrouter import OpenRouterProvider
+from tests.conftest import doc_fixtures
 
-FIXTURES = Path(__file__).parent / "fixtures" / "openrouter"
 MODEL = "google/veo-3.1"
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+fixture = doc_fixtures("openrouter")
 
 
 @pytest.fixture

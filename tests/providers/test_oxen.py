@@ -27,6 +27,7 @@ from genwidgets import (
 )
 from genwidgets.providers import Event, Response, get_provider_class
 from genwidgets.providers.oxen import OxenProvider
+from tests.conftest import doc_fixtures
 
 FIXTURES = Path(__file__).parent / "fixtures" / "oxen"
 KLING = "kling-video-v2-6-pro-text-to-video"
@@ -34,10 +35,7 @@ KLEIN = "black-forest-labs-flux-2-klein-4b"
 GEN_ID = "bb8f5eb7-361e-4e13-ab73-67457bc8057e"  # submit.json
 DOC_ID = "7cf9b23a-1234-5678-9abc-def012345678"  # the poll/list examples
 EVENT_ID = "bb8f5eb7-..."  # the SSE examples (the doc shortens the id)
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+fixture = doc_fixtures("oxen")
 
 
 def sse(name: str) -> tuple[str, str]:

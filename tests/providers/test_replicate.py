@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,16 +27,13 @@ from genwidgets import (
 from genwidgets._operations import with_deadline
 from genwidgets.providers import Response, get_provider_class
 from genwidgets.providers.replicate import SYNC_WAIT, ReplicateProvider
+from tests.conftest import doc_fixtures
 
-FIXTURES = Path(__file__).parent / "fixtures" / "replicate"
 PID = "gm3qorzdhgbfurvjtvhg6dckhu"
 GET = f"https://api.replicate.com/v1/predictions/{PID}"
 VERSION = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"
 FLUX = "black-forest-labs/flux-schnell"
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+fixture = doc_fixtures("replicate")
 
 
 def utc(*parts: int) -> datetime:

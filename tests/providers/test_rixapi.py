@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,13 +26,10 @@ from genwidgets import (
 )
 from genwidgets.providers import Response, get_provider_class
 from genwidgets.providers.rixapi import RixAPIProvider
+from tests.conftest import doc_fixtures
 
-FIXTURES = Path(__file__).parent / "fixtures" / "rixapi"
 KLING = "kling-v3/text-to-video"
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+fixture = doc_fixtures("rixapi")
 
 
 def utc(seconds: int) -> datetime:

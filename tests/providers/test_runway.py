@@ -6,7 +6,6 @@ says which bodies are verbatim).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,20 +28,13 @@ from genwidgets import (
 from genwidgets._limits import SUBMITS
 from genwidgets.providers import Response, get_provider_class
 from genwidgets.providers.runway import RunwayProvider
+from tests.conftest import answered_at, doc_fixtures
 
-FIXTURES = Path(__file__).parent / "fixtures" / "runway"
 TID = "497f6eca-6276-4993-bfeb-53cbbbba6f08"
 I2V = "image_to_video/gen4_turbo"
 THEN = datetime(2026, 7, 1, 12, 0, 30, tzinfo=timezone.utc)
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
-
-
-def answer(code: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    plain = Response.from_json(code, body, headers)
-    return Response(plain.status_code, plain.headers, plain.content, received_at=THEN)
+fixture = doc_fixtures("runway")
+answer = answered_at(THEN)
 
 
 @pytest.fixture

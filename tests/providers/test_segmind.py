@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,16 +27,13 @@ from genwidgets import (
 )
 from genwidgets.providers import Response, get_provider_class
 from genwidgets.providers.segmind import SegmindProvider, same_site
+from tests.conftest import doc_fixtures
 
-FIXTURES = Path(__file__).parent / "fixtures" / "segmind"
 RID = "2c7f59ea-13f1-402c-9353-915a2b5a2124"
 STATUS_URL = "https://api.segmind.com/v2/requests/2c7f59ea-.../status"
 RESPONSE_URL = "https://api.segmind.com/v2/requests/2c7f59ea-..."
 IMAGE_URL = "https://segmind-inference-io.s3.amazonaws.com/e17ba-output.jpg"
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+fixture = doc_fixtures("segmind")
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ bodies are verbatim and which are reconstructed).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,15 +25,12 @@ from genwidgets import (
 from genwidgets.providers import Response
 from genwidgets.providers._fields import same_origin
 from genwidgets.providers.veo import VeoProvider
+from tests.conftest import doc_fixtures
 
-FIXTURES = Path(__file__).parent / "fixtures" / "veo"
 MODEL = "veo-3.0-fast-generate-001"
 OPERATION = "models/veo-3.0-fast-generate-001/operations/321kvdcepmcg"
 FILE_URI = "https://generativelanguage.googleapis.com/v1beta/files/qu4d28uipuqh:download?alt=media"
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+fixture = doc_fixtures("veo")
 
 
 @pytest.fixture
