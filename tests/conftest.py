@@ -189,6 +189,15 @@ def sb(sandbox: Any) -> Iterator[Any]:
     sandbox.set_limits()
 
 
+@pytest.fixture
+def http() -> Iterator[Any]:
+    """A plain httpx client (no proxies from the environment), for speaking a protocol raw."""
+    import httpx
+
+    with httpx.Client(timeout=10.0, trust_env=False) as client:
+        yield client
+
+
 @pytest.fixture(scope="module")
 def busy_sandbox() -> Iterator[Any]:
     from genwidgets.sandbox import Sandbox

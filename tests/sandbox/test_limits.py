@@ -41,12 +41,6 @@ def sb(box: Sandbox) -> Iterator[Sandbox]:
     box.reset()
 
 
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10.0, trust_env=False) as client:
-        yield client
-
-
 # ----------------------------------------------------------------------------------- protocol
 def auth(provider: str, key: str = KEY) -> dict[str, str]:
     if provider == "segmind":
