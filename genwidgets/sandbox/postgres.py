@@ -13,16 +13,23 @@ loopback port, with password authentication, and removes everything on exit::
 PostgreSQL refuses to run as root, so under root the server runs as an unprivileged user
 (``nobody`` unless ``user=`` says otherwise) and the folder is handed to it. The password is
 random per server and only ever in `url` (and `password`); the repr leaves it out.
+
+`pg_ctl` daemonizes the server, so it would outlive a test or benchmark killed with SIGKILL
+(which never reaches `__exit__`). A small watcher process (this module run with ``--parent``)
+waits for the starter to go, then stops the server (``pg_ctl stop -m immediate``) and removes
+its folder; `__exit__` ends the watcher first.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +38,8 @@ from typing import Any
 
 __all__ = ["LocalPostgres", "PostgresUnavailable", "find_binaries"]
 
+#: How often the watcher looks whether its starter is still there (seconds).
+_WATCH_SECONDS = 0.2
 #: Where Debian's packages put the server binaries (`initdb` and `pg_ctl` are not on PATH there).
 _DEBIAN_ROOT = Path("/usr/lib/postgresql")
 
@@ -76,6 +85,7 @@ class LocalPostgres:
         self._bin = find_binaries()
         self._os_user = os_user if os.geteuid() == 0 else None
         self._root: Path | None = None
+        self._watcher: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
         return f"LocalPostgres(postgresql://{self.user}@{self.host}:{self.port}/{self.database})"
@@ -108,6 +118,7 @@ class LocalPostgres:
     def __enter__(self) -> LocalPostgres:
         self._root = Path(tempfile.mkdtemp(prefix="genwidgets-pg-"))
         try:
+            self._watch()
             pwfile = self._root / "pw"
             pwfile.write_text(self.password + "\n")
             if self._os_user:
@@ -131,6 +142,22 @@ class LocalPostgres:
             self.__exit__(None, None, None)
             raise
         return self
+
+    def _watch(self) -> None:
+        """Start the watcher that stops this server if this process dies without `__exit__`
+        (its own session: a Ctrl-C to the starter's process group does not end it first)."""
+        assert self._root is not None
+        command = [sys.executable, "-m", "genwidgets.sandbox.postgres", "--parent",
+                   str(os.getpid()), "--bin", str(self._bin), "--root", str(self._root)]
+        if self._os_user:
+            command += ["--os-user", self._os_user]
+        package = str(Path(__file__).resolve().parents[2])  # this genwidgets, whatever sys.path
+        path = os.pathsep.join(p for p in (package, os.environ.get("PYTHONPATH")) if p)
+        quiet = subprocess.DEVNULL
+        self._watcher = subprocess.Popen(
+            command, stdin=quiet, stdout=quiet, stderr=quiet, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": path},
+        )
 
     def _create_database(self) -> None:
         env = {**os.environ, "PGPASSWORD": self.password}
@@ -167,8 +194,38 @@ class LocalPostgres:
     ) -> None:
         if self._root is None:
             return
+        if self._watcher is not None:
+            self._watcher.kill()
+            self._watcher.wait()
+            self._watcher = None
         if (self._data / "postmaster.pid").exists():
             with contextlib.suppress(subprocess.CalledProcessError):
                 self.stop()
         shutil.rmtree(self._root, ignore_errors=True)
         self._root = None
+
+
+def _stop_after(parent: int, bin_dir: Path, root: Path, os_user: str | None) -> None:
+    """Wait until `parent` is gone (this process is reparented), then stop the server in `root`
+    at once and remove the folder."""
+    while os.getppid() == parent:
+        time.sleep(_WATCH_SECONDS)
+    data = root / "data"
+    if (data / "postmaster.pid").exists():
+        command = [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+        subprocess.run(command, capture_output=True, user=os_user, cwd=root, check=False)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="stop a LocalPostgres once its starter is gone")
+    parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("--bin", type=Path, required=True)
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--os-user", default=None)
+    args = parser.parse_args(argv)
+    _stop_after(args.parent, args.bin, args.root, args.os_user)
+
+
+if __name__ == "__main__":
+    main()
