@@ -256,6 +256,14 @@ class SandboxProcess:
         result: dict[str, Any] = response.json()
         return result
 
+    def finished(self, provider: str) -> dict[str, float]:
+        """Task id -> when the sandbox turned it terminal, as `time.time()` (`GET
+        /_sandbox/finished`): how late a client knew is its own time minus this."""
+        url = f"{self.urls[provider]}/_sandbox/finished"
+        answer = self._http.get(url, params={"provider": provider}).raise_for_status()
+        ends: dict[str, float] = answer.json().get(provider, {})
+        return ends
+
     def reset(self) -> None:
         self._http.post(f"{self.urls['onerouter']}/_sandbox/reset").raise_for_status()
 
@@ -334,6 +342,7 @@ async def _genwidgets_child(config: dict[str, Any]) -> dict[str, Any]:
         budget = client.budget(provider)
         budget_state = budget.state() if budget is not None else None
     elapsed = time.perf_counter() - started
+    known = journal_known(tmp / "journal.sqlite")
     statuses = Counter(entry["status"] for entry in results)
     files = sum(1 for entry in results for path in entry.get("outputs", []) if path)
     errors = Counter(str(entry.get("error"))[:120] for entry in results if entry.get("error"))
@@ -344,8 +353,25 @@ async def _genwidgets_child(config: dict[str, Any]) -> dict[str, Any]:
         "errors": dict(errors.most_common(5)),
         "baseline_rss_mb": before["rss_mb"],
         "budget": budget_state,
+        "known": known,
         **_usage(),
     }
+
+
+def journal_known(path: Path) -> dict[str, float]:
+    """Task id -> when this client first knew it ended (`time.time()`): the time of the
+    snapshot that recorded its terminal status in the journal's status changes."""
+    import sqlite3
+    from datetime import datetime
+
+    terminal = ("succeeded", "failed", "cancelled", "expired")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute(
+            f"SELECT id, MIN(at) FROM status_changes WHERE status IN ({','.join('?' * 4)})"
+            " GROUP BY id",
+            terminal,
+        ).fetchall()
+    return {tid: datetime.fromisoformat(at).timestamp() for tid, at in rows}
 
 
 async def _peer_child(config: dict[str, Any]) -> dict[str, Any]:
@@ -356,6 +382,7 @@ async def _peer_child(config: dict[str, Any]) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     headers = {"Authorization": KEY}
     counts: Counter[str] = Counter()
+    known: dict[str, float] = {}  # task id -> when the loop saw it end
     slots = asyncio.Semaphore(config["concurrency"])
     gate_size = int(config.get("http_gate") or 0)
     gate: contextlib.AbstractAsyncContextManager[Any] = (
@@ -385,6 +412,7 @@ async def _peer_child(config: dict[str, Any]) -> dict[str, Any]:
                     r.raise_for_status()
                     data = r.json()["data"]
                     if data["status"] in ("completed", "failed"):
+                        known[data["task_id"]] = time.time()
                         break
                 if data["status"] != "completed":
                     counts["failed"] += 1
@@ -412,6 +440,7 @@ async def _peer_child(config: dict[str, Any]) -> dict[str, Any]:
         "unfinished": len(pending),
         "capped": bool(pending),
         "retried_429": counts["429"],
+        "known": known,
         "files": len(list(out.iterdir())),
         "baseline_rss_mb": before["rss_mb"],
         **_usage(),
@@ -432,6 +461,7 @@ async def _adapter_peer_child(config: dict[str, Any]) -> dict[str, Any]:
     out = Path(config["tmp"]) / "out"
     out.mkdir(parents=True, exist_ok=True)
     counts: Counter[str] = Counter()
+    known: dict[str, float] = {}  # task id -> when the loop saw it end
     slots = asyncio.Semaphore(config["concurrency"])
     gate = asyncio.Semaphore(int(config.get("http_gate") or 0) or 1_000_000)
 
@@ -465,6 +495,7 @@ async def _adapter_peer_child(config: dict[str, Any]) -> dict[str, Any]:
                 while not task.done:
                     await asyncio.sleep(poll_every)
                     task = adapter.parse_poll(task, await send(http, adapter.build_poll(task)))
+                known[task.id] = time.time()
                 result = adapter.build_result(task) if not task.outputs else None
                 if task.status is Status.SUCCEEDED and result is not None:
                     task = adapter.parse_result(task, await send(http, result))
@@ -488,6 +519,7 @@ async def _adapter_peer_child(config: dict[str, Any]) -> dict[str, Any]:
         "seconds": elapsed,
         "statuses": dict(counts),
         "files": len(list(out.iterdir())),
+        "known": known,
         "baseline_rss_mb": before["rss_mb"],
         **_usage(),
     }
@@ -543,6 +575,22 @@ def row(
     }
 
 
+def lag_figures(known: dict[str, float], finished: dict[str, float]) -> dict[str, Any]:
+    """How late a client knew its tasks ended: the mean, median and 95th percentile of its
+    time minus the sandbox's finish time (same machine, same wall clock). A client's task id
+    may be a resource name ending in the sandbox's id (Veo's `models/.../operations/ID`)."""
+    ends = {tid.rsplit("/", 1)[-1]: at for tid, at in known.items()}
+    lags = sorted(at - finished[tid] for tid, at in ends.items() if tid in finished)
+    if not lags:
+        return {"lag_mean_s": None, "lag_p50_s": None, "lag_p95_s": None, "lag_tasks": 0}
+    return {
+        "lag_mean_s": round(sum(lags) / len(lags), 3),
+        "lag_p50_s": round(lags[len(lags) // 2], 3),
+        "lag_p95_s": round(lags[min(len(lags) - 1, int(0.95 * len(lags)))], 3),
+        "lag_tasks": len(lags),
+    }
+
+
 def _ratio(a: float, b: float, digits: int) -> float:
     return round(a / b, digits) if b else float("inf")
 
@@ -584,6 +632,7 @@ def compare(sb: SandboxProcess, provider: str, args: argparse.Namespace) -> dict
             config["provider"] = provider
             figures, requests, _, after = measure(sb, config, timeout=1800)
             rows[name] = row(name, n, figures, requests, protocol)
+            rows[name].update(lag_figures(figures.get("known", {}), sb.finished(provider)))
             rows[name]["statuses"] = figures["statuses"]
             rows[name]["errors"] = figures.get("errors", {})
             rows[name]["server_peak_in_flight"] = after["peak_in_flight"].get(provider)
@@ -623,6 +672,13 @@ def report(
         f"peer {peer['baseline_rss_mb']} MB; server-side peak in flight: "
         f"{ours['server_peak_in_flight']} / {peer['server_peak_in_flight']})"
     )
+    for r in (ours, peer):
+        if r.get("lag_tasks"):
+            print(
+                f"  {r['name']}: knew a task ended {r['lag_mean_s']:.2f} s after the server "
+                f"(mean; p50 {r['lag_p50_s']:.2f} s, p95 {r['lag_p95_s']:.2f} s, "
+                f"{r['lag_tasks']} tasks)"
+            )
     for r in (ours, peer):
         if r["succeeded"] != n:
             print(f"  {r['name']}: statuses {r['statuses']} errors {r['errors']}")

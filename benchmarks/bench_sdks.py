@@ -339,10 +339,7 @@ def cpu_seconds(pid: int) -> float:
 
 def finish_times(sb: SandboxProcess, provider: str) -> dict[str, float]:
     """Task id -> when the sandbox turned it terminal (`GET /_sandbox/finished`)."""
-    url = f"{sb.urls[provider]}/_sandbox/finished"
-    answer = sb._http.get(url, params={"provider": provider}).raise_for_status()
-    ends: dict[str, float] = answer.json().get(provider, {})
-    return ends
+    return sb.finished(provider)
 
 
 def warm_up(fal: str) -> None:
