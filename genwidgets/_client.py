@@ -288,8 +288,9 @@ class AsyncClient:
         """One fresh snapshot (polls the provider; fetches the result when it is ready)."""
         if task.done and (task.outputs or task.status is not Status.SUCCEEDED):
             return task
+        sent = time.monotonic()
         new = await self._operations.poll(task)
-        self._tracker.polled(new, time.monotonic())
+        self._tracker.polled(new, time.monotonic(), sent=sent)
         return self._seen(new)
 
     def updates(self, task: Task) -> AsyncIterator[Task]:

@@ -164,7 +164,10 @@ class Following:
             # The task is still out there: a flaky network or provider must not lose it.
             log.warning("poll of %s failed (%s); will poll again", task.id, exc)
             new = task
-        record.polled(new, time.monotonic())
+            record.polled(new, time.monotonic())
+        else:
+            if self._tracker.get(task) is not record:  # client.get timed the tracked ones
+                record.polled(new, time.monotonic())
         if own is not None:
             own.polled(new)
         return new
@@ -195,6 +198,7 @@ class Following:
         if not snapshot_changed(record.task, new):
             return record.task  # another follower of the task passed it on already
         now = time.monotonic()
+        record.first_poll = False  # a pushed message is no poll: it says nothing of the aim
         if new.done and streaming:  # watched running until this message: durations learn that
             self._tracker.polled(record.task, now)
         self._tracker.polled(new, now)
@@ -214,17 +218,22 @@ class Following:
             age = record.polled_at - record.changed_at
         expected_at = None
         if record.submitted_at is not None:
-            expected_at = record.expected_at(self._tracker.estimate(task))
+            expected_at = record.expected_at(self._tracker.estimate(task), schedule.cap)
         gap = poll_gap(schedule.interval(age), record.polled_at, expected_at)
         cold = self._tracker.cold(record) if expected_at is None else None
-        if cold is not None:
-            gap = cold_gap(gap, schedule.cap, *cold)
+        if cold is not None and record.submitted_at is not None:
+            gap = cold_gap(gap, schedule.cap, *cold, age=now - record.submitted_at)
         budget = self._accounts.known_budget(task.provider)
         if budget is not None:
             gap = budget.poll_delay(task.id, gap)
         if record.polled_at is not None and now - record.polled_at > 2 * gap + UNWATCHED_SLACK:
             record.unwatched = True  # overdue by a whole gap: nobody was waiting on it
-        return poll_due(now, record.polled_at, gap)
+        due = poll_due(now, record.polled_at, gap)
+        if record.first_poll and due > 0 and record.submitted_at is not None:
+            # What the first poll is timed for (it steers the aim): not an overdue one's.
+            aimed = expected_at is not None and abs(record.polled_at + gap - expected_at) < 1e-6
+            record.first_aim = expected_at - record.submitted_at if aimed else None
+        return due
 
     async def _pause(
         self, record: Followed, schedule: PollSchedule, delay: float, cap: float | None

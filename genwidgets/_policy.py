@@ -21,6 +21,7 @@ from ._models import Task
 
 __all__ = [
     "AIMS",
+    "FIRST_DONE",
     "SCOUTS",
     "DurationEstimate",
     "PollSchedule",
@@ -157,15 +158,21 @@ def snapshot_changed(old: Task, new: Task) -> bool:
     return old.model_dump(exclude={"updated_at"}) != new.model_dump(exclude={"updated_at"})
 
 
+#: The share of a model's tasks its first poll should find done. Most tasks then cost one status
+#: request; the rest are close to done and get the short gaps of the later aims.
+FIRST_DONE = 0.8
 #: Where a task of a model whose durations are known gets polled: the quantiles of the learned
-#: durations, counted from its submit. Most tasks are done by the first (one poll), nearly all by
-#: the second; past the last, the backoff takes over (the task is slower than any seen). Only for
-#: the provider's own times (`DurationEstimate.exact`): "first seen done" is only an upper bound,
-#: and aiming high at upper bounds would ratchet the estimate up by the poll lag every round.
-AIMS: tuple[float, ...] = (0.85, 0.97, 1.0)
+#: durations, counted from its submit. Past the last, the gaps grow with how late the task is
+#: (`TAIL`): it is slower than any seen, and polling it at the provider's generic backoff (8-30 s)
+#: would detect a task just past the slowest sample very late.
+AIMS: tuple[float, ...] = (FIRST_DONE, 0.97, 1.0)
 #: Aims closer than this fraction of the median to the last poll are skipped (no poll storms
 #: when the learned durations are tight).
 AIM_SPACING = 0.05
+#: Past the last aim, the next poll comes this share of max(median, lateness) after the last.
+TAIL = 0.1
+#: How far each first poll moves the first aim when the samples are upper bounds (see `steer`).
+STEER = 0.02
 
 
 @dataclass
@@ -174,19 +181,22 @@ class DurationEstimate:
     journal, in earlier processes), and where that puts a new task's polls.
 
     A task polled every 3 s until done costs ceil(T / 3) status requests; one polled first when
-    nearly all tasks of its model are done costs about one. With the provider's own start and
-    finish times (`exact`) the samples are true durations, so the first poll aims at a high
-    quantile (`AIMS`), then a few short gaps. Without them a sample is "first seen done", an upper
-    bound inflated by poll lag: the first poll then comes a little under the recent median
-    (`margin`), so a poll that comes too early (cheap: one request, then fast polls) is likelier
-    than one that comes late, and an estimate inflated by poll lag shrinks back.
+    most tasks of its model are done costs about one. With the provider's own start and finish
+    times (`exact`) the samples are true durations, and the aims are their quantiles (`AIMS`).
+    Without them a sample is only what this client saw: between the last poll that found the task
+    running and the first that found it done, or just "done by then" when the first poll found it
+    done. Those samples are all later than the first aim, so an aim taken from them could only
+    creep later (each round by the poll lag). There the first aim is steered instead, by what
+    first polls find (`steer`): earlier when more than `FIRST_DONE` of them find the task done,
+    later when fewer do. That converges on the true `FIRST_DONE` quantile however coarse the
+    samples (a stochastic approximation: Robbins and Monro, 1951).
     """
 
     window: int = 25
     minimum_samples: int = 3
-    margin: float = 0.9
     exact: bool = False  # the samples are the provider's own times, not "first seen done"
     samples: deque[float] = field(default_factory=deque)
+    first: float | None = None  # without exact samples: the steered first aim
 
     def observe(self, seconds: float) -> None:
         if seconds > 0:
@@ -198,24 +208,51 @@ class DurationEstimate:
     def learned(self) -> bool:
         return len(self.samples) >= self.minimum_samples
 
+    def steer(self, elapsed: float, aim: float, done: bool) -> None:
+        """A task's first poll, timed for `aim` and sent `elapsed` s after its submit, found it
+        `done` (or not): the first aim moves a step earlier (done), or later (not). Only a poll
+        sent at its aim counts (one released late, e.g. after its model was learned, would only
+        say "done by then"), and only while it still tells something of the current first aim
+        (done by an aim well after it, or running at one well before, does not): a wave of
+        tasks all timed for one aim moves the first aim by about `AIM_SPACING`, not a step each.
+        """
+        first = self.expected()
+        if self.exact or first is None or abs(elapsed - aim) > AIM_SPACING * aim:
+            return
+        if done and aim <= first * (1 + AIM_SPACING):
+            self.first = first * (1 - STEER * (1 - FIRST_DONE))
+        elif not done and aim >= first * (1 - AIM_SPACING):
+            self.first = first * (1 + STEER * FIRST_DONE)
+
     def aims(self) -> tuple[float, ...]:
-        """Seconds after its submit at which a new task is polled, before any backoff (empty
-        while still learning)."""
+        """Seconds after its submit at which a new task is polled, before the tail's gaps
+        (empty while still learning)."""
         if not self.learned:
             return ()
-        if not self.exact:
-            return (self.margin * statistics.median(self.samples),)
         ordered = sorted(self.samples)
-        return tuple(_quantile(ordered, q) for q in AIMS)
+        quantiles = [_quantile(ordered, q) for q in AIMS]
+        if self.exact:
+            return tuple(quantiles)
+        # The samples are upper bounds: their quantile bounds the first aim (tasks that got
+        # faster, or journal samples from slower days, pull it down at once).
+        first = quantiles[0] if self.first is None else min(self.first, quantiles[0])
+        self.first = first
+        return (first, *(aim for aim in quantiles[1:] if aim > first))
 
-    def next_aim(self, elapsed: float) -> float | None:
-        """The next aim for a task last polled `elapsed` s after its submit (None: past them all,
-        or still learning): at least `AIM_SPACING` of the median after that poll."""
+    def next_aim(self, elapsed: float, cap: float = float("inf")) -> float | None:
+        """When to poll a task last polled `elapsed` s after its submit (None: still learning):
+        the next aim at least `AIM_SPACING` of the median after that poll, else, past them all,
+        a `TAIL` share of how late it is (at most `cap`, the provider's longest poll gap)."""
         aims = self.aims()
         if not aims:
             return None
-        spacing = AIM_SPACING * statistics.median(self.samples) if elapsed > 0 else 0.0
-        return next((aim for aim in aims if aim >= elapsed + spacing), None)
+        median = statistics.median(self.samples)
+        spacing = AIM_SPACING * median if elapsed > 0 else 0.0
+        aim = next((aim for aim in aims if aim >= elapsed + spacing), None)
+        if aim is not None:
+            return aim
+        late = max(median, elapsed - aims[-1])
+        return elapsed + min(cap, max(spacing, TAIL * late))
 
     def expected(self) -> float | None:
         """Seconds after its submit of a new task's first poll, or None while still learning."""
@@ -263,21 +300,25 @@ def duration_sample(
 
 
 #: While a model's durations are still unknown and more of its tasks are in flight than this, only
-#: the oldest `SCOUTS` poll (on the backoff, `SCOUT_PACE` times its gaps: their finish teaches
-#: the rest); the others wait until a scout ends, at most `SCOUT_NAP` backoff caps at a time.
-#: A batch's first wave then costs about one poll a task, not a backoff each.
+#: the oldest `SCOUTS` poll, often: every `SCOUT_SHARE` of their age, at least `SCOUT_FLOOR` s
+#: apart (never slower than the backoff): their finish teaches the rest, and how late they are
+#: seen done is how late the whole first wave is released. The others wait until a scout ends, at
+#: most `SCOUT_NAP` backoff caps at a time. A batch's first wave then costs about one poll a task,
+#: not a backoff each, and three tasks' polls.
 SCOUTS = 3
-SCOUT_PACE = 0.5
+SCOUT_SHARE = 0.1
+SCOUT_FLOOR = 0.5
 SCOUT_NAP = 3.0
 
 
-def cold_gap(interval: float, cap: float, rank: int, count: int) -> float:
-    """The gap of a task of a model still being learned: the `rank`-th oldest (0-based) of the
-    `count` tasks of that model in flight. A few tasks poll on the backoff, as before."""
+def cold_gap(interval: float, cap: float, rank: int, count: int, age: float = 0.0) -> float:
+    """The gap of a task of a model still being learned, `age` s after its submit: the
+    `rank`-th oldest (0-based) of the `count` tasks of that model in flight. A few tasks poll on
+    the backoff, as before."""
     if count <= SCOUTS:
         return interval
     if rank < SCOUTS:
-        return interval * SCOUT_PACE
+        return min(interval, max(SCOUT_FLOOR, SCOUT_SHARE * age))
     return SCOUT_NAP * cap
 
 

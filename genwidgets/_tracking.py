@@ -40,27 +40,37 @@ class Followed:
     polled_at: float | None = None  # the last answer from the provider about it
     changed_at: float | None = None  # its status last changed (the backoff starts afresh)
     seen_running: float | None = None  # the last poll that found it not done yet
+    seen_done: float | None = None  # the first poll that found it done
+    first_poll: bool = True  # no poll answered since its submit yet
+    first_aim: float | None = None  # the aim its first poll was timed for (s after the submit)
     unwatched: bool = False  # nobody polled it for a while: when it finished is not known
 
     def deadline_left(self, now: float) -> float | None:
         return None if self.deadline is None else self.deadline - now
 
-    def expected_at(self, estimate: DurationEstimate) -> float | None:
-        """When to poll next because tasks of its model are usually done by then (the next aim
-        after its last poll; None: not submitted here, still learning, or past every aim)."""
+    def expected_at(self, estimate: DurationEstimate, cap: float) -> float | None:
+        """When to poll next, from when tasks of its model are done (the next aim after its
+        last poll, at most `cap` s after it past the aims; None: not submitted here, or still
+        learning)."""
         if self.submitted_at is None or self.task.progress is not None:
             return None  # a task that reports progress is worth polling on the backoff alone
         polled_at = self.submitted_at if self.polled_at is None else self.polled_at
-        aim = estimate.next_aim(polled_at - self.submitted_at)
+        aim = estimate.next_aim(polled_at - self.submitted_at, cap)
         return None if aim is None else self.submitted_at + aim
 
-    def polled(self, task: Task, now: float) -> None:
-        """A poll answered (or was tried): the schedule counts from now."""
+    def polled(self, task: Task, now: float, at: float | None = None) -> None:
+        """A poll answered (or was tried): the schedule counts from now. `at`: when the
+        provider looked (between sending and the answer; default now), which is what the
+        durations learn from."""
         if self.changed_at is None or task.status != self.task.status:
             self.changed_at = now
         self.polled_at = now
-        if not task.done and self.submitted_at is not None:
-            self.seen_running, self.unwatched = now, False
+        if self.submitted_at is None:
+            return
+        if not task.done:
+            self.seen_running, self.unwatched = now if at is None else at, False
+        elif self.seen_done is None:
+            self.seen_done = now if at is None else at
 
 
 class Tracker:
@@ -109,11 +119,18 @@ class Tracker:
             record.deadline, record.deadline_seconds = deadline
         self._records[(task.provider, task.id)] = record
 
-    def polled(self, task: Task, now: float) -> None:
-        """A poll of a followed task answered: its schedule counts from `now`."""
+    def polled(self, task: Task, now: float, sent: float | None = None) -> None:
+        """A poll of a followed task (`sent` then) answered: its schedule counts from `now`.
+        A task's first poll after its submit steers its model's first aim (`steer`)."""
         record = self.get(task)
-        if record is not None:
-            record.polled(task, now)
+        if record is None:
+            return
+        if record.first_poll and record.submitted_at is not None:
+            record.first_poll = False
+            if record.first_aim is not None:
+                elapsed = (now if sent is None else sent) - record.submitted_at
+                self.estimate(task).steer(elapsed, record.first_aim, task.done)
+        record.polled(task, now, None if sent is None else (sent + now) / 2)
 
     def seen(self, task: Task) -> Followed | None:
         """Keep the newest snapshot; a task that ended is no longer followed (its record is
@@ -187,9 +204,10 @@ class Tracker:
             resolution = 1.0 if _whole(task.created_at) and _whole(task.finished_at) else 0.0
         seen = None  # when this client saw it finish, unless it may have finished long before
         if record.submitted_at is not None and not record.unwatched:
-            now, running = time.monotonic(), record.seen_running
+            running = record.seen_running
+            done = time.monotonic() if record.seen_done is None else record.seen_done
             seen = (0.0 if running is None else running - record.submitted_at,
-                    now - record.submitted_at)
+                    done - record.submitted_at)
         sample = duration_sample(reported, resolution, seen)
         if sample is not None:
             estimate.observe(sample)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+from collections import deque
 from typing import Any
 
 import pytest
@@ -10,6 +12,9 @@ import pytest
 from genwidgets import ConfigError
 from genwidgets._budget import DEFAULT_LIMITS, Budget, Limits, budget_for, resolve_limits
 from genwidgets._policy import (
+    AIM_SPACING,
+    FIRST_DONE,
+    STEER,
     DurationEstimate,
     cold_gap,
     duration_sample,
@@ -116,12 +121,12 @@ def test_duration_estimate_learns_then_times_the_first_poll() -> None:
     assert estimate.remaining(0.0) == 0.0  # still learning
     for seconds in (10.0, 11.0, 10.5):
         estimate.observe(seconds)
-    assert estimate.expected() == pytest.approx(0.9 * 10.5)
-    assert estimate.remaining(4.0) == pytest.approx(0.9 * 10.5 - 4.0)
+    assert estimate.expected() == pytest.approx(10.8)  # the samples' 80th percentile
+    assert estimate.remaining(4.0) == pytest.approx(10.8 - 4.0)
     assert estimate.remaining(60.0) == 0.0
     for _ in range(100):
         estimate.observe(2.0)
-    assert estimate.expected() == pytest.approx(1.8)  # old samples age out
+    assert estimate.expected() == pytest.approx(2.0)  # old samples age out, the aim follows
 
 
 # ---------------------------------------------------------------------------- the Budget
@@ -245,27 +250,76 @@ async def test_one_budget_per_provider_account_on_a_loop() -> None:
     assert a is not None and a.limits == Limits(60, 3)  # the newest setting applies
 
 
-def test_with_the_providers_own_times_the_first_poll_aims_where_nearly_all_are_done() -> None:
+def test_with_the_providers_own_times_the_first_poll_aims_where_most_are_done() -> None:
     estimate = DurationEstimate(exact=True)
     for seconds in range(1, 22):  # 1..21 s, median 11
         estimate.observe(float(seconds))
     first, second, last = estimate.aims()
-    assert (first, second, last) == pytest.approx((0.85 * 20 + 1, 0.97 * 20 + 1, 21.0))
+    assert (first, second, last) == pytest.approx((0.8 * 20 + 1, 0.97 * 20 + 1, 21.0))
     assert estimate.expected() == first
     assert estimate.next_aim(0.0) == first  # from the submit: the first aim
     assert estimate.next_aim(first) == second
     assert estimate.next_aim(20.0) == last  # 20.4 is closer than 5 % of the median: skipped
     assert estimate.next_aim(5.0) == first  # an early poll (a status change) keeps the aim
-    assert estimate.next_aim(21.0) is None  # slower than any seen: the backoff's turn
 
 
-def test_without_them_the_first_poll_stays_under_the_median() -> None:
-    estimate = DurationEstimate()  # samples are "first seen done": upper bounds
+def test_past_the_last_aim_gaps_grow_with_how_late_the_task_is() -> None:
+    estimate = DurationEstimate(exact=True)
+    for seconds in range(1, 22):  # 1..21 s, median 11
+        estimate.observe(float(seconds))
+    assert estimate.next_aim(21.0) == pytest.approx(21.0 + 1.1)  # 10 % of the median
+    assert estimate.next_aim(41.0) == pytest.approx(41.0 + 2.0)  # 10 % of 20 s late
+    assert estimate.next_aim(221.0, cap=8.0) == pytest.approx(229.0)  # never past the cap
+    assert DurationEstimate(exact=True).next_aim(21.0) is None  # still learning: the backoff
+
+
+def test_without_them_the_first_aim_is_steered_by_what_first_polls_find() -> None:
+    estimate = DurationEstimate()  # samples are what was seen: the first poll's are bounds
     for seconds in (10.0, 11.0, 10.5):
         estimate.observe(seconds)
-    assert estimate.aims() == pytest.approx((0.9 * 10.5,))
-    assert estimate.next_aim(0.9 * 10.5) is None
+    assert estimate.aims() == pytest.approx((10.8, 10.97, 11.0))
     assert DurationEstimate(exact=True).aims() == ()  # still learning
+    estimate.steer(10.8, 10.8, done=True)  # done by its first poll: earlier next time
+    assert estimate.expected() == pytest.approx(10.8 * (1 - STEER * (1 - FIRST_DONE)))
+    before = estimate.expected()
+    estimate.steer(14.0, 10.0, done=True)  # sent 4 s after its aim (released late): no count
+    estimate.steer(5.0, 5.0, done=False)  # running at an aim well before the current one
+    assert estimate.expected() == before
+    estimate.steer(before, before, done=False)  # running at its aim: later next time, ...
+    assert estimate.expected() == pytest.approx(10.8)  # ... never past the samples' bound
+    estimate.observe(30.0)  # a slow one: the bound moves up, and so can the aim
+    estimate.steer(10.8, 10.8, done=False)
+    assert estimate.expected() == pytest.approx(10.8 * (1 + STEER * FIRST_DONE))
+    exact = DurationEstimate(exact=True, samples=deque([10.0, 11.0, 10.5]))
+    exact.steer(10.8, 10.8, done=True)  # true durations need no steering
+    assert exact.expected() == pytest.approx(10.8)
+
+
+def test_steering_finds_the_quantile_the_samples_cannot_tell() -> None:
+    """Durations of 8-12 s, but every sample says ~13 s (first seen done, late): the first
+    aim still settles where 80 % of first polls find the task done (11.2 s)."""
+    rng = random.Random(7)
+    estimate = DurationEstimate(samples=deque([13.0] * 25))
+    aims, found_done = [], []
+    for _ in range(3000):
+        aim = estimate.expected()
+        assert aim is not None
+        done = rng.uniform(8.0, 12.0) <= aim
+        estimate.steer(aim, aim, done)
+        aims.append(aim)
+        found_done.append(done)
+    assert sum(aims[-1000:]) / 1000 == pytest.approx(11.2, abs=0.3)
+    assert sum(found_done[-1000:]) / 1000 == pytest.approx(FIRST_DONE, abs=0.05)
+
+
+def test_a_wave_timed_for_one_aim_moves_it_about_one_spacing() -> None:
+    estimate = DurationEstimate(samples=deque([10.0] * 25))
+    for _ in range(300):  # 300 tasks submitted together, all done by their first poll
+        estimate.steer(10.0, 10.0, done=True)
+    assert 10.0 / (1 + AIM_SPACING) * 0.98 < estimate.expected() < 10.0
+    for _ in range(300):  # ... or all still running
+        estimate.steer(9.5, 9.5, done=False)
+    assert 9.5 < estimate.expected() < 9.5 / (1 - AIM_SPACING) * 1.05
 
 
 def test_a_poll_goes_at_the_aim_even_inside_the_backoff_interval() -> None:
@@ -295,6 +349,7 @@ def test_a_duration_sample_prefers_the_providers_times() -> None:
 def test_while_a_model_is_learned_only_its_oldest_tasks_poll() -> None:
     assert cold_gap(1.0, 8.0, 0, 1) == 1.0  # a few tasks: the backoff, as before
     assert cold_gap(1.0, 8.0, 2, 3) == 1.0
-    assert cold_gap(1.0, 8.0, 0, 4) == 0.5  # scouts: twice as often
-    assert cold_gap(1.0, 8.0, 2, 4) == 0.5
+    assert cold_gap(1.0, 8.0, 0, 4) == 0.5  # scouts: often, at least 0.5 s apart
+    assert cold_gap(4.0, 8.0, 2, 4, age=20.0) == 2.0  # ... every 10 % of their age
+    assert cold_gap(1.0, 8.0, 2, 4, age=20.0) == 1.0  # ... never slower than the backoff
     assert cold_gap(1.0, 8.0, 3, 4) == 24.0  # the rest wait for them (woken when one ends)

@@ -118,7 +118,8 @@ async def test_a_batch_of_a_new_model_waits_for_its_scouts(sb: Any, tmp_path: Pa
         took = time.monotonic() - started
         polls = sb.stats()["requests"]["onerouter"]["poll"] - before
     assert all(t.status is Status.SUCCEEDED for t in finals)
-    # The backoff from 0.05 s costs each 0.4 s task ~5 polls; the three oldest poll (twice as
-    # often: ~10 each) until they teach the duration, the rest wait for them, then poll ~once.
+    # The backoff from 0.05 s costs each 0.4 s task ~5 polls; the three oldest poll (on the
+    # backoff, never slower) until they teach the duration, the rest wait for them, then poll
+    # about once.
     assert polls <= 3.5 * n, polls  # without scouts: 60-69 here
     assert took < 3.0, f"{took:.2f} s for {n} tasks of {SERVER_SECONDS} s"
