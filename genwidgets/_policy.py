@@ -192,7 +192,9 @@ class DurationEstimate:
     samples (a stochastic approximation: Robbins and Monro, 1951).
     """
 
-    window: int = 25
+    # The last tasks to finish are not a fair sample: a batch's tasks finish in waves, and the
+    # last of a wave are its slowest. With 25 the first aim sat near the 95th percentile.
+    window: int = 100
     minimum_samples: int = 3
     exact: bool = False  # the samples are the provider's own times, not "first seen done"
     samples: deque[float] = field(default_factory=deque)
