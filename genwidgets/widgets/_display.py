@@ -16,6 +16,8 @@ Three notebook facts shape this module:
   it reads "model not found"). So the kernel's `do_shutdown` first gives every output still
   showing a widget its static form ("running, task id, how to resume"); JupyterLab applies it
   on "Shut Down Kernel" (not on "Restart Kernel", where it drops the kernel's last messages).
+  A file saved while a card was live is beyond the kernel's reach: the server's pre-save hook
+  (`_saved`) writes such outputs without their widget view.
 - Voila never applies an `update_display` to an output already shown: there (see
   `static_swap_allowed`) finished objects keep their widgets.
 - A bare `card` as a cell's last line and `display(card)` both reach `_ipython_display_`. An
