@@ -218,7 +218,8 @@ class Following:
             age = record.polled_at - record.changed_at
         expected_at = None
         if record.submitted_at is not None:
-            expected_at = record.expected_at(self._tracker.estimate(task), schedule.cap)
+            estimate, few = self._tracker.estimate(task), self._tracker.few(task)
+            expected_at = record.expected_at(estimate, schedule.cap, show_progress=few)
         gap = poll_gap(schedule.interval(age), record.polled_at, expected_at)
         cold = self._tracker.cold(record) if expected_at is None else None
         if cold is not None and record.submitted_at is not None:

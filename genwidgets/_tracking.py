@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,12 +49,14 @@ class Followed:
     def deadline_left(self, now: float) -> float | None:
         return None if self.deadline is None else self.deadline - now
 
-    def expected_at(self, estimate: DurationEstimate, cap: float) -> float | None:
+    def expected_at(
+        self, estimate: DurationEstimate, cap: float, *, show_progress: bool = False
+    ) -> float | None:
         """When to poll next, from when tasks of its model are done (the next aim after its
-        last poll, at most `cap` s after it past the aims; None: not submitted here, or still
-        learning)."""
-        if self.submitted_at is None or self.task.progress is not None:
-            return None  # a task that reports progress is worth polling on the backoff alone
+        last poll, at most `cap` s after it past the aims; None: not submitted here, still
+        learning, or its progress is worth showing: `show_progress`, a few tasks watched)."""
+        if self.submitted_at is None or (show_progress and self.task.progress is not None):
+            return None  # the backoff's polls move a card's progress bar
         polled_at = self.submitted_at if self.polled_at is None else self.polled_at
         aim = estimate.next_aim(polled_at - self.submitted_at, cap)
         return None if aim is None else self.submitted_at + aim
@@ -82,6 +85,7 @@ class Tracker:
         self._durations = durations
         self._estimates: dict[tuple[str, str], DurationEstimate] = {}
         self._ended: dict[tuple[str, str], asyncio.Event] = {}  # set when a task of a model ends
+        self._in_flight: Counter[tuple[str, str]] = Counter()  # followed tasks per model
 
     def __contains__(self, key: object) -> bool:
         return key in self._records
@@ -117,7 +121,10 @@ class Tracker:
             record.submitted_at = record.polled_at = record.changed_at = now
         if deadline is not None:
             record.deadline, record.deadline_seconds = deadline
-        self._records[(task.provider, task.id)] = record
+        key = (task.provider, task.id)
+        if key not in self._records:
+            self._in_flight[task.provider, task.model] += 1
+        self._records[key] = record
 
     def polled(self, task: Task, now: float, sent: float | None = None) -> None:
         """A poll of a followed task (`sent` then) answered: its schedule counts from `now`.
@@ -141,6 +148,7 @@ class Tracker:
             record.task = task
             if task.done:
                 del self._records[key]
+                self._in_flight[task.provider, task.model] -= 1
                 self._learn(record)
                 ended = self._ended.pop((task.provider, task.model), None)
                 if ended is not None:
@@ -176,6 +184,12 @@ class Tracker:
             if rank is not None and count > SCOUTS:
                 break
         return (count if rank is None else rank), count
+
+    def few(self, task: Task) -> bool:
+        """Whether few tasks of `task`'s model are followed (at most `SCOUTS`): a notebook's
+        cards, whose progress bars are worth the backoff's polls; a batch's tasks poll at the
+        aims, progress or not."""
+        return self._in_flight[task.provider, task.model] <= SCOUTS
 
     def ended(self, task: Task) -> asyncio.Event:
         """Set when the next task of `task`'s model ends (a scout that may teach its duration)."""

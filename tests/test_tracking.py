@@ -73,3 +73,20 @@ def test_a_finished_task_teaches_when_the_provider_looked() -> None:
     # Between the last look that found it running and the first that found it done: the
     # midpoint of 8.5 and 11 s, not of the answers' arrival (9 and 12 s) nor "learned now".
     assert track.estimate(task()).samples[-1] == pytest.approx(9.75)
+
+
+def test_progress_moves_cards_on_the_backoff_but_a_batch_polls_at_the_aims() -> None:
+    track = tracker()
+    estimate = track.estimate(task())
+    for i in range(5):
+        submitted(track, f"t{i}", ago=1.0, aim=None)
+    for i in range(5):
+        track.seen(task(tid=f"t{i}").model_copy(update={"progress": 0.3}))
+    record = track.get(task(tid="t0"))
+    assert record is not None
+    assert not track.few(record.task)  # five of its model: a batch
+    assert record.expected_at(estimate, 8.0, show_progress=False) is not None
+    for i in range(1, 5):  # the others end: three or fewer left are cards worth watching
+        track.seen(task(Status.SUCCEEDED, f"t{i}"))
+    assert track.few(record.task)
+    assert record.expected_at(estimate, 8.0, show_progress=True) is None
