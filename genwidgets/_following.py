@@ -218,9 +218,10 @@ class Following:
             age = record.polled_at - record.changed_at
         expected_at = None
         if record.submitted_at is not None:
-            estimate, few = self._tracker.estimate(task), self._tracker.few(task)
-            expected_at = record.expected_at(estimate, schedule.cap, show_progress=few)
+            expected_at = record.expected_at(self._tracker.estimate(task), schedule.cap)
         gap = poll_gap(schedule.interval(age), record.polled_at, expected_at)
+        if expected_at is not None and task.progress is not None and self._tracker.few(task):
+            gap = min(gap, schedule.interval(age))  # a card's progress bar moves between aims
         cold = self._tracker.cold(record) if expected_at is None else None
         if cold is not None and record.submitted_at is not None:
             gap = cold_gap(gap, schedule.cap, *cold, age=now - record.submitted_at)

@@ -49,14 +49,12 @@ class Followed:
     def deadline_left(self, now: float) -> float | None:
         return None if self.deadline is None else self.deadline - now
 
-    def expected_at(
-        self, estimate: DurationEstimate, cap: float, *, show_progress: bool = False
-    ) -> float | None:
+    def expected_at(self, estimate: DurationEstimate, cap: float) -> float | None:
         """When to poll next, from when tasks of its model are done (the next aim after its
-        last poll, at most `cap` s after it past the aims; None: not submitted here, still
-        learning, or its progress is worth showing: `show_progress`, a few tasks watched)."""
-        if self.submitted_at is None or (show_progress and self.task.progress is not None):
-            return None  # the backoff's polls move a card's progress bar
+        last poll, at most `cap` s after it past the aims; None: not submitted here, or still
+        learning)."""
+        if self.submitted_at is None:
+            return None
         polled_at = self.submitted_at if self.polled_at is None else self.polled_at
         aim = estimate.next_aim(polled_at - self.submitted_at, cap)
         return None if aim is None else self.submitted_at + aim
@@ -187,8 +185,8 @@ class Tracker:
 
     def few(self, task: Task) -> bool:
         """Whether few tasks of `task`'s model are followed (at most `SCOUTS`): a notebook's
-        cards, whose progress bars are worth the backoff's polls; a batch's tasks poll at the
-        aims, progress or not."""
+        cards, whose progress bars are worth the backoff's polls too; a batch's tasks poll at
+        the aims alone, progress or not."""
         return self._in_flight[task.provider, task.model] <= SCOUTS
 
     def ended(self, task: Task) -> asyncio.Event:

@@ -75,18 +75,15 @@ def test_a_finished_task_teaches_when_the_provider_looked() -> None:
     assert track.estimate(task()).samples[-1] == pytest.approx(9.75)
 
 
-def test_progress_moves_cards_on_the_backoff_but_a_batch_polls_at_the_aims() -> None:
+def test_few_tasks_of_a_model_are_a_notebooks_cards_many_a_batch() -> None:
+    """`few` decides whether a task that reports progress also polls on the backoff (its card's
+    progress bar moves) or at the aims alone (a batch)."""
     track = tracker()
-    estimate = track.estimate(task())
     for i in range(5):
         submitted(track, f"t{i}", ago=1.0, aim=None)
-    for i in range(5):
-        track.seen(task(tid=f"t{i}").model_copy(update={"progress": 0.3}))
-    record = track.get(task(tid="t0"))
-    assert record is not None
-    assert not track.few(record.task)  # five of its model: a batch
-    assert record.expected_at(estimate, 8.0, show_progress=False) is not None
-    for i in range(1, 5):  # the others end: three or fewer left are cards worth watching
+    assert not track.few(task(tid="t0"))  # five of its model: a batch
+    for i in range(1, 5):  # the others end: three or fewer left
         track.seen(task(Status.SUCCEEDED, f"t{i}"))
-    assert track.few(record.task)
-    assert record.expected_at(estimate, 8.0, show_progress=True) is None
+        assert track.few(task(tid="t0")) is (i >= 2)
+    submitted(track, "t0", ago=1.0, aim=None)  # followed again: counted once
+    assert track.few(task(tid="t0"))
