@@ -27,6 +27,10 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
+# The server extension that saves a still-running card as its static form (genwidgets.widgets.
+# _saved): a wheel install puts this file in etc/jupyter itself, an editable install does not.
+mkdir -p .venv/etc/jupyter/jupyter_server_config.d
+cp jupyter-config/jupyter_server_config.d/genwidgets.json .venv/etc/jupyter/jupyter_server_config.d/
 # The example provider plugin (its own package, with entry points): the tests use it like a
 # third-party plugin (tests/plugins).
 .venv/bin/python -m pip install -q -e tests/plugin_example

@@ -76,11 +76,6 @@ def jupyter_server(
     (toast / "notification.jupyterlab-settings").write_text(
         '{"fetchNews": "false", "checkForUpdates": false}'
     )
-    # What `pip install genwidgets` puts in `etc/jupyter` (an editable install of an older
-    # checkout may not have it): the server extension that saves running cards as static HTML.
-    enabled = dirs["jcfg"] / "jupyter_server_config.d"
-    enabled.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "jupyter-config" / "jupyter_server_config.d" / "genwidgets.json", enabled)
     full_env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(dirs["jcfg"]),

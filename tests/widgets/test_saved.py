@@ -5,6 +5,10 @@ test (tests/browser/test_saved_running_browser.py) shows the result in JupyterLa
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +77,18 @@ def test_the_install_enables_the_extension() -> None:
     line = f'"etc/jupyter/jupyter_server_config.d" = ["{config.relative_to(REPO)}"]'
     assert "[tool.setuptools.data-files]\n" + line in pyproject
     assert _saved._jupyter_server_extension_points() == [{"module": _saved.__name__}]
+
+
+def test_this_environment_enables_the_extension_as_a_user_gets_it() -> None:
+    """What `scripts/setup.sh` (and binder's postBuild) set up for the editable install, whose
+    Lab the quick start opens and the browser tests drive: the server loads the extension.
+    (An editable install skips data files: without the setup step, it would not.)"""
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("jupyter")), "server", "extension", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "JUPYTER_CONFIG_DIR": str(REPO / ".e2e" / "no-user-config")},
+    )
+    text = re.sub(r"\x1b\[[0-9;]*m", "", listed.stdout + listed.stderr)
+    assert re.search(rf"{re.escape(_saved.__name__)}\s+enabled", text), text[-2000:]
