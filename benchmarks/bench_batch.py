@@ -47,7 +47,10 @@ submits reached the server, 0 succeeded). The gated loop is the fair, working pe
 
 Figures: wall time, tasks/s, peak RSS of each subprocess (`ru_maxrss`), its CPU seconds, and
 requests per task from the sandbox's per-endpoint counters (delta over each run): submits, status
-requests (OneRouter's poll endpoint; it has no separate result call), downloads, and the rest.
+requests (OneRouter's poll endpoint; it has no separate result call), downloads, and the rest;
+and how late each client knew a task ended (mean, p50, p95): when it recorded the terminal status
+(genwidgets: the first terminal status change in its journal; the loop: its own clock) minus when
+the sandbox turned the task terminal (`GET /_sandbox/finished`, the same machine's clock).
 Targets (issue): throughput >= the loop's, status requests <= 1/3 of the loop's, RSS < 150 MB.
 Prints a table and a last line `RESULT {json}`. The helpers here are shared with
 bench_limits.py and bench_cancel.py (sandbox process, children, the peer loop).
