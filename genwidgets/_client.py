@@ -232,7 +232,7 @@ class AsyncClient:
                 task = await self._operations.submit(
                     adapter.name, name, clean, note, on_wait, until, self._seen
                 )
-                note.answered(task)  # durable now: a hard kill must not lose a billed task
+                await note.answered(task)  # durable now: a hard kill must not lose a billed task
         except SubmitUncertain:
             if paid:  # it may have been accepted, and billed: count it as spent
                 guard.absorb(estimate)
@@ -322,7 +322,7 @@ class AsyncClient:
         server chose.
         """
         task = await self._downloads.task(task, self.max_download_bytes, self._seen)
-        return task if dest is None else copy_outputs(task, dest)
+        return task if dest is None else await asyncio.to_thread(copy_outputs, task, dest)
 
     async def run(
         self,

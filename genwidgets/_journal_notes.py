@@ -16,7 +16,9 @@ and a journal table would make every submit wait for SQLite's write lock wheneve
 holds it. Appending a line to a file this process alone writes takes no lock; `fsync` makes the
 note survive a crash of the machine, not only of the process. Ending a note is not fsync'd: an
 end lost in a machine crash leaves a note open, which only makes the next run ask (`fresh=True`)
-instead of resending, the safe side.
+instead of resending, the safe side. Notes written at the same time share one `fsync` (a group
+commit: a batch submits hundreds at once, and each fsync costs a disk flush); the client writes
+them from worker threads, so a note never holds up its event loop.
 
 Each line is JSON: ``{"token", "fingerprint", "provider", "model", "host", "pid", "process",
 "started_at"}`` begins a note, ``{"answered": token, "task": {...}}`` answers it (fsync'd like the
@@ -62,8 +64,9 @@ def _alive(note: dict[str, Any]) -> bool:
     return pid != os.getpid() and pid_alive(pid)  # our pid, another token: a reused pid
 
 
-def _append(path: Path, records: list[dict[str, Any]], durable: bool, create: bool = True) -> None:
-    """Append whole lines; `create=False` for another process's file (gone = nothing to end)."""
+def _append(path: Path, records: list[dict[str, Any]], create: bool = True) -> None:
+    """Append whole lines (not yet durable: see `FileNotes._sync`); `create=False` for another
+    process's file (gone = nothing to end)."""
     data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0), 0o644)
@@ -73,8 +76,6 @@ def _append(path: Path, records: list[dict[str, Any]], durable: bool, create: bo
         return
     try:
         os.write(fd, data)  # one write of whole lines: O_APPEND keeps writers from interleaving
-        if durable:
-            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -125,6 +126,9 @@ class FileNotes:
         self._answered: set[str] = set()  # those of them the provider has answered
         self._adopted: dict[str, Path] = {}  # dead processes' answered notes -> their file
         self._lock = threading.Lock()
+        self._written = 0  # durable lines appended to our file so far
+        self._synced = 0  # ... and how many of them an fsync has covered
+        self._syncing = threading.Lock()  # one fsync at a time; the waiters' lines ride along
 
     @property
     def _mine(self) -> Path:
@@ -148,22 +152,43 @@ class FileNotes:
             new_folder = not self.folder.is_dir()
             self.folder.mkdir(parents=True, exist_ok=True)
             new_file = not self._mine.exists()
-            _append(self._mine, [note], durable=True)
+            written = self._append_mine(note)
             if new_folder or new_file:  # the file's name must survive a crash too
                 _fsync_dir(self.folder)
                 if new_folder:
                     _fsync_dir(self.folder.parent)
             self._open[token] = fp
+        self._sync(written)
         return token
 
     def answered(self, token: str, task: Task) -> None:
         """The provider accepted the submit: its first snapshot, on disk (fsync'd) on return,
         so a kill before the journal records it loses no task (see the module docstring)."""
+        line = {"answered": token, "task": task.model_dump(mode="json")}
         with self._lock:
-            if token in self._open and token not in self._answered:
-                line = {"answered": token, "task": task.model_dump(mode="json")}
-                _append(self._mine, [line], durable=True)
-                self._answered.add(token)
+            if token not in self._open or token in self._answered:
+                return
+            written = self._append_mine(line)
+            self._answered.add(token)
+        self._sync(written)
+
+    def _append_mine(self, line: dict[str, Any]) -> int:
+        """Append a line that must become durable to our file (the caller holds `_lock`); its
+        number for `_sync`."""
+        _append(self._mine, [line])
+        self._written += 1
+        return self._written
+
+    def _sync(self, written: int) -> None:
+        """Return once line number `written` of ours is on disk: one fsync covers every line
+        appended before it, so notes begun together wait for one flush, not one each."""
+        with self._syncing:
+            if self._synced >= written:
+                return  # another thread's fsync, started after our line was written, covered it
+            with self._lock:
+                target = self._written
+            _fsync_file(self._mine)
+            self._synced = target
 
     def end(self, token: str) -> None:
         """The submit's outcome is known and recorded: its note no longer counts (ours, or a
@@ -171,9 +196,9 @@ class FileNotes:
         with self._lock:
             if self._open.pop(token, None) is not None:
                 self._answered.discard(token)
-                _append(self._mine, [{"end": token}], durable=False)
+                _append(self._mine, [{"end": token}])
             elif token in self._adopted:
-                _append(self._adopted.pop(token), [{"end": token}], durable=False, create=False)
+                _append(self._adopted.pop(token), [{"end": token}], create=False)
 
     def _others(self) -> list[tuple[Path, dict[str, dict[str, Any]]]]:
         """Other processes' files whose owner has died, with their open notes; a dead owner's
@@ -234,7 +259,7 @@ class FileNotes:
             for token in mine:
                 del self._open[token]
             if mine:
-                _append(self._mine, [{"end": token} for token in mine], durable=False)
+                _append(self._mine, [{"end": token} for token in mine])
         for path, notes in self._others():
             ended = [
                 token
@@ -244,7 +269,7 @@ class FileNotes:
             if len(ended) == len(notes):
                 path.unlink(missing_ok=True)
             elif ended:
-                _append(path, [{"end": token} for token in ended], durable=False, create=False)
+                _append(path, [{"end": token} for token in ended], create=False)
 
     def close(self) -> None:
         """Delete this process's file if none of its notes is still open (an uncertain submit
@@ -252,6 +277,15 @@ class FileNotes:
         with self._lock:
             if not self._open:
                 self._mine.unlink(missing_ok=True)
+
+
+def _fsync_file(path: Path) -> None:
+    """Flush a file's written data to disk (whichever descriptor wrote it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -209,7 +209,7 @@ class Replay:
 class SubmitNote:
     """The journal's note that one submit is on the wire, kept only while its outcome is unknown.
 
-    `sending()` right before the bytes go writes the note (on disk when it returns); the
+    `await sending()` right before the bytes go writes the note (on disk when it returns); the
     transport calls `clear()` when the request certainly never reached the server (a refused
     connection, a 429), which ends the note at once, so a process stopped while it could not even
     connect leaves nothing behind; the next attempt's `sending()` notes it again. `answered(task)`
@@ -227,16 +227,33 @@ class SubmitNote:
         self._request = (provider, model, params)
         self._token: str | None = None
 
-    def sending(self) -> None:
-        if self._journal is not None and self._token is None:
-            self._token = self._journal.begin_submit(*self._request)
+    async def sending(self) -> None:
+        journal = self._journal
+        if journal is None or self._token is not None:
+            return
+        # Off the event loop (an fsync, or a database round trip), shielded: a note that lands
+        # after its submit was cancelled is ended at once (nothing was sent).
+        writing = asyncio.ensure_future(asyncio.to_thread(journal.begin_submit, *self._request))
+        try:
+            self._token = await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            writing.add_done_callback(self._never_sent)
+            raise
+
+    def _never_sent(self, writing: asyncio.Future[str]) -> None:
+        if self._journal is not None and not writing.cancelled() and not writing.exception():
+            self._journal.end_submit(writing.result(), at_once=True)
 
     def clear(self) -> None:
         self._end(at_once=True)
 
-    def answered(self, task: Task) -> None:
+    async def answered(self, task: Task) -> None:
+        """Shielded: once the provider took the task, its note is kept even if the caller is
+        cancelled meanwhile."""
         if self._journal is not None and self._token is not None:
-            self._journal.answer_submit(self._token, task)
+            await asyncio.shield(
+                asyncio.to_thread(self._journal.answer_submit, self._token, task)
+            )
 
     def _end(self, at_once: bool) -> None:
         if self._journal is not None and self._token is not None:

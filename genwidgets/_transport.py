@@ -46,7 +46,7 @@ RETRY_WAIT_INITIAL, RETRY_WAIT_MAX = 0.2, 10.0
 class Note(Protocol):
     """The journal's submit note (`_replay.SubmitNote`): written before, cleared if not sent."""
 
-    def sending(self) -> None: ...
+    async def sending(self) -> None: ...
 
     def clear(self) -> None: ...
 
@@ -123,7 +123,7 @@ class Transport:
     ) -> Response:
         async with self._slot(provider):
             if note is not None:
-                note.sending()  # right before the bytes go: the window a crash leaves unknown
+                await note.sending()  # right before the bytes go: the window a crash leaves unknown
             raw = await self.http.request(
                 request.method,
                 request.url,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -11,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,3 +254,110 @@ def test_notes_in_an_older_journal_table_still_count(tmp_path: Path) -> None:
     journal.forget_submits(fp)  # fresh=True
     assert journal.orphaned_submits(fp) == []
     journal.close()
+
+
+def test_notes_begun_together_share_one_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group commit: notes written while an fsync runs are covered by the next one, so a
+    batch's burst of submits costs a few disk flushes, not one each; each is durable on return."""
+    from genwidgets import _journal_notes
+
+    flushed: list[int] = []
+    real_fsync = _journal_notes._fsync_file
+    notes = _journal_notes.FileNotes(tmp_path / "notes")
+
+    def counting(path: Path) -> None:
+        flushed.append(notes._written)  # how many lines were written when it flushed
+        real_fsync(path)
+
+    monkeypatch.setattr(_journal_notes, "_fsync_file", counting)
+    notes.begin("fp0", "rixapi", "m")
+    assert flushed == [1]
+    tokens: list[str] = []
+    with notes._syncing:  # an fsync in progress: five more notes are written meanwhile
+        threads = [
+            threading.Thread(target=lambda i=i: tokens.append(notes.begin(f"fp{i}", "p", "m")))
+            for i in range(1, 6)
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while notes._written < 6:
+            assert time.monotonic() < deadline, "the notes were not written"
+            time.sleep(0.01)
+        assert tokens == []  # none returns before its line is on disk
+    for thread in threads:
+        thread.join(10)
+    assert flushed == [1, 6]  # one fsync for all five
+    assert len(tokens) == 5
+    (path,) = (tmp_path / "notes").glob("*.jsonl")
+    assert len(_read(path)[1]) == 6
+
+
+async def test_a_slow_note_does_not_stall_the_event_loop(
+    sb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The note is written off the event loop: on a slow disk (here 0.5 s a note), other tasks
+    go on meanwhile, and the submit still waits for its note before sending."""
+    real_begin = Journal.begin_submit
+    began: list[float] = []
+
+    def slow_begin(self: Journal, *args: Any) -> str:
+        time.sleep(0.5)
+        began.append(time.monotonic())
+        return real_begin(self, *args)
+
+    monkeypatch.setattr(Journal, "begin_submit", slow_begin)
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.02)
+
+    async with AsyncClient(
+        api_keys=KEYS, base_urls=sb.urls, cache_dir=tmp_path / "c", journal=tmp_path / "j.sqlite"
+    ) as client:
+        ticking = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        task = await client.submit(MODEL, prompt="a slow disk")
+        ticking.cancel()
+    assert task.id
+    assert began and began[0] >= started + 0.5
+    during = [t for t in ticks if started < t < began[0]]
+    assert len(during) >= 10, f"the loop stalled while the note was written: {len(during)} ticks"
+    assert sb.stats()["requests"]["rixapi"]["submit"] >= 1
+
+
+async def test_a_submit_cancelled_while_its_note_is_written_leaves_no_note(
+    sb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled before sending (the note still being written): nothing was sent, so the note
+    is ended as soon as it lands, not left as an orphan that would make a re-run ask."""
+    real_begin = Journal.begin_submit
+    landed = threading.Event()
+
+    def slow_begin(self: Journal, *args: Any) -> str:
+        time.sleep(0.3)
+        try:
+            return real_begin(self, *args)
+        finally:
+            landed.set()
+
+    monkeypatch.setattr(Journal, "begin_submit", slow_begin)
+    journal_path = tmp_path / "j.sqlite"
+    before = sb.stats()["requests"].get("rixapi", {}).get("submit", 0)
+    async with AsyncClient(
+        api_keys=KEYS, base_urls=sb.urls, cache_dir=tmp_path / "c", journal=journal_path
+    ) as client:
+        submitting = asyncio.ensure_future(client.submit(MODEL, prompt="cancelled early"))
+        await asyncio.sleep(0.1)
+        submitting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await submitting
+        assert await asyncio.to_thread(landed.wait, 10)
+        await asyncio.sleep(0.05)  # the loop runs the callback that ends it
+        assert open_notes(journal_path) == []
+    assert sb.stats()["requests"].get("rixapi", {}).get("submit", 0) == before
