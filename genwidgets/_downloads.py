@@ -42,6 +42,8 @@ RETRY_WAIT_INITIAL, RETRY_WAIT_MAX = 0.2, 5.0
 CHUNK = 1 << 16
 #: Redirects a download follows at most, and the answers that are redirects.
 MAX_REDIRECTS, REDIRECTS = 5, (301, 302, 303, 307, 308)
+#: Bytes of a redirect's body read to keep its connection (see `_drain`).
+REDIRECT_BODY = 1 << 16
 
 #: Asks the provider for task output `index` again: a fresh URL, or None.
 Refresh = Callable[[Task, int], Awaitable[Output | None]]
@@ -170,8 +172,12 @@ class Downloads:
                     f"{max_bytes:,}; raise max_download_bytes",
                     **context,
                 )
-            writer = self.cache.writer(
-                response.headers.get("content-type", output.content_type), max_bytes
+            # Files are opened, named and moved off the event loop (a slow disk must not stall
+            # every other task's polls); the chunks are buffered writes, done in place.
+            writer = await asyncio.to_thread(
+                self.cache.writer,
+                response.headers.get("content-type", output.content_type),
+                max_bytes,
             )
             try:
                 async for chunk in response.aiter_bytes(CHUNK):
@@ -179,7 +185,7 @@ class Downloads:
             except BaseException:
                 writer.abort()
                 raise
-            path, digest, sniffed = writer.commit()
+            path, digest, sniffed = await asyncio.to_thread(writer.commit)
         return output.model_copy(
             update={
                 "path": path,
@@ -205,9 +211,21 @@ class Downloads:
                     yield response
                     return
                 url = str(response.url.join(location))
+                await _drain(response)
             if not url.lower().startswith(("http://", "https://")):
                 raise DownloadError("Output URL redirected to a non-http(s) URL", **where)
         raise DownloadError(f"Output URL redirected over {MAX_REDIRECTS} times", **where)
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read a redirect's (small) body so its connection goes back to the pool: one left unread
+    is closed, and every download through a redirect would open a new connection. A body
+    larger than `REDIRECT_BODY` is not worth it: that connection is closed."""
+    read = 0
+    async for chunk in response.aiter_raw():
+        read += len(chunk)
+        if read > REDIRECT_BODY:
+            return
 
 
 def copy_outputs(task: Task, dest: str | Path) -> Task:

@@ -151,3 +151,35 @@ class TestVeoProtocol(SessionSandboxSuite):
     params = {"veo-3.0-fast-generate-001": {"durationSeconds": 4}}
     # the documented shapes are tested in tests/providers/, in their own format
     test_documented_shapes = None  # type: ignore[assignment]
+
+
+async def test_downloads_through_the_redirect_reuse_their_connections(
+    client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The redirect's body is read, so its connection goes back to the pool: five downloads
+    through the Files API's redirect open a connection or two per origin, not one each (a
+    batch's burst of downloads would otherwise cost the provider a new connection per file)."""
+    import httpcore
+
+    tasks = [
+        await client.run(MODEL, prompt=f"a reused connection {i}", durationSeconds=4)
+        for i in range(5)
+    ]
+    assert all(task.status is Status.SUCCEEDED and task.outputs[0].path for task in tasks)
+    created: list[str] = []
+    real_create = httpcore.AsyncConnectionPool.create_connection
+
+    def counting(self: httpcore.AsyncConnectionPool, origin: httpcore.Origin) -> Any:
+        created.append(str(origin))
+        return real_create(self, origin)
+
+    monkeypatch.setattr(httpcore.AsyncConnectionPool, "create_connection", counting)
+    for task in tasks:  # again, from the provider: the cached copies are set aside
+        for output in task.outputs:
+            assert output.path is not None
+            output.path.unlink()
+        fetched = await client.download(task.evolve(outputs=tuple(
+            o.model_copy(update={"path": None, "sha256": None}) for o in task.outputs
+        )))  # fmt: skip
+        assert fetched.outputs[0].path is not None and fetched.outputs[0].path.exists()
+    assert len(created) <= 4, created  # 10 requests over two origins
