@@ -172,12 +172,8 @@ class Downloads:
                     f"{max_bytes:,}; raise max_download_bytes",
                     **context,
                 )
-            # Files are opened, named and moved off the event loop (a slow disk must not stall
-            # every other task's polls); the chunks are buffered writes, done in place.
-            writer = await asyncio.to_thread(
-                self.cache.writer,
-                response.headers.get("content-type", output.content_type),
-                max_bytes,
+            writer = self.cache.writer(
+                response.headers.get("content-type", output.content_type), max_bytes
             )
             try:
                 async for chunk in response.aiter_bytes(CHUNK):
@@ -185,7 +181,7 @@ class Downloads:
             except BaseException:
                 writer.abort()
                 raise
-            path, digest, sniffed = await asyncio.to_thread(writer.commit)
+            path, digest, sniffed = writer.commit()
         return output.model_copy(
             update={
                 "path": path,
