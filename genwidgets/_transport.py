@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
+import ssl
 import time
-from collections.abc import Awaitable, Callable
-from typing import Literal, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Literal, Protocol, TypeVar
 
+import httpcore
 import httpx
 import stamina
+from httpcore._utils import is_socket_readable
 
 from ._budget import Budget
 from ._events import MAX_TASK_STREAMS
@@ -56,15 +60,107 @@ def new_http_client(timeout: float) -> httpx.AsyncClient:
     another host must never see an auth header). Open task streams are `MAX_TASK_STREAMS` at
     most (`_events`) and never pass the per-provider gate, so requests keep `MAX_CONNECTIONS`
     of their own however many streams are open."""
+    limits = httpx.Limits(
+        max_connections=MAX_CONNECTIONS + MAX_TASK_STREAMS,
+        max_keepalive_connections=MAX_KEEPALIVE,
+    )
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
-        limits=httpx.Limits(
-            max_connections=MAX_CONNECTIONS + MAX_TASK_STREAMS,
-            max_keepalive_connections=MAX_KEEPALIVE,
-        ),
+        limits=limits,
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
+        transport=with_cheap_idle_checks(httpx.AsyncHTTPTransport(limits=limits)),
     )
+
+
+def with_cheap_idle_checks(transport: httpx.AsyncHTTPTransport) -> httpx.AsyncHTTPTransport:
+    """`transport`, its connections answering "is this idle socket readable?" from a socket
+    looked up once per connection.
+
+    httpcore asks that of every idle connection in the pool at every request's start and end
+    (a server that closed a kept-alive connection leaves it readable). Through anyio each
+    question also rebuilds the socket's attribute table, a `getpeername` system call included:
+    in a 1,000-task batch, 140,000 of them, a third of the event loop's busy time with the
+    journal's threads in the process (each system call may hand the GIL to one of them). The
+    readability poll itself stays, so a closed connection is still never reused.
+
+    The pool's backend is httpcore's documented `network_backend`, which httpx's transport does
+    not expose: it is swapped on the pool httpx built. A transport of another shape (a future
+    httpx) is returned as it is: slower, never wrong; tests/client/test_transport_pool.py fails
+    loudly then."""
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    wrapped = isinstance(backend, _KnownSocketBackend)
+    if isinstance(pool, httpcore.AsyncConnectionPool) and backend is not None and not wrapped:
+        pool._network_backend = _KnownSocketBackend(backend)
+    return transport
+
+
+class _KnownSocketBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's own backend, its streams wrapped in `_KnownSocketStream`."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(
+            host,
+            port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
+        return _KnownSocketStream(stream)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_unix_socket(
+            path, timeout=timeout, socket_options=socket_options
+        )
+        return _KnownSocketStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _KnownSocketStream(httpcore.AsyncNetworkStream):
+    """A network stream that looks its socket up once (see `with_cheap_idle_checks`)."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket: socket.socket | None = inner.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _KnownSocketStream(
+            await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable" and self._socket is not None:
+            return is_socket_readable(self._socket)
+        return self._inner.get_extra_info(info)
 
 
 def to_response(raw: httpx.Response) -> Response:
