@@ -243,7 +243,7 @@ class AsyncClient:
             raise
         if paid:
             guard.bind(task.provider, task.id, estimate)
-        self._tracker.follow(task, ends, submitted=True)
+        self._tracker.follow(task, ends, submitted=True, sent_at=note.sent_at)
         return task
 
     def resume(self) -> builtins.list[Task]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Container
 from pathlib import Path
 from types import TracebackType
@@ -226,19 +227,25 @@ class SubmitNote:
         self._journal = journal
         self._request = (provider, model, params)
         self._token: str | None = None
+        #: When the (last) submit request left (`time.monotonic()`; None: none did): the
+        #: provider's clock for the task starts about then, not when its answer came back (a
+        #: `Prefer: wait` create is held for seconds), so its polls are timed from here.
+        self.sent_at: float | None = None
 
     async def sending(self) -> None:
         journal = self._journal
-        if journal is None or self._token is not None:
-            return
-        # Off the event loop (an fsync, or a database round trip), shielded: a note that lands
-        # after its submit was cancelled is ended at once (nothing was sent).
-        writing = asyncio.ensure_future(asyncio.to_thread(journal.begin_submit, *self._request))
-        try:
-            self._token = await asyncio.shield(writing)
-        except asyncio.CancelledError:
-            writing.add_done_callback(self._never_sent)
-            raise
+        if journal is not None and self._token is None:
+            # Off the event loop (an fsync, or a database round trip), shielded: a note that
+            # lands after its submit was cancelled is ended at once (nothing was sent).
+            writing = asyncio.ensure_future(
+                asyncio.to_thread(journal.begin_submit, *self._request)
+            )
+            try:
+                self._token = await asyncio.shield(writing)
+            except asyncio.CancelledError:
+                writing.add_done_callback(self._never_sent)
+                raise
+        self.sent_at = time.monotonic()
 
     def _never_sent(self, writing: asyncio.Future[str]) -> None:
         if self._journal is not None and not writing.cancelled() and not writing.exception():

@@ -37,7 +37,7 @@ class Followed:
     task: Task
     deadline: float | None = None
     deadline_seconds: float | None = None
-    submitted_at: float | None = None  # None: re-attached or resumed, not submitted here
+    submitted_at: float | None = None  # its submit left; None: re-attached or resumed
     polled_at: float | None = None  # the last answer from the provider about it
     changed_at: float | None = None  # its status last changed (the backoff starts afresh)
     seen_running: float | None = None  # the last poll that found it not done yet
@@ -108,15 +108,23 @@ class Tracker:
         return None if seconds is None else (time.monotonic() + seconds, seconds)
 
     def follow(
-        self, task: Task, deadline: tuple[float, float] | None, *, submitted: bool = False
+        self,
+        task: Task,
+        deadline: tuple[float, float] | None,
+        *,
+        submitted: bool = False,
+        sent_at: float | None = None,
     ) -> None:
-        """Follow `task` until it ends (a task that already ended needs no following)."""
+        """Follow `task` until it ends (a task that already ended needs no following).
+        `submitted` here: its polls are timed from `sent_at`, when its submit request left
+        (default now), the provider's clock for it starting about then."""
         if task.done:
             return
         now = time.monotonic()
         record = Followed(task)
         if submitted:
-            record.submitted_at = record.polled_at = record.changed_at = now
+            record.polled_at = record.changed_at = now
+            record.submitted_at = now if sent_at is None else min(sent_at, now)
         if deadline is not None:
             record.deadline, record.deadline_seconds = deadline
         key = (task.provider, task.id)

@@ -123,3 +123,21 @@ async def test_a_batch_of_a_new_model_waits_for_its_scouts(sb: Any, tmp_path: Pa
     # about once.
     assert polls <= 3.5 * n, polls  # without scouts: 60-69 here
     assert took < 3.0, f"{took:.2f} s for {n} tasks of {SERVER_SECONDS} s"
+
+
+async def test_polls_are_timed_from_when_the_submit_left_not_from_its_answer(
+    sb: Any, tmp_path: Path
+) -> None:
+    """The provider's clock for a task starts when it gets the submit; an answer that comes back
+    late (a slow network, a `Prefer: wait` create held for seconds) must not push every poll of
+    the task, and every duration learned from it, later by as much."""
+    async with make(sb, tmp_path, budgets=False) as client:
+        sb.set_faults(latency=0.5)  # every answer comes 0.5 s after its request
+        before = time.monotonic()
+        task = await client.submit("onerouter:acme/text-to-image", prompt="a late answer")
+        answered = time.monotonic()
+        record = client._tracker.get(task)
+        assert record is not None and record.submitted_at is not None
+        assert before <= record.submitted_at <= answered - 0.45
+        sb.set_faults(latency=0.0)
+        assert (await client.wait(task)).status is Status.SUCCEEDED
