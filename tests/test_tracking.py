@@ -87,3 +87,22 @@ def test_few_tasks_of_a_model_are_a_notebooks_cards_many_a_batch() -> None:
         assert track.few(task(tid="t0")) is (i >= 2)
     submitted(track, "t0", ago=1.0, aim=None)  # followed again: counted once
     assert track.few(task(tid="t0"))
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "from_request"),
+    [("onerouter", "bytedance/seedance", True), (PROVIDER, MODEL, False)],
+)
+def test_a_submit_is_timed_from_its_request_where_durations_are_the_providers(
+    provider: str, model: str, from_request: bool
+) -> None:
+    """OneRouter reports finish times (its durations run on its clock, which starts at the
+    request); OpenRouter's videos do not (durations, and so aims, count from the answer)."""
+    track = tracker()
+    sent = time.monotonic() - 2.0  # the answer took 2 s
+    new = Task(id="t1", provider=provider, model=model, status=Status.RUNNING)
+    track.follow(new, None, submitted=True, sent_at=sent)
+    record = track.get(new)
+    assert record is not None and record.submitted_at is not None
+    assert (record.submitted_at == sent) is from_request
+    assert record.submitted_at >= sent
