@@ -128,9 +128,9 @@ class Tracker:
         now = time.monotonic()
         record = Followed(task)
         if submitted:
-            record.polled_at = record.changed_at = now
-            exact = sent_at is not None and self.estimate(task).exact
-            record.submitted_at = min(sent_at, now) if exact and sent_at is not None else now
+            record.submitted_at = record.polled_at = record.changed_at = now
+            if sent_at is not None and self.estimate(task).exact:
+                record.submitted_at = min(sent_at, now)
         if deadline is not None:
             record.deadline, record.deadline_seconds = deadline
         key = (task.provider, task.id)

@@ -21,7 +21,11 @@ from typing import Any, Literal, Protocol, TypeVar
 import httpcore
 import httpx
 import stamina
-from httpcore._utils import is_socket_readable
+
+try:  # httpcore's own readability check (private, there since 0.x): the same test it makes
+    from httpcore._utils import is_socket_readable
+except ImportError:  # pragma: no cover - a future httpcore: keep its own slower path
+    is_socket_readable = None  # type: ignore[assignment]
 
 from ._budget import Budget
 from ._events import MAX_TASK_STREAMS
@@ -93,7 +97,8 @@ def with_cheap_idle_checks(transport: httpx.AsyncHTTPTransport) -> httpx.AsyncHT
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     wrapped = isinstance(backend, _KnownSocketBackend)
-    if isinstance(pool, httpcore.AsyncConnectionPool) and backend is not None and not wrapped:
+    known_shape = isinstance(pool, httpcore.AsyncConnectionPool) and backend is not None
+    if known_shape and not wrapped and is_socket_readable is not None:
         pool._network_backend = _KnownSocketBackend(backend)
     return transport
 
